@@ -1,0 +1,61 @@
+// Command sluice is an OpenAI-compatible inference gateway over local engines
+// (llama-server, Ollama, any OpenAI-compatible server). main only wires packages.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `sluice: an OpenAI-compatible LLM gateway for self-hosted engines.
+
+Usage:
+  sluice serve [--config FILE] [--model FILE.gguf | --ollama URL | --upstream URL] [--listen ADDR]
+  sluice gen-model [--out FILE] [--embedding] [--vocab tokenizer.json] [--dim N --layers N ...]
+  sluice bench gateway [--json] [--duration 5s] [--rates 500,2000,5000]
+  sluice version
+
+Run "sluice <command> -h" for a command's flags.
+`
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stdout, stderr)
+	case "gen-model":
+		err = genModel(args[1:], stdout, stderr)
+	case "bench":
+		err = bench(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "sluice", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice:", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sluice-llm/sluice/compress"
+	"github.com/sluice-llm/sluice/config"
+	"github.com/sluice-llm/sluice/gateway"
+	"github.com/sluice-llm/sluice/models"
+	"github.com/sluice-llm/sluice/router"
+	"github.com/sluice-llm/sluice/scheduler"
+)
+
+type serveFlags struct {
+	config, listen, model, ollama, upstream, upstreamKey, llamaServer, logLevel string
+	slots                                                                      int
+	readyTimeout                                                               time.Duration
+}
+
+func loadServeConfig(f serveFlags, env config.Env) (*config.Config, error) {
+	var cfg *config.Config
+	var err error
+	switch {
+	case f.config != "":
+		cfg, err = config.Load(f.config, env)
+	case f.model != "" || f.ollama != "" || f.upstream != "":
+		cfg = &config.Config{}
+		if f.model != "" {
+			abs, _ := filepath.Abs(f.model)
+			cfg.Engines = append(cfg.Engines, config.Engine{Name: "local", Kind: "llamacpp", ModelPath: abs,
+				Binary: f.llamaServer, Slots: f.slots})
+		}
+		if f.ollama != "" {
+			cfg.Engines = append(cfg.Engines, config.Engine{Name: "ollama", Kind: "ollama", URL: f.ollama, Slots: f.slots})
+		}
+		if f.upstream != "" {
+			cfg.Engines = append(cfg.Engines, config.Engine{Name: "upstream", Kind: "openai", URL: f.upstream,
+				APIKey: f.upstreamKey, Slots: f.slots})
+		}
+		err = cfg.Finish(env)
+		if err != nil {
+			err = fmt.Errorf("flags: %w", err)
+		}
+	default:
+		cfg, err = config.Default(env)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if f.listen != "" {
+		cfg.Server.Listen = f.listen
+	}
+	if f.logLevel != "" {
+		cfg.Log.Level = f.logLevel
+	}
+	if f.llamaServer != "" {
+		for i := range cfg.Engines {
+			if cfg.Engines[i].Kind == "llamacpp" {
+				cfg.Engines[i].Binary = f.llamaServer
+			}
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+	o := &slog.HandlerOptions{Level: lvl}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f serveFlags
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.config, "config", "", "YAML config file (default: the embedded demo config)")
+	fs.StringVar(&f.listen, "listen", "", "address to listen on (overrides server.listen)")
+	fs.StringVar(&f.model, "model", "", "serve this GGUF file with a llama-server sluice runs")
+	fs.StringVar(&f.ollama, "ollama", "", "serve the models of the Ollama server at this URL")
+	fs.StringVar(&f.upstream, "upstream", "", "serve the models of this OpenAI-compatible base URL (e.g. http://vllm:8000/v1)")
+	fs.StringVar(&f.upstreamKey, "upstream-key", "", "API key for --upstream (prefer a config file with ${ENV})")
+	fs.StringVar(&f.llamaServer, "llama-server", "", "llama-server binary (default: $SLUICE_LLAMA_SERVER, the build cache, $PATH)")
+	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error")
+	fs.IntVar(&f.slots, "slots", 0, "slots (parallel sequences) for engines given by flags (default 4)")
+	fs.DurationVar(&f.readyTimeout, "ready-timeout", 3*time.Minute, "how long to wait for engines at start")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadServeConfig(f, config.OSEnv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+
+	var counter models.TokenCounter
+	if cfg.Tokenizer != "" {
+		tk, err := compress.LoadTokenizer(cfg.Tokenizer)
+		if err != nil {
+			log.Warn("token counting falls back to ~4 bytes a token", "err", err)
+		} else {
+			counter = tk
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	engCtx, stopEngines := context.WithCancel(context.Background())
+	defer stopEngines()
+	engines, err := buildEngines(cfg, counter, log)
+	if err != nil {
+		return err
+	}
+	defer engines.close()
+	var engWG sync.WaitGroup
+	for _, e := range engines.list {
+		if e.run == nil {
+			continue
+		}
+		engWG.Add(1)
+		go func() {
+			defer engWG.Done()
+			if err := e.run(engCtx, cfg.Server.ShutdownTimeout); err != nil {
+				log.Error("engine supervisor stopped", "engine", e.name, "err", err)
+			}
+		}()
+	}
+	defer engWG.Wait()
+	defer stopEngines()
+
+	sched := scheduler.New(engines.backends(), scheduler.Options{
+		MaxQueue: cfg.Scheduler.MaxQueue, RefreshEvery: cfg.Scheduler.RefreshEvery, Registry: reg, Logger: log,
+	})
+	entries, err := engines.catalog(ctx, log)
+	if err != nil {
+		return err
+	}
+	rt, err := router.New(entries)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(gateway.Options{
+		MaxBodyBytes: cfg.Server.MaxBodyBytes, RequestTimeout: cfg.Server.RequestTimeout,
+		APIKeys: cfg.Server.KeyDigests(), Router: rt, Scheduler: sched, Models: rt.Models,
+		Ready: sched.Ready, Registry: reg, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gw.Serve(ln) }()
+	go sched.Run(engCtx)
+
+	fmt.Fprintf(stdout, "sluice %s listening on http://%s (engines starting: %s)\n", version, ln.Addr(), engines.names())
+	readyCtx, cancelReady := context.WithTimeout(ctx, f.readyTimeout)
+	err = engines.waitReady(readyCtx, stdout)
+	cancelReady()
+	if err != nil && ctx.Err() == nil {
+		_ = gw.Shutdown(context.Background())
+		return err
+	}
+	if ctx.Err() == nil {
+		sched.RefreshAll(ctx)
+		printReady(stdout, ln.Addr().String(), rt.Models())
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("server stopped: %w", err)
+	}
+	fmt.Fprintln(stdout, "sluice: shutting down (finishing requests in flight)")
+	shCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+	defer cancel()
+	if err := gw.Shutdown(shCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown", "err", err)
+	}
+	return nil
+}
+
+func printReady(w io.Writer, addr string, ms []models.ModelInfo) {
+	chat, names := "", make([]string, 0, len(ms))
+	for _, m := range ms {
+		names = append(names, m.ID)
+		if chat == "" && m.Kind == "chat" {
+			chat = m.ID
+		}
+	}
+	fmt.Fprintf(w, "sluice ready: http://%s serves %s\n", addr, strings.Join(names, ", "))
+	if chat != "" {
+		fmt.Fprintf(w, "try: curl -N http://%s/v1/chat/completions -H 'Content-Type: application/json' "+
+			"-d '{\"model\":\"%s\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n", addr, chat)
+	}
+}

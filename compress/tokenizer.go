@@ -1,0 +1,56 @@
+package compress
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/sluice-llm/sluice/models"
+	"github.com/sugarme/tokenizer"
+	"github.com/sugarme/tokenizer/pretrained"
+)
+
+// Tokenizer counts and splits text into a model's tokens.
+type Tokenizer struct {
+	mu sync.Mutex // the library's encoder keeps caches that are not safe for concurrent use
+	tk *tokenizer.Tokenizer
+}
+
+var _ models.TokenCounter = (*Tokenizer)(nil)
+
+// LoadTokenizer reads a Hugging Face tokenizer.json. Files the library cannot load (some
+// Llama-3/Qwen pre-tokenizer patterns make it panic) give an error instead of a crash.
+func LoadTokenizer(path string) (t *Tokenizer, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			t, err = nil, fmt.Errorf("compress: tokenizer %s is not supported: %v", path, r)
+		}
+	}()
+	tk, err := pretrained.FromFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("compress: load tokenizer %s: %w", path, err)
+	}
+	return &Tokenizer{tk: tk}, nil
+}
+
+// Encode returns the token ids of text (no BOS/EOS).
+func (t *Tokenizer) Encode(text string) ([]int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	enc, err := t.tk.EncodeSingle(text, false)
+	if err != nil {
+		return nil, err
+	}
+	return enc.Ids, nil
+}
+
+// CountTokens returns the number of tokens in text (~4 bytes a token if encoding fails).
+func (t *Tokenizer) CountTokens(text string) int {
+	if text == "" {
+		return 0
+	}
+	ids, err := t.Encode(text)
+	if err != nil {
+		return (len(text) + 3) / 4
+	}
+	return len(ids)
+}

@@ -1,0 +1,326 @@
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// Versions of the engines scripts/ build (keep in step with scripts/common.sh).
+const (
+	LlamaServerVersion = "3.21.1"
+	OllamaVersion      = "0.17.4"
+)
+
+// Config is the whole file.
+type Config struct {
+	Server    Server    `yaml:"server"`
+	Engines   []Engine  `yaml:"engines"`
+	Scheduler Scheduler `yaml:"scheduler"`
+	Log       Log       `yaml:"log"`
+	// Tokenizer is a Hugging Face tokenizer.json used to count tokens when an engine
+	// reports none (default: the Llama-2 vocabulary in the cache, when present).
+	Tokenizer string `yaml:"tokenizer"`
+}
+
+// Server configures the HTTP front end.
+type Server struct {
+	Listen         string        `yaml:"listen"`
+	MaxBodyBytes   int           `yaml:"max_body_bytes"`
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// APIKeys are accepted bearer keys: plain keys (put them in the environment and
+	// write "${MY_KEY}") or "sha256:<hex>" digests. Empty: no authentication.
+	APIKeys []string `yaml:"api_keys"`
+	// ShutdownTimeout bounds how long in-flight requests may finish on shutdown.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Engine is one inference engine: a llama-server (managed when model_path is set, or at
+// url), an Ollama server, or any OpenAI-compatible server.
+type Engine struct {
+	Name string `yaml:"name"`
+	Kind string `yaml:"kind"` // llamacpp | ollama | openai
+	URL  string `yaml:"url"`
+	// APIKey for OpenAI-compatible engines and clouds (use ${ENV_VAR}).
+	APIKey string `yaml:"api_key"`
+
+	// Managed llama-server.
+	Binary    string   `yaml:"binary"`
+	ModelPath string   `yaml:"model_path"`
+	Slots     int      `yaml:"slots"`
+	Context   int      `yaml:"context"`
+	Threads   int      `yaml:"threads"`
+	GPULayers int      `yaml:"gpu_layers"`
+	Embedding bool     `yaml:"embedding"`
+	Args      []string `yaml:"args"`
+	Env       []string `yaml:"env"`
+	// Optional engines whose model file is missing are left out instead of failing.
+	Optional bool `yaml:"optional"`
+
+	// MaxConcurrency caps requests in flight for engines that report no slots.
+	MaxConcurrency int `yaml:"max_concurrency"`
+	// Models served by this engine; empty: discovered from the engine (ollama, openai)
+	// or named after the GGUF file (llamacpp).
+	Models []Model `yaml:"models"`
+}
+
+// Model is a name clients use and what it maps to on the engine.
+type Model struct {
+	Name     string   `yaml:"name"`
+	Upstream string   `yaml:"upstream"` // the engine's name for it (default: Name)
+	Aliases  []string `yaml:"aliases"`
+	Kind     string   `yaml:"kind"` // chat (default) | embedding
+}
+
+// Scheduler tunes admission.
+type Scheduler struct {
+	MaxQueue     int           `yaml:"max_queue"`
+	RefreshEvery time.Duration `yaml:"refresh_every"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text | json
+}
+
+// Env abstracts the environment (tests pass a map).
+type Env func(string) (string, bool)
+
+// OSEnv reads the process environment.
+func OSEnv(k string) (string, bool) { return os.LookupEnv(k) }
+
+// CacheDir is where scripts/ keep engines, the vocabulary and generated models:
+// $SLUICE_CACHE, else $XDG_CACHE_HOME/sluice, else ~/.cache/sluice.
+func CacheDir(env Env) string {
+	if d, ok := env("SLUICE_CACHE"); ok && d != "" {
+		return d
+	}
+	if d, ok := env("XDG_CACHE_HOME"); ok && d != "" {
+		return filepath.Join(d, "sluice")
+	}
+	home, ok := env("HOME")
+	if !ok || home == "" {
+		home, _ = os.UserHomeDir()
+	}
+	return filepath.Join(home, ".cache", "sluice")
+}
+
+// Default returns the embedded default configuration.
+func Default(env Env) (*Config, error) {
+	return Parse(defaultYAML, "default.yaml", env)
+}
+
+// Load reads and parses a file.
+func Load(path string, env Env) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(b, path, env)
+}
+
+// Parse decodes YAML strictly, expands ${VAR} in values, applies defaults and validates.
+func Parse(b []byte, name string, env Env) (*Config, error) {
+	if env == nil {
+		env = OSEnv
+	}
+	// SLUICE_CACHE is always defined for expansion, so the default config works.
+	expandEnv := func(k string) (string, bool) {
+		if v, ok := env(k); ok {
+			return v, true
+		}
+		if k == "SLUICE_CACHE" {
+			return CacheDir(env), true
+		}
+		return "", false
+	}
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	c := &Config{}
+	if root.Kind != 0 {
+		if err := checkKeys(root.Content[0], reflect.TypeOf(*c), ""); err != nil {
+			return nil, fmt.Errorf("config %s: %w", name, err)
+		}
+		if err := expand(root.Content[0], expandEnv); err != nil {
+			return nil, fmt.Errorf("config %s: %w", name, err)
+		}
+		if err := root.Content[0].Decode(c); err != nil {
+			return nil, fmt.Errorf("config %s: %w", name, err)
+		}
+	}
+	c.applyDefaults(env)
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	return c, nil
+}
+
+// checkKeys walks the YAML mapping beside the struct type and reports the first key the
+// type does not have, with its full path.
+func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if t == reflect.TypeOf(time.Duration(0)) {
+			return nil
+		}
+		if n.Kind != yaml.MappingNode {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				return nil
+			}
+			return fmt.Errorf("%s: expected a mapping (line %d)", orRoot(path), n.Line)
+		}
+		fields := map[string]reflect.StructField{}
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if tag != "" && tag != "-" {
+				fields[tag] = f
+			}
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			f, ok := fields[k]
+			p := join(path, k)
+			if !ok {
+				return fmt.Errorf("unknown key %s (line %d); known keys here: %s", p, n.Content[i].Line, known(fields))
+			}
+			if err := checkKeys(n.Content[i+1], f.Type, p); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return nil // the decoder reports type errors
+		}
+		for i, e := range n.Content {
+			if err := checkKeys(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func join(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
+
+func orRoot(p string) string {
+	if p == "" {
+		return "top level"
+	}
+	return p
+}
+
+func known(m map[string]reflect.StructField) string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sortStrings(ks)
+	return strings.Join(ks, ", ")
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+// expand replaces ${VAR} and ${VAR:-default} in every scalar value (never in keys).
+func expand(n *yaml.Node, env Env) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		v, err := ExpandString(n.Value, env)
+		if err != nil {
+			return fmt.Errorf("line %d: %w", n.Line, err)
+		}
+		if v != n.Value {
+			n.Value = v
+			if n.Tag == "!!null" || n.Tag == "" {
+				n.Tag = "!!str"
+			}
+		}
+	case yaml.MappingNode:
+		for i := 1; i < len(n.Content); i += 2 {
+			if err := expand(n.Content[i], env); err != nil {
+				return err
+			}
+		}
+	case yaml.SequenceNode, yaml.DocumentNode:
+		for _, c := range n.Content {
+			if err := expand(c, env); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ExpandString expands ${VAR} and ${VAR:-default}; "$$" is a literal "$". An unset
+// variable without a default is an error naming it, so a missing secret is caught at
+// start-up rather than sent as an empty key.
+func ExpandString(s string, env Env) (string, error) {
+	if !strings.Contains(s, "$") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '$' || i+1 >= len(s) {
+			b.WriteByte(c)
+			continue
+		}
+		if s[i+1] == '$' {
+			b.WriteByte('$')
+			i++
+			continue
+		}
+		if s[i+1] != '{' {
+			b.WriteByte(c)
+			continue
+		}
+		end := strings.IndexByte(s[i:], '}')
+		if end < 0 {
+			return "", fmt.Errorf("unclosed ${ in %q", s)
+		}
+		expr := s[i+2 : i+end]
+		name, def, hasDef := strings.Cut(expr, ":-")
+		v, ok := env(name)
+		switch {
+		case ok && v != "":
+			b.WriteString(v)
+		case hasDef:
+			b.WriteString(def)
+		case ok:
+		default:
+			return "", fmt.Errorf("environment variable %s is not set", name)
+		}
+		i += end
+	}
+	return b.String(), nil
+}

@@ -1,0 +1,94 @@
+package gateway
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/sluice-llm/sluice/internal/jsonx"
+	"github.com/sluice-llm/sluice/models"
+	"github.com/valyala/fasthttp"
+)
+
+// statusOf maps an error to an HTTP status, an OpenAI error type and a default code.
+func statusOf(err error) (status int, typ, code string) {
+	var e *models.Error
+	if errors.As(err, &e) && e.Status != 0 {
+		status = e.Status
+	}
+	pick := func(s int, t, c string) (int, string, string) {
+		if status == 0 {
+			status = s
+		}
+		return status, t, c
+	}
+	switch {
+	case errors.Is(err, models.ErrInvalid):
+		return pick(fasthttp.StatusBadRequest, "invalid_request_error", "")
+	case errors.Is(err, models.ErrAuth):
+		return pick(fasthttp.StatusUnauthorized, "invalid_request_error", "invalid_api_key")
+	case errors.Is(err, models.ErrForbidden):
+		return pick(fasthttp.StatusForbidden, "invalid_request_error", "forbidden")
+	case errors.Is(err, models.ErrNotFound):
+		return pick(fasthttp.StatusNotFound, "invalid_request_error", "not_found")
+	case errors.Is(err, models.ErrTooLarge):
+		return pick(fasthttp.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large")
+	case errors.Is(err, models.ErrRejected):
+		return pick(fasthttp.StatusTooManyRequests, "rate_limit_error", "rate_limit_exceeded")
+	case errors.Is(err, models.ErrOverBudget):
+		return pick(fasthttp.StatusTooManyRequests, "insufficient_quota", "budget_exceeded")
+	case errors.Is(err, models.ErrUpstream):
+		return pick(fasthttp.StatusBadGateway, "server_error", "engine_error")
+	case errors.Is(err, models.ErrUnavailable), errors.Is(err, models.ErrNoCapacity), errors.Is(err, models.ErrSaturated):
+		return pick(fasthttp.StatusServiceUnavailable, "server_error", "engine_unavailable")
+	case errors.Is(err, models.ErrTimeout):
+		return pick(fasthttp.StatusGatewayTimeout, "server_error", "timeout")
+	case errors.Is(err, models.ErrCanceled):
+		return pick(499, "invalid_request_error", "canceled")
+	}
+	return pick(fasthttp.StatusInternalServerError, "server_error", "internal_error")
+}
+
+// appendErrorJSON writes {"error":{...}} in OpenAI's shape.
+func appendErrorJSON(dst []byte, err error) []byte {
+	_, typ, code := statusOf(err)
+	msg, param := err.Error(), ""
+	var e *models.Error
+	if errors.As(err, &e) {
+		param = e.Param
+		if e.Code != "" {
+			code = e.Code
+		}
+	}
+	dst = append(dst, `{"error":{"message":`...)
+	dst = jsonx.AppendString(dst, msg)
+	dst = append(dst, `,"type":`...)
+	dst = jsonx.AppendString(dst, typ)
+	dst = append(dst, `,"param":`...)
+	if param == "" {
+		dst = append(dst, "null"...)
+	} else {
+		dst = jsonx.AppendString(dst, param)
+	}
+	dst = append(dst, `,"code":`...)
+	if code == "" {
+		dst = append(dst, "null"...)
+	} else {
+		dst = jsonx.AppendString(dst, code)
+	}
+	return append(dst, "}}"...)
+}
+
+// writeError answers ctx with err in OpenAI's error format.
+func writeError(ctx *fasthttp.RequestCtx, err error) {
+	status, _, _ := statusOf(err)
+	var e *models.Error
+	if errors.As(err, &e) && e.RetryAfter > 0 {
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+	} else if status == fasthttp.StatusServiceUnavailable || status == fasthttp.StatusTooManyRequests {
+		ctx.Response.Header.Set("Retry-After", "1")
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(appendErrorJSON(nil, err))
+}

@@ -1,0 +1,194 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/sluice-llm/sluice/internal/jsonx"
+	"github.com/sluice-llm/sluice/models"
+	"github.com/valyala/fasthttp"
+)
+
+func (s *Server) chat(ctx *fasthttp.RequestCtx) { s.serve(ctx, models.KindChat, "chat") }
+func (s *Server) completions(ctx *fasthttp.RequestCtx) {
+	s.serve(ctx, models.KindCompletion, "completions")
+}
+func (s *Server) embeddings(ctx *fasthttp.RequestCtx) { s.serve(ctx, models.KindEmbedding, "embeddings") }
+
+func (s *Server) newID() string {
+	return s.idPre + strconv.FormatUint(s.seq.Add(1), 36)
+}
+
+func (s *Server) getBuf() *[]byte {
+	if p, ok := s.bufs.Get().(*[]byte); ok {
+		return p
+	}
+	b := make([]byte, 0, 4096)
+	return &b
+}
+
+func (s *Server) putBuf(p *[]byte) {
+	if cap(*p) > 1<<20 {
+		return
+	}
+	*p = (*p)[:0]
+	s.bufs.Put(p)
+}
+
+// serve runs one inference request through router and scheduler and answers it.
+func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint string) {
+	start := time.Now()
+	tenant, err := s.authorize(ctx)
+	if err != nil {
+		s.fail(ctx, endpoint, "", err)
+		return
+	}
+	r := &models.Request{Arrived: start, Tenant: tenant}
+	p := s.parsers.Get()
+	err = parseRequest(p, kind, ctx.PostBody(), r)
+	s.parsers.Put(p)
+	if err != nil {
+		s.fail(ctx, endpoint, "", err)
+		return
+	}
+	r.ID = s.newID()
+	rctx, cancel := context.WithTimeout(s.base, s.opts.RequestTimeout)
+	r.Deadline = start.Add(s.opts.RequestTimeout)
+	t, err := s.opts.Router.Route(rctx, r)
+	if err != nil {
+		cancel()
+		s.fail(ctx, endpoint, "", err)
+		return
+	}
+	s.m.inflight.Inc()
+	st, err := s.opts.Scheduler.Open(rctx, t, r)
+	if err != nil {
+		cancel()
+		s.m.inflight.Dec()
+		s.fail(ctx, endpoint, t.Model, err)
+		s.m.duration.WithLabelValues(endpoint, t.Model).Observe(time.Since(start).Seconds())
+		return
+	}
+	ctx.Response.Header.Set("X-Request-Id", r.ID)
+	if r.Stream && kind != models.KindEmbedding {
+		s.stream(ctx, rctx, cancel, endpoint, t, r, st)
+		return
+	}
+	defer cancel()
+	s.respond(ctx, endpoint, t, r, st)
+}
+
+// respond writes a non-streamed answer.
+func (s *Server) respond(ctx *fasthttp.RequestCtx, endpoint string, t models.Target, r *models.Request, st models.Stream) {
+	defer s.m.inflight.Dec()
+	bp := s.getBuf()
+	defer s.putBuf(bp)
+	out := (*bp)[:0]
+	var (
+		role, finish string
+		text         []byte
+		toolCalls    []byte
+		vecs         [][]float32
+		raw          bool
+		rawUsage     bool
+	)
+	for {
+		c, err := st.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			st.Close()
+			s.finish(endpoint, t, r, st.Usage(), err, 0)
+			s.fail(ctx, endpoint, t.Model, err)
+			return
+		}
+		if c.Format == models.FormatOpenAIFull {
+			var tmp [128]byte
+			out, err = jsonx.Set(out, c.Raw, "model", jsonx.AppendString(tmp[:0], t.Model))
+			if err != nil {
+				st.Close()
+				s.fail(ctx, endpoint, t.Model, &models.Error{Kind: models.ErrUpstream, Msg: "engine answer is not a JSON object"})
+				return
+			}
+			raw, rawUsage = true, c.Usage != nil
+			continue
+		}
+		if c.Role != "" {
+			role = c.Role
+		}
+		text = append(text, c.Text...)
+		toolCalls = mergeToolCalls(toolCalls, c.ToolCalls)
+		if c.FinishReason != "" {
+			finish = c.FinishReason
+		}
+		if c.Embeddings != nil {
+			vecs = append(vecs, c.Embeddings...)
+		}
+	}
+	u := st.Usage()
+	st.Close()
+	switch {
+	case raw && !rawUsage:
+		// The engine reported no usage: add sluice's count.
+		fixed, err := jsonx.Set(nil, out, "usage", appendUsage(nil, u))
+		if err == nil {
+			out = append(out[:0], fixed...)
+		}
+	case raw:
+	case r.Kind == models.KindEmbedding:
+		a := answer{id: r.ID, model: t.Model, created: r.Arrived.Unix(), kind: r.Kind}
+		out = a.appendEmbeddings(out, vecs, r.EncodingFormat, u)
+	default:
+		a := answer{id: idPrefix(r.Kind) + r.ID, model: t.Model, created: r.Arrived.Unix(), kind: r.Kind}
+		out = a.appendFull(out, role, string(text), toolCalls, finish, u)
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(out)
+	s.finish(endpoint, t, r, u, nil, 0)
+	s.m.requests.WithLabelValues(endpoint, t.Model, "200").Inc()
+}
+
+func idPrefix(k models.Kind) string {
+	if k == models.KindCompletion {
+		return "cmpl-"
+	}
+	return "chatcmpl-"
+}
+
+// mergeToolCalls collects tool calls: whole arrays (non-streamed) replace, deltas append.
+func mergeToolCalls(acc, next []byte) []byte {
+	if len(next) == 0 {
+		return acc
+	}
+	if len(acc) == 0 {
+		return append([]byte(nil), next...)
+	}
+	// Structured backends send whole tool calls; concatenate the arrays.
+	out := append([]byte(nil), acc[:len(acc)-1]...)
+	out = append(out, ',')
+	return append(out, next[1:]...)
+}
+
+// finish records a finished request's usage and timings.
+func (s *Server) finish(endpoint string, t models.Target, r *models.Request, u models.Usage, err error, ttft time.Duration) {
+	s.m.duration.WithLabelValues(endpoint, t.Model).Observe(time.Since(r.Arrived).Seconds())
+	if u.PromptTokens > 0 {
+		s.m.tokens.WithLabelValues(t.Model, "prompt").Add(float64(u.PromptTokens))
+	}
+	if u.CompletionTokens > 0 {
+		s.m.tokens.WithLabelValues(t.Model, "completion").Add(float64(u.CompletionTokens))
+	}
+	if u.CachedTokens > 0 {
+		s.m.tokens.WithLabelValues(t.Model, "cached").Add(float64(u.CachedTokens))
+	}
+	if ttft > 0 {
+		s.m.ttft.WithLabelValues(t.Model).Observe(ttft.Seconds())
+	}
+	if err != nil && !errors.Is(err, models.ErrCanceled) {
+		s.opts.Logger.Warn("request failed", "id", r.ID, "model", t.Model, "backend", t.Backend, "err", err)
+	}
+}

@@ -1,0 +1,172 @@
+package models
+
+import "time"
+
+// Kind says which endpoint a request came in on.
+type Kind uint8
+
+// Request kinds.
+const (
+	KindChat       Kind = iota + 1 // /v1/chat/completions
+	KindCompletion                 // /v1/completions
+	KindEmbedding                  // /v1/embeddings
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindChat:
+		return "chat"
+	case KindCompletion:
+		return "completion"
+	case KindEmbedding:
+		return "embedding"
+	}
+	return "unknown"
+}
+
+// Priority classes: interactive work goes first; batch work fills idle capacity.
+type Priority uint8
+
+// Priority classes.
+const (
+	PriorityInteractive Priority = iota
+	PriorityBatch
+)
+
+// Message is one chat message. Content holds the text (the text parts joined when the
+// client sent an array of parts); Raw keeps the client's JSON of the whole message so
+// backends that speak OpenAI can forward it untouched (tool calls, images).
+type Message struct {
+	Role       string
+	Content    string
+	Name       string
+	ToolCallID string
+	// ToolCalls is the raw JSON array of an assistant message's tool calls, if any.
+	ToolCalls []byte
+	// Images holds base64 image data from image_url parts given as data URLs.
+	Images [][]byte
+}
+
+// Sampling holds the generation options sluice understands. Nil pointers mean "engine
+// default". Backends that forward the client's JSON (Request.Body) do not need them.
+type Sampling struct {
+	MaxTokens        int // 0: engine default
+	Temperature      *float64
+	TopP             *float64
+	Seed             *int64
+	Stop             []string
+	PresencePenalty  *float64
+	FrequencyPenalty *float64
+}
+
+// Request is one client request, parsed once by the gateway.
+type Request struct {
+	ID       string
+	Kind     Kind
+	Model    string // the name the client used
+	Stream   bool
+	Priority Priority
+	Tenant   string // key or tenant id; scopes caches and budgets
+
+	// IncludeUsage: the client asked for a usage chunk at the end of a stream.
+	IncludeUsage bool
+
+	Messages []Message // chat
+	Prompt   []string  // completions
+	Input    []string  // embeddings
+	Sampling Sampling
+
+	// Tools and ResponseFormat are passed through as the client's raw JSON.
+	Tools          []byte
+	ToolChoice     []byte
+	ResponseFormat []byte
+
+	// EncodingFormat of an embeddings request ("float" or "base64").
+	EncodingFormat string
+
+	// Body is the client's request body in OpenAI's wire format. Backends that speak
+	// OpenAI forward it with only the fields they must change spliced in.
+	Body []byte
+
+	Arrived  time.Time
+	Deadline time.Time // zero: none
+}
+
+// PromptText returns the text of the prompt (messages or completion prompts), used to
+// estimate token counts when an engine does not report them.
+func (r *Request) PromptText() string {
+	switch r.Kind {
+	case KindChat:
+		n := 0
+		for i := range r.Messages {
+			n += len(r.Messages[i].Content) + len(r.Messages[i].Role) + 2
+		}
+		b := make([]byte, 0, n)
+		for i := range r.Messages {
+			b = append(b, r.Messages[i].Role...)
+			b = append(b, '\n')
+			b = append(b, r.Messages[i].Content...)
+			b = append(b, '\n')
+		}
+		return string(b)
+	case KindCompletion:
+		return joinLines(r.Prompt)
+	case KindEmbedding:
+		return joinLines(r.Input)
+	}
+	return ""
+}
+
+func joinLines(s []string) string {
+	switch len(s) {
+	case 0:
+		return ""
+	case 1:
+		return s[0]
+	}
+	n := 0
+	for _, p := range s {
+		n += len(p) + 1
+	}
+	b := make([]byte, 0, n)
+	for i, p := range s {
+		if i > 0 {
+			b = append(b, '\n')
+		}
+		b = append(b, p...)
+	}
+	return string(b)
+}
+
+// Target is where the router sends a request: a backend and the model name that backend
+// knows it by.
+type Target struct {
+	Model         string // catalog name (what the client sees)
+	Backend       string // backend id
+	UpstreamModel string // name sent to the engine
+	Tier          string // small, large, cloud...
+	// Slot is the engine slot chosen for the request when HasSlot is set (llama-server's
+	// id_slot); otherwise the engine picks one.
+	Slot    int
+	HasSlot bool
+}
+
+// Capacity is one snapshot of what a backend can take.
+type Capacity struct {
+	Slots     int     // sequences the engine decodes together (0: unknown)
+	Busy      int     // slots in use as the engine reports them
+	Queued    int     // requests waiting inside the engine
+	KVUsed    float64 // fraction of KV cache in use, 0..1 (0 when unknown)
+	Healthy   bool
+	Reason    string // why not healthy
+	UpdatedAt time.Time
+}
+
+// ModelInfo describes a model the gateway serves, for /v1/models.
+type ModelInfo struct {
+	ID      string
+	OwnedBy string
+	Created int64 // unix seconds
+	Kind    string // "chat" or "embedding"
+	Backend string
+}

@@ -1,0 +1,59 @@
+package models
+
+// Usage counts the tokens of one request.
+type Usage struct {
+	PromptTokens     int
+	CompletionTokens int
+	CachedTokens     int // prompt tokens served from the engine's prefix cache
+	// Estimated is true when sluice counted the tokens itself because the engine did not
+	// report them (or the stream was cut short).
+	Estimated bool
+}
+
+// Total is prompt plus completion tokens.
+func (u Usage) Total() int { return u.PromptTokens + u.CompletionTokens }
+
+// Format says what shape Chunk.Raw has.
+type Format uint8
+
+// Raw formats.
+const (
+	FormatNone          Format = iota // Raw is empty: use the structured fields
+	FormatOpenAIChunk                 // a chat.completion.chunk or text_completion chunk (stream)
+	FormatOpenAIFull                  // a whole chat.completion / text_completion / embeddings list
+	FormatOpenAIUsage                 // a usage-only chunk (empty choices)
+)
+
+// Chunk is one piece of an engine's answer. Backends that speak OpenAI set Raw to the
+// engine's JSON so the gateway can forward it with only the model name changed; every
+// backend also fills the structured fields, which caches, ledgers and other wire formats
+// read.
+type Chunk struct {
+	Raw    []byte
+	Format Format
+
+	Role         string
+	Text         string // content delta (stream) or whole content (non-stream)
+	ToolCalls    []byte // raw JSON array of tool calls (deltas when streaming)
+	FinishReason string
+	Usage        *Usage // set on the chunk that carries usage
+
+	// Embeddings of an embeddings request, one per input.
+	Embeddings [][]float32
+}
+
+// Stream is an engine's answer in progress. Recv returns io.EOF after the last chunk.
+// Close aborts an unfinished request and frees what it holds; it is idempotent and must
+// always be called.
+type Stream interface {
+	Recv() (Chunk, error)
+	// Usage is the usage so far: what the engine reported, or sluice's own count of the
+	// prompt and of the text streamed so far (Estimated) when it reported nothing.
+	Usage() Usage
+	Close() error
+}
+
+// TokenCounter counts tokens of text, for usage estimates.
+type TokenCounter interface {
+	CountTokens(text string) int
+}

@@ -1,0 +1,342 @@
+package openai
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sluice-llm/sluice/internal/jsonx"
+	"github.com/sluice-llm/sluice/models"
+	"github.com/sluice-llm/sluice/runtime/upstream"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+)
+
+// Dialect selects engine-specific request fields.
+type Dialect uint8
+
+// Dialects.
+const (
+	Generic  Dialect = iota
+	LlamaCpp         // llama-server: id_slot, cache_prompt; /health at the root
+)
+
+// Options configure a Backend.
+type Options struct {
+	Name    string // backend id, for errors and metrics
+	BaseURL string // OpenAI-compatible base URL, e.g. http://127.0.0.1:8081/v1
+	APIKey  string // sent as a bearer token when set
+	Headers map[string]string
+	Dialect Dialect
+	// Slots is how many requests the engine decodes together (0: unknown).
+	Slots int
+	// HealthURL is probed by Refresh (default: BaseURL + "/models"; llama-server: /health).
+	HealthURL string
+	Counter   models.TokenCounter
+	Upstream  upstream.Options
+}
+
+// Backend sends requests to one OpenAI-compatible engine.
+type Backend struct {
+	opts   Options
+	client *upstream.Client
+	health *upstream.Client // for a health URL on another base path
+	hpath  string
+	auth   string
+	parser fastjson.ParserPool
+	bufs   sync.Pool
+	cap    atomic.Pointer[models.Capacity]
+	active atomic.Int64 // requests open on this engine
+}
+
+// InFlight is the number of requests open on the engine right now.
+func (b *Backend) InFlight() int { return int(b.active.Load()) }
+
+// New returns a backend for opts.BaseURL.
+func New(opts Options) (*Backend, error) {
+	c, err := upstream.New(opts.BaseURL, opts.Upstream)
+	if err != nil {
+		return nil, fmt.Errorf("openai backend %q: %w", opts.Name, err)
+	}
+	b := &Backend{opts: opts, client: c}
+	if opts.APIKey != "" {
+		b.auth = "Bearer " + opts.APIKey
+	}
+	hu := opts.HealthURL
+	if hu == "" {
+		hu = c.URL("/models")
+	}
+	// Split the health URL into a client base (scheme://host) and a path.
+	b.health, b.hpath, err = splitURL(hu, opts.Upstream)
+	if err != nil {
+		return nil, fmt.Errorf("openai backend %q: health url: %w", opts.Name, err)
+	}
+	b.cap.Store(&models.Capacity{Slots: opts.Slots, Healthy: false, Reason: "not probed yet"})
+	return b, nil
+}
+
+func splitURL(raw string, o upstream.Options) (*upstream.Client, string, error) {
+	// Find the path after scheme://host.
+	i := 0
+	for slashes := 0; i < len(raw); i++ {
+		if raw[i] == '/' {
+			slashes++
+			if slashes == 3 {
+				break
+			}
+		}
+	}
+	path := "/"
+	if i < len(raw) {
+		path = raw[i:]
+	}
+	c, err := upstream.New(raw[:i], o)
+	return c, path, err
+}
+
+// Name is the backend id.
+func (b *Backend) Name() string { return b.opts.Name }
+
+// Close releases idle connections.
+func (b *Backend) Close() {
+	b.client.Close()
+	b.health.Close()
+}
+
+// Capacity is the last known state of the engine.
+func (b *Backend) Capacity() models.Capacity { return *b.cap.Load() }
+
+// SetCapacity replaces the capacity snapshot (engines that report slots update it).
+func (b *Backend) SetCapacity(c models.Capacity) { b.cap.Store(&c) }
+
+func (b *Backend) markDown(reason string) {
+	c := *b.cap.Load()
+	if !c.Healthy && c.Reason == reason {
+		return
+	}
+	c.Healthy, c.Reason, c.UpdatedAt = false, reason, time.Now()
+	b.cap.Store(&c)
+}
+
+// Refresh probes the engine's health URL and updates Capacity.
+func (b *Backend) Refresh(ctx context.Context) error {
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	b.health.Prepare(req, fasthttp.MethodGet, b.hpath)
+	if b.auth != "" {
+		req.Header.Set("Authorization", b.auth)
+	}
+	call, err := b.health.Do(ctx, req, false)
+	c := *b.cap.Load()
+	c.UpdatedAt = time.Now()
+	if err != nil {
+		c.Healthy, c.Reason = false, "unreachable: "+err.Error()
+		b.cap.Store(&c)
+		return err
+	}
+	status := call.Resp.StatusCode()
+	call.Release()
+	if status != fasthttp.StatusOK {
+		c.Healthy, c.Reason = false, "health check answered "+strconv.Itoa(status)
+		b.cap.Store(&c)
+		return fmt.Errorf("openai backend %q: health check answered %d", b.opts.Name, status)
+	}
+	c.Healthy, c.Reason = true, ""
+	if c.Slots == 0 {
+		c.Slots = b.opts.Slots
+	}
+	b.cap.Store(&c)
+	return nil
+}
+
+// Models lists the engine's models (GET /models).
+func (b *Backend) Models(ctx context.Context) ([]string, error) {
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	b.client.Prepare(req, fasthttp.MethodGet, "/models")
+	if b.auth != "" {
+		req.Header.Set("Authorization", b.auth)
+	}
+	call, err := b.client.Do(ctx, req, false)
+	if err != nil {
+		return nil, b.transportError(err)
+	}
+	defer call.Release()
+	if call.Resp.StatusCode() != fasthttp.StatusOK {
+		return nil, b.statusError(call.Resp)
+	}
+	p := b.parser.Get()
+	defer b.parser.Put(p)
+	v, err := p.ParseBytes(call.Resp.Body())
+	if err != nil {
+		return nil, fmt.Errorf("openai backend %q: /models: %w", b.opts.Name, err)
+	}
+	var out []string
+	for _, m := range v.GetArray("data") {
+		if id := m.GetStringBytes("id"); len(id) > 0 {
+			out = append(out, string(id))
+		}
+	}
+	return out, nil
+}
+
+func (b *Backend) getBuf() *[]byte {
+	if p, ok := b.bufs.Get().(*[]byte); ok {
+		return p
+	}
+	s := make([]byte, 0, 4096)
+	return &s
+}
+
+// Open sends r to the engine and returns its answer as a stream.
+func (b *Backend) Open(ctx context.Context, t models.Target, r *models.Request) (models.Stream, error) {
+	var path string
+	switch r.Kind {
+	case models.KindChat:
+		path = "/chat/completions"
+	case models.KindCompletion:
+		path = "/completions"
+	case models.KindEmbedding:
+		path = "/embeddings"
+	default:
+		return nil, models.Errorf(models.ErrInvalid, "unsupported request kind %v", r.Kind)
+	}
+	bp := b.getBuf()
+	body, err := b.encode((*bp)[:0], t, r)
+	if err != nil {
+		b.bufs.Put(bp)
+		return nil, err
+	}
+	req := fasthttp.AcquireRequest()
+	b.client.Prepare(req, fasthttp.MethodPost, path)
+	req.Header.SetContentType("application/json")
+	if b.auth != "" {
+		req.Header.Set("Authorization", b.auth)
+	}
+	for k, v := range b.opts.Headers {
+		req.Header.Set(k, v)
+	}
+	if r.Stream {
+		req.Header.Set("Accept", "text/event-stream")
+	}
+	req.SetBodyRaw(body)
+	call, err := b.client.Do(ctx, req, r.Stream)
+	fasthttp.ReleaseRequest(req)
+	*bp = body[:0]
+	b.bufs.Put(bp)
+	if err != nil {
+		return nil, b.transportError(err)
+	}
+	if call.Resp.StatusCode() != fasthttp.StatusOK {
+		if r.Stream {
+			// Read the (short) error body before giving the connection up.
+			buf, _ := io.ReadAll(io.LimitReader(call, 64<<10))
+			call.Resp.SetBodyRaw(buf)
+		}
+		err := b.statusError(call.Resp)
+		call.Release()
+		return nil, err
+	}
+	b.active.Add(1)
+	s := &stream{b: b, r: r, call: call, p: b.parser.Get()}
+	if r.Stream {
+		s.sse = upstream.NewSSE(call)
+	}
+	return s, nil
+}
+
+// encode builds the upstream body: the client's JSON with model (and friends) spliced.
+func (b *Backend) encode(dst []byte, t models.Target, r *models.Request) ([]byte, error) {
+	src := r.Body
+	if len(src) == 0 {
+		src = EncodeRequest(nil, r)
+	}
+	var tmp [64]byte
+	model := jsonx.AppendString(tmp[:0], t.UpstreamModel)
+	out, err := jsonx.Set(dst, src, "model", model)
+	if err != nil {
+		return nil, models.Errorf(models.ErrInvalid, "request body is not a JSON object")
+	}
+	if r.Stream && r.Kind != models.KindEmbedding {
+		out2, _ := jsonx.Set(nil, out, "stream_options", []byte(`{"include_usage":true}`))
+		out = append(out[:0], out2...)
+	}
+	if b.opts.Dialect == LlamaCpp && t.HasSlot && r.Kind != models.KindEmbedding {
+		out2, _ := jsonx.Set(nil, out, "id_slot", strconv.AppendInt(tmp[:0], int64(t.Slot), 10))
+		out2, _ = jsonx.Set(nil, out2, "cache_prompt", []byte("true"))
+		out = append(out[:0], out2...)
+	}
+	return out, nil
+}
+
+func (b *Backend) transportError(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return &models.Error{Kind: models.ErrCanceled, Msg: "request canceled"}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &models.Error{Kind: models.ErrTimeout, Msg: fmt.Sprintf("engine %s did not answer in time", b.opts.Name)}
+	}
+	var ne net.Error
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &ne) {
+		b.markDown("unreachable: " + err.Error())
+	}
+	return &models.Error{Kind: models.ErrUnavailable, Code: "engine_unavailable", RetryAfter: time.Second,
+		Msg: fmt.Sprintf("engine %s is unavailable: %v", b.opts.Name, err)}
+}
+
+func (b *Backend) statusError(resp *fasthttp.Response) error {
+	status := resp.StatusCode()
+	msg := engineMessage(resp.Body())
+	e := &models.Error{Msg: fmt.Sprintf("engine %s: %s", b.opts.Name, msg)}
+	switch {
+	case status == fasthttp.StatusBadRequest || status == fasthttp.StatusUnprocessableEntity:
+		e.Kind, e.Status = models.ErrInvalid, status
+	case status == fasthttp.StatusTooManyRequests:
+		e.Kind = models.ErrRejected
+		e.RetryAfter = retryAfter(resp, time.Second)
+	case status == fasthttp.StatusServiceUnavailable:
+		e.Kind, e.Code = models.ErrUnavailable, "engine_unavailable"
+		e.RetryAfter = retryAfter(resp, time.Second)
+	default:
+		e.Kind = models.ErrUpstream
+		e.Msg = fmt.Sprintf("engine %s answered %d: %s", b.opts.Name, status, msg)
+	}
+	return e
+}
+
+func retryAfter(resp *fasthttp.Response, def time.Duration) time.Duration {
+	if n, err := strconv.Atoi(string(resp.Header.Peek("Retry-After"))); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	return def
+}
+
+// engineMessage extracts error.message (or the body) from an engine's error answer.
+func engineMessage(body []byte) string {
+	var p fastjson.Parser
+	if v, err := p.ParseBytes(body); err == nil {
+		if m := v.GetStringBytes("error", "message"); len(m) > 0 {
+			return string(m)
+		}
+		if m := v.GetStringBytes("error"); len(m) > 0 {
+			return string(m)
+		}
+		if m := v.GetStringBytes("message"); len(m) > 0 {
+			return string(m)
+		}
+	}
+	if len(body) > 512 {
+		body = body[:512]
+	}
+	if len(body) == 0 {
+		return "no details"
+	}
+	return string(body)
+}

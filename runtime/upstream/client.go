@@ -1,0 +1,284 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Options tune a Client. Zero values pick the defaults.
+type Options struct {
+	MaxIdle      int           // idle keep-alive connections kept (default 256)
+	DialTimeout  time.Duration // default 5s
+	MaxBodyBytes int           // largest non-streamed response body (default 64 MiB)
+	TLS          *tls.Config   // for https; nil: system roots
+}
+
+// Client sends requests to one base URL (scheme://host:port[/prefix]).
+type Client struct {
+	scheme string
+	host   string // host:port
+	prefix string // path prefix, without trailing slash
+	opts   Options
+	dialer net.Dialer
+
+	mu     sync.Mutex
+	idle   []*conn
+	closed bool
+}
+
+type conn struct {
+	nc net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+}
+
+// New returns a client for baseURL, e.g. "http://127.0.0.1:8081" or
+// "https://api.openai.com/v1".
+func New(baseURL string, opts Options) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: bad url %q: %w", baseURL, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("upstream: bad url %q: scheme must be http or https", baseURL)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("upstream: bad url %q: no host", baseURL)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		if u.Scheme == "https" {
+			host += ":443"
+		} else {
+			host += ":80"
+		}
+	}
+	if opts.MaxIdle <= 0 {
+		opts.MaxIdle = 256
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 64 << 20
+	}
+	return &Client{
+		scheme: u.Scheme,
+		host:   host,
+		prefix: strings.TrimRight(u.Path, "/"),
+		opts:   opts,
+		dialer: net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second},
+	}, nil
+}
+
+// URL returns the full URL of path (which starts with '/').
+func (c *Client) URL(path string) string {
+	return c.scheme + "://" + c.host + c.prefix + path
+}
+
+// Host is the host:port the client dials.
+func (c *Client) Host() string { return c.host }
+
+// Prepare sets req's URI to path on this client's base URL and its Host header.
+func (c *Client) Prepare(req *fasthttp.Request, method, path string) {
+	req.Header.SetMethod(method)
+	req.SetRequestURI(c.prefix + path)
+	req.Header.SetHost(c.host)
+	req.UseHostHeader = true
+}
+
+// Close closes idle connections and makes later calls fail.
+func (c *Client) Close() {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = nil
+	c.closed = true
+	c.mu.Unlock()
+	for _, cn := range idle {
+		_ = cn.nc.Close()
+	}
+}
+
+var errClosed = errors.New("upstream: client closed")
+
+func (c *Client) get() *conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := len(c.idle); n > 0 {
+		cn := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		return cn
+	}
+	return nil
+}
+
+func (c *Client) put(cn *conn) {
+	c.mu.Lock()
+	if !c.closed && len(c.idle) < c.opts.MaxIdle {
+		c.idle = append(c.idle, cn)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	_ = cn.nc.Close()
+}
+
+func (c *Client) dial(ctx context.Context) (*conn, error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, errClosed
+	}
+	nc, err := c.dialer.DialContext(ctx, "tcp", c.host)
+	if err != nil {
+		return nil, err
+	}
+	if c.scheme == "https" {
+		cfg := c.opts.TLS
+		if cfg == nil {
+			cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		cfg = cfg.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(c.host)
+		}
+		tc := tls.Client(nc, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = nc.Close()
+			return nil, err
+		}
+		nc = tc
+	}
+	return &conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 16<<10)}, nil
+}
+
+// Call is one request in flight. Resp holds the response headers, and the body unless
+// the call streams; read a streamed body with Body. Release must always be called.
+type Call struct {
+	Resp   *fasthttp.Response
+	c      *Client
+	cn     *conn
+	stop   func() bool
+	body   io.Reader
+	eof    bool
+	failed bool
+}
+
+// Do sends req (prepared with Prepare) and reads the response headers. With stream set
+// the body is left on the connection for Body; otherwise it is read in full. Cancelling
+// ctx interrupts the call at any point and closes its connection.
+func (c *Client) Do(ctx context.Context, req *fasthttp.Request, stream bool) (*Call, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	resp := fasthttp.AcquireResponse()
+	for attempt := 0; ; attempt++ {
+		cn := c.get()
+		reused := cn != nil
+		if cn == nil {
+			var err error
+			if cn, err = c.dial(ctx); err != nil {
+				fasthttp.ReleaseResponse(resp)
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				return nil, err
+			}
+		}
+		stop := context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
+		err := req.Write(cn.bw)
+		if err == nil {
+			err = cn.bw.Flush()
+		}
+		if err == nil {
+			resp.Reset()
+			resp.StreamBody = stream
+			err = resp.ReadLimitBody(cn.br, c.opts.MaxBodyBytes)
+		}
+		if err != nil {
+			stop()
+			_ = cn.nc.Close()
+			if ctx.Err() != nil {
+				fasthttp.ReleaseResponse(resp)
+				return nil, ctx.Err()
+			}
+			// A reused keep-alive connection the server had closed: retry once on a new one.
+			if reused && attempt == 0 && isStale(err) {
+				continue
+			}
+			fasthttp.ReleaseResponse(resp)
+			return nil, err
+		}
+		call := &Call{Resp: resp, c: c, cn: cn, stop: stop}
+		if stream {
+			call.body = resp.BodyStream()
+		} else {
+			call.eof = true
+		}
+		return call, nil
+	}
+}
+
+func isStale(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	var ne *net.OpError
+	if errors.As(err, &ne) {
+		return true
+	}
+	s := err.Error()
+	return strings.Contains(s, "connection reset") || strings.Contains(s, "broken pipe") ||
+		strings.Contains(s, "server closed connection")
+}
+
+// Read reads the streamed body.
+func (call *Call) Read(p []byte) (int, error) {
+	if call.body == nil {
+		return 0, io.EOF
+	}
+	n, err := call.body.Read(p)
+	if err == io.EOF {
+		call.eof = true
+	} else if err != nil {
+		call.failed = true
+	}
+	return n, err
+}
+
+// Release returns the connection to the pool when the exchange completed cleanly, and
+// closes it otherwise (an unfinished stream is aborted this way). Idempotent.
+func (call *Call) Release() {
+	if call.c == nil {
+		return
+	}
+	interrupted := !call.stop()
+	clean := call.eof && !call.failed && !interrupted && !call.Resp.ConnectionClose()
+	if call.body != nil {
+		if !clean {
+			// Do not let fasthttp drain an unfinished body: cut the connection first.
+			_ = call.cn.nc.Close()
+		}
+		_ = call.Resp.CloseBodyStream()
+	}
+	if clean {
+		call.c.put(call.cn)
+	} else {
+		_ = call.cn.nc.Close()
+	}
+	fasthttp.ReleaseResponse(call.Resp)
+	call.Resp = nil
+	call.c = nil
+}
