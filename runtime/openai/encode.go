@@ -40,7 +40,11 @@ func EncodeRequest(dst []byte, r *models.Request) []byte {
 		dst = append(dst, ']')
 	case models.KindCompletion:
 		dst = append(dst, `,"prompt":`...)
-		dst = appendStrings(dst, r.Prompt)
+		if len(r.Prompt) == 1 {
+			dst = jsonx.AppendString(dst, r.Prompt[0]) // some engines take only a string
+		} else {
+			dst = appendStrings(dst, r.Prompt)
+		}
 	case models.KindEmbedding:
 		dst = append(dst, `,"input":`...)
 		dst = appendStrings(dst, r.Input)

@@ -110,6 +110,21 @@ func (s *stream) full(body []byte) (models.Chunk, error) {
 	c := models.Chunk{Raw: body, Format: models.FormatOpenAIFull}
 	s.readUsage(v, &c)
 	if s.r.Kind == models.KindEmbedding {
+		data := v.GetArray("data")
+		c.Embeddings = make([][]float32, len(data))
+		for _, d := range data {
+			i := d.GetInt("index")
+			if i < 0 || i >= len(data) {
+				return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_bad_json",
+					Msg: "engine " + s.b.opts.Name + " sent an embedding with index out of range"}
+			}
+			arr := d.GetArray("embedding")
+			vec := make([]float32, len(arr))
+			for j, x := range arr {
+				vec[j] = float32(x.GetFloat64())
+			}
+			c.Embeddings[i] = vec
+		}
 		return c, nil
 	}
 	if choices := v.GetArray("choices"); len(choices) > 0 {
