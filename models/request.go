@@ -166,7 +166,7 @@ type Capacity struct {
 type ModelInfo struct {
 	ID      string
 	OwnedBy string
-	Created int64 // unix seconds
+	Created int64  // unix seconds
 	Kind    string // "chat" or "embedding"
 	Backend string
 }

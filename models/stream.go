@@ -18,10 +18,10 @@ type Format uint8
 
 // Raw formats.
 const (
-	FormatNone          Format = iota // Raw is empty: use the structured fields
-	FormatOpenAIChunk                 // a chat.completion.chunk or text_completion chunk (stream)
-	FormatOpenAIFull                  // a whole chat.completion / text_completion / embeddings list
-	FormatOpenAIUsage                 // a usage-only chunk (empty choices)
+	FormatNone        Format = iota // Raw is empty: use the structured fields
+	FormatOpenAIChunk               // a chat.completion.chunk or text_completion chunk (stream)
+	FormatOpenAIFull                // a whole chat.completion / text_completion / embeddings list
+	FormatOpenAIUsage               // a usage-only chunk (empty choices)
 )
 
 // Chunk is one piece of an engine's answer. Backends that speak OpenAI set Raw to the

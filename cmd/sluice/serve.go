@@ -25,8 +25,8 @@ import (
 
 type serveFlags struct {
 	config, listen, model, ollama, upstream, upstreamKey, llamaServer, logLevel string
-	slots                                                                      int
-	readyTimeout                                                               time.Duration
+	slots                                                                       int
+	readyTimeout                                                                time.Duration
 }
 
 func loadServeConfig(f serveFlags, env config.Env) (*config.Config, error) {
