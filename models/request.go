@@ -43,7 +43,7 @@ type Message struct {
 	ToolCallID string
 	// ToolCalls is the raw JSON array of an assistant message's tool calls, if any.
 	ToolCalls []byte
-	// Images holds base64 image data from image_url parts given as data URLs.
+	// Images holds decoded image bytes from image_url parts given as base64 data URLs.
 	Images [][]byte
 }
 
