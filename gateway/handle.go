@@ -16,7 +16,9 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) { s.serve(ctx, models.KindChat, 
 func (s *Server) completions(ctx *fasthttp.RequestCtx) {
 	s.serve(ctx, models.KindCompletion, "completions")
 }
-func (s *Server) embeddings(ctx *fasthttp.RequestCtx) { s.serve(ctx, models.KindEmbedding, "embeddings") }
+func (s *Server) embeddings(ctx *fasthttp.RequestCtx) {
+	s.serve(ctx, models.KindEmbedding, "embeddings")
+}
 
 func (s *Server) newID() string {
 	return s.idPre + strconv.FormatUint(s.seq.Add(1), 36)

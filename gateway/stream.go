@@ -156,4 +156,3 @@ func (b *sseBody) Close() error {
 }
 
 var _ io.ReadCloser = (*sseBody)(nil)
-
