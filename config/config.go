@@ -30,6 +30,8 @@ type Config struct {
 	Engines   []Engine  `yaml:"engines"`
 	Scheduler Scheduler `yaml:"scheduler"`
 	Log       Log       `yaml:"log"`
+	Pricing   Pricing   `yaml:"pricing"`
+	GPU       GPU       `yaml:"gpu"`
 	// Tokenizer is a Hugging Face tokenizer.json used to count tokens when an engine
 	// reports none (default: the Llama-2 vocabulary in the cache, when present).
 	Tokenizer string `yaml:"tokenizer"`
@@ -45,6 +47,36 @@ type Server struct {
 	APIKeys []string `yaml:"api_keys"`
 	// ShutdownTimeout bounds how long in-flight requests may finish on shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// AdminKeys guard /admin/* (plain or "sha256:<hex>"). Empty: sluice makes a random
+	// key at start and writes it to AdminKeyFile for `sluice status` on the same box.
+	AdminKeys    []string `yaml:"admin_keys"`
+	AdminKeyFile string   `yaml:"admin_key_file"`
+}
+
+// Pricing sets what hardware and cloud tokens cost.
+type Pricing struct {
+	// GPUPerHour maps GPU models (substrings of the NVML name, e.g. "H100", "A10G") to
+	// dollars per GPU-hour; merged over sluice's defaults (RunPod list prices).
+	GPUPerHour map[string]float64 `yaml:"gpu_per_hour"`
+	// CPUPerHour is what the box costs per hour when engines run without GPUs.
+	CPUPerHour float64 `yaml:"cpu_per_hour"`
+	// Reference is the cloud model every request is compared with (default gpt-4o).
+	Reference string `yaml:"reference"`
+	// Cloud list prices per million tokens, merged over the defaults.
+	Cloud map[string]CloudPrice `yaml:"cloud"`
+}
+
+// CloudPrice is dollars per million input and output tokens.
+type CloudPrice struct {
+	Input  float64 `yaml:"input"`
+	Output float64 `yaml:"output"`
+}
+
+// GPU configures telemetry and placement.
+type GPU struct {
+	RefreshEvery time.Duration `yaml:"refresh_every"`
+	// Headroom is the fraction of each GPU's free memory left unplanned (default 0.10).
+	Headroom float64 `yaml:"headroom"`
 }
 
 // Engine is one inference engine: a llama-server (managed when model_path is set, or at
@@ -68,6 +100,11 @@ type Engine struct {
 	Env       []string `yaml:"env"`
 	// Optional engines whose model file is missing are left out instead of failing.
 	Optional bool `yaml:"optional"`
+	// GPUs pins the engine to these GPU indexes; empty: placed by free memory when
+	// gpu_layers is set and GPUs are present.
+	GPUs []int `yaml:"gpus"`
+	// PricePerHour overrides what the engine costs per hour (e.g. a remote vLLM box).
+	PricePerHour *float64 `yaml:"price_per_hour"`
 
 	// MaxConcurrency caps requests in flight for engines that report no slots.
 	MaxConcurrency int `yaml:"max_concurrency"`
@@ -82,6 +119,8 @@ type Model struct {
 	Upstream string   `yaml:"upstream"` // the engine's name for it (default: Name)
 	Aliases  []string `yaml:"aliases"`
 	Kind     string   `yaml:"kind"` // chat (default) | embedding
+	// Reference is the cloud model this one is compared with (default pricing.reference).
+	Reference string `yaml:"reference"`
 }
 
 // Scheduler tunes admission.

@@ -43,6 +43,21 @@ func (c *Config) applyDefaults(env Env) {
 	if c.Scheduler.RefreshEvery == 0 {
 		c.Scheduler.RefreshEvery = 2 * time.Second
 	}
+	if c.Pricing.Reference == "" {
+		c.Pricing.Reference = "gpt-4o"
+	}
+	if c.Pricing.CPUPerHour == 0 {
+		c.Pricing.CPUPerHour = 0.05
+	}
+	if c.GPU.RefreshEvery == 0 {
+		c.GPU.RefreshEvery = 5 * time.Second
+	}
+	if c.GPU.Headroom == 0 {
+		c.GPU.Headroom = 0.10
+	}
+	if c.Server.AdminKeyFile == "" {
+		c.Server.AdminKeyFile = filepath.Join(cache, "admin-key")
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -134,6 +149,27 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	for i, k := range c.Server.AdminKeys {
+		if k == "" {
+			bad(fmt.Sprintf("server.admin_keys[%d]", i), "is empty (an unset environment variable?)")
+		}
+	}
+	for k, v := range c.Pricing.GPUPerHour {
+		if v < 0 {
+			bad("pricing.gpu_per_hour."+k, "must not be negative")
+		}
+	}
+	for k, v := range c.Pricing.Cloud {
+		if v.Input < 0 || v.Output < 0 {
+			bad("pricing.cloud."+k, "prices must not be negative")
+		}
+	}
+	if c.Pricing.CPUPerHour < 0 {
+		bad("pricing.cpu_per_hour", "must not be negative")
+	}
+	if c.GPU.Headroom < 0 || c.GPU.Headroom >= 1 {
+		bad("gpu.headroom", "must be in [0, 1), got %g", c.GPU.Headroom)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -181,6 +217,14 @@ func (c *Config) Validate() error {
 		if e.Slots < 1 || e.Slots > 1024 {
 			bad(p+".slots", "must be between 1 and 1024, got %d", e.Slots)
 		}
+		if e.PricePerHour != nil && *e.PricePerHour < 0 {
+			bad(p+".price_per_hour", "must not be negative")
+		}
+		for j, g := range e.GPUs {
+			if g < 0 {
+				bad(fmt.Sprintf("%s.gpus[%d]", p, j), "must be a GPU index (0 or more)")
+			}
+		}
 		if e.Context < 16 {
 			bad(p+".context", "must be at least 16, got %d", e.Context)
 		}
@@ -204,9 +248,14 @@ func (c *Config) Validate() error {
 }
 
 // KeyDigests returns the SHA-256 digests of the configured API keys.
-func (s *Server) KeyDigests() [][32]byte {
-	out := make([][32]byte, 0, len(s.APIKeys))
-	for _, k := range s.APIKeys {
+func (s *Server) KeyDigests() [][32]byte { return digests(s.APIKeys) }
+
+// AdminKeyDigests returns the SHA-256 digests of the configured admin keys.
+func (s *Server) AdminKeyDigests() [][32]byte { return digests(s.AdminKeys) }
+
+func digests(keys []string) [][32]byte {
+	out := make([][32]byte, 0, len(keys))
+	for _, k := range keys {
 		if h, ok := strings.CutPrefix(k, "sha256:"); ok {
 			var d [32]byte
 			b, _ := hex.DecodeString(h)

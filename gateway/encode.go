@@ -21,7 +21,18 @@ func appendUsage(b []byte, u models.Usage) []byte {
 	b = strconv.AppendInt(b, int64(u.Total()), 10)
 	b = append(b, `,"prompt_tokens_details":{"cached_tokens":`...)
 	b = strconv.AppendInt(b, int64(u.CachedTokens), 10)
-	return append(b, "}}"...)
+	b = append(b, '}')
+	if c := u.Cost; c.Total() > 0 || c.Reference > 0 {
+		b = append(b, `,"cost_usd":`...)
+		b = strconv.AppendFloat(b, c.Total(), 'g', 6, 64)
+		if c.ReferenceModel != "" {
+			b = append(b, `,"reference_cost_usd":`...)
+			b = strconv.AppendFloat(b, c.Reference, 'g', 6, 64)
+			b = append(b, `,"reference_model":`...)
+			b = appendJSONString(b, c.ReferenceModel)
+		}
+	}
+	return append(b, '}')
 }
 
 // answer is what the gateway knows about a response it encodes itself.

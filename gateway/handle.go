@@ -131,16 +131,18 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, endpoint string, t models.Tar
 			vecs = append(vecs, c.Embeddings...)
 		}
 	}
-	u := st.Usage()
 	st.Close()
+	u := st.Usage()
+	s.record(r, t, &u)
 	switch {
-	case raw && !rawUsage:
-		// The engine reported no usage: add sluice's count.
-		fixed, err := jsonx.Set(nil, out, "usage", appendUsage(nil, u))
-		if err == nil {
+	case raw && r.Kind == models.KindEmbedding && rawUsage:
+		// Embeddings usage has its own shape; keep the engine's.
+	case raw:
+		// sluice's usage: the engine's counts (or sluice's own when it reported none),
+		// plus the request's cost.
+		if fixed, err := jsonx.Set(nil, out, "usage", appendUsage(nil, u)); err == nil {
 			out = append(out[:0], fixed...)
 		}
-	case raw:
 	case r.Kind == models.KindEmbedding:
 		a := answer{id: r.ID, model: t.Model, created: r.Arrived.Unix(), kind: r.Kind}
 		out = a.appendEmbeddings(out, vecs, r.EncodingFormat, u)
@@ -148,6 +150,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, endpoint string, t models.Tar
 		a := answer{id: idPrefix(r.Kind) + r.ID, model: t.Model, created: r.Arrived.Unix(), kind: r.Kind}
 		out = a.appendFull(out, role, string(text), toolCalls, finish, u)
 	}
+	setCostHeaders(&ctx.Response.Header, u.Cost)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(out)
 	s.finish(endpoint, t, r, u, nil, 0)
@@ -175,18 +178,25 @@ func mergeToolCalls(acc, next []byte) []byte {
 	return append(out, next[1:]...)
 }
 
+func (s *Server) record(r *models.Request, t models.Target, u *models.Usage) {
+	if s.opts.Record != nil {
+		s.opts.Record(r, t, u)
+	}
+}
+
+// setCostHeaders reports a request's cost (X-Sluice-Cost-USD) and what it would have
+// cost on the reference cloud model.
+func setCostHeaders(h *fasthttp.ResponseHeader, c models.Cost) {
+	h.Set("X-Sluice-Cost-USD", strconv.FormatFloat(c.Total(), 'f', 8, 64))
+	if c.ReferenceModel != "" {
+		h.Set("X-Sluice-Reference-Cost-USD", strconv.FormatFloat(c.Reference, 'f', 8, 64))
+		h.Set("X-Sluice-Reference-Model", c.ReferenceModel)
+	}
+}
+
 // finish records a finished request's usage and timings.
 func (s *Server) finish(endpoint string, t models.Target, r *models.Request, u models.Usage, err error, ttft time.Duration) {
 	s.m.duration.WithLabelValues(endpoint, t.Model).Observe(time.Since(r.Arrived).Seconds())
-	if u.PromptTokens > 0 {
-		s.m.tokens.WithLabelValues(t.Model, "prompt").Add(float64(u.PromptTokens))
-	}
-	if u.CompletionTokens > 0 {
-		s.m.tokens.WithLabelValues(t.Model, "completion").Add(float64(u.CompletionTokens))
-	}
-	if u.CachedTokens > 0 {
-		s.m.tokens.WithLabelValues(t.Model, "cached").Add(float64(u.CachedTokens))
-	}
 	if ttft > 0 {
 		s.m.ttft.WithLabelValues(t.Model).Observe(ttft.Seconds())
 	}

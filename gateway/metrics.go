@@ -8,7 +8,6 @@ type metrics struct {
 	requests  *prometheus.CounterVec   // endpoint, model, code
 	duration  *prometheus.HistogramVec // endpoint, model
 	ttft      *prometheus.HistogramVec // model
-	tokens    *prometheus.CounterVec   // model, type
 	inflight  prometheus.Gauge
 	streamErr *prometheus.CounterVec // model, reason
 }
@@ -26,9 +25,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sluice_time_to_first_token_seconds", Help: "Time from request to the first streamed token.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30},
 		}, []string{"model"}),
-		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sluice_request_tokens_total", Help: "Tokens processed through the gateway, by model and type (prompt, completion, cached).",
-		}, []string{"model", "type"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sluice_inflight_requests", Help: "Requests being answered now.",
 		}),
@@ -37,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"model", "reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.ttft, m.tokens, m.inflight, m.streamErr)
+		reg.MustRegister(m.requests, m.duration, m.ttft, m.inflight, m.streamErr)
 	}
 	return m
 }

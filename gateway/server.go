@@ -38,7 +38,11 @@ type Options struct {
 	MaxBodyBytes   int           // default 8 MiB
 	RequestTimeout time.Duration // default 10 minutes
 	// APIKeys are the accepted bearer keys' SHA-256 hashes; empty: no authentication.
-	APIKeys   [][32]byte
+	APIKeys [][32]byte
+	// AdminKeys guard /admin/*; empty: the admin endpoints are closed.
+	AdminKeys [][32]byte
+	// Status renders GET /admin/status (JSON); nil: not served.
+	Status    func() []byte
 	Router    Router
 	Scheduler Scheduler
 	Models    func() []models.ModelInfo
@@ -46,6 +50,9 @@ type Options struct {
 	Ready    func() (bool, []byte)
 	Registry *prometheus.Registry // metrics are registered here and served on /metrics
 	Logger   *slog.Logger
+	// Record is called once per finished request with its final usage (and cost), before
+	// the usage is written to the client; it may fill in u.Cost.Reference.
+	Record func(r *models.Request, t models.Target, u *models.Usage)
 }
 
 // Server is the HTTP front end.
@@ -155,6 +162,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		rt = route{fasthttp.MethodGet, (*Server).readyz}
 	case "/metrics":
 		rt = route{fasthttp.MethodGet, (*Server).metrics}
+	case "/admin/status":
+		rt = route{fasthttp.MethodGet, (*Server).adminStatus}
 	default:
 		if bytes.HasPrefix(path, []byte("/v1/models/")) {
 			rt = route{fasthttp.MethodGet, (*Server).getModel}
@@ -178,6 +187,11 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx) (string, error) {
 	if len(s.opts.APIKeys) == 0 {
 		return "", nil
 	}
+	return checkKey(ctx, s.opts.APIKeys)
+}
+
+// checkKey finds the request's key among digests (constant-time compares).
+func checkKey(ctx *fasthttp.RequestCtx, digests [][32]byte) (string, error) {
 	h := ctx.Request.Header.Peek("Authorization")
 	key, ok := bytes.CutPrefix(h, []byte("Bearer "))
 	if !ok {
@@ -187,8 +201,8 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx) (string, error) {
 		return "", models.Errorf(models.ErrAuth, "missing API key: send Authorization: Bearer <key>")
 	}
 	sum := sha256.Sum256(key)
-	for i := range s.opts.APIKeys {
-		if subtle.ConstantTimeCompare(sum[:], s.opts.APIKeys[i][:]) == 1 {
+	for i := range digests {
+		if subtle.ConstantTimeCompare(sum[:], digests[i][:]) == 1 {
 			return "key-" + fmt.Sprintf("%x", sum[:6]), nil
 		}
 	}
@@ -222,6 +236,19 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) metrics(ctx *fasthttp.RequestCtx) { s.prom(ctx) }
+
+func (s *Server) adminStatus(ctx *fasthttp.RequestCtx) {
+	if len(s.opts.AdminKeys) == 0 || s.opts.Status == nil {
+		s.fail(ctx, "", "", models.Errorf(models.ErrForbidden, "admin endpoints are closed: configure server.admin_keys"))
+		return
+	}
+	if _, err := checkKey(ctx, s.opts.AdminKeys); err != nil {
+		s.fail(ctx, "", "", models.Errorf(models.ErrAuth, "admin endpoints need an admin key: %v", err))
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(s.opts.Status())
+}
 
 func (s *Server) listModels(ctx *fasthttp.RequestCtx) {
 	if _, err := s.authorize(ctx); err != nil {

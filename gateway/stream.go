@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/sluice-llm/sluice/internal/jsonx"
@@ -19,7 +20,9 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, rctx context.Context, cancel c
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
-	b := &sseBody{s: s, st: st, r: r, t: t, cancel: cancel, endpoint: endpoint,
+	// The cost is known only at the end: it follows the body as an HTTP trailer.
+	_ = ctx.Response.Header.SetTrailer("X-Sluice-Cost-USD")
+	b := &sseBody{s: s, st: st, r: r, t: t, cancel: cancel, endpoint: endpoint, hdr: &ctx.Response.Header,
 		a: answer{id: idPrefix(r.Kind) + r.ID, model: t.Model, created: r.Arrived.Unix(), kind: r.Kind}}
 	b.bp = s.getBuf()
 	var tmp [128]byte
@@ -37,12 +40,14 @@ type sseBody struct {
 	cancel   context.CancelFunc
 	endpoint string
 	model    []byte // JSON string of the client's model name
+	hdr      *fasthttp.ResponseHeader
+	usage    models.Usage
+	ended    bool // the engine stream is closed and the request recorded
 
 	bp        *[]byte
 	off       int
 	done      bool
 	closed    bool
-	sawUsage  bool
 	firstTok  time.Duration
 	err       error
 	scratch   []byte
@@ -80,15 +85,9 @@ func (b *sseBody) fill() {
 		}
 		switch c.Format {
 		case models.FormatOpenAIUsage:
-			if !b.r.IncludeUsage {
-				return
-			}
-			b.sawUsage = true
-			b.spliced(c.Raw)
+			// sluice writes its own usage chunk at the end (with the cost).
+			return
 		case models.FormatOpenAIChunk, models.FormatOpenAIFull:
-			if c.Usage != nil {
-				b.sawUsage = true
-			}
 			b.spliced(c.Raw)
 		default:
 			b.scratch = b.a.appendChunk(b.scratch[:0], &c)
@@ -115,10 +114,12 @@ func (b *sseBody) spliced(raw []byte) {
 func (b *sseBody) end(err error) {
 	b.done = true
 	b.err = err
-	if b.r.IncludeUsage && !b.sawUsage {
-		b.scratch = b.a.appendUsageChunk(b.scratch[:0], b.st.Usage())
+	b.closeEngine()
+	if b.r.IncludeUsage {
+		b.scratch = b.a.appendUsageChunk(b.scratch[:0], b.usage)
 		b.event(b.scratch)
 	}
+	b.hdr.Set("X-Sluice-Cost-USD", strconv.FormatFloat(b.usage.Cost.Total(), 'f', 8, 64))
 	if err != nil {
 		b.scratch = appendErrorJSON(b.scratch[:0], err)
 		b.event(b.scratch)
@@ -126,6 +127,18 @@ func (b *sseBody) end(err error) {
 		return
 	}
 	b.event([]byte("[DONE]"))
+}
+
+// closeEngine closes the engine stream (freeing its slot) and records the final usage,
+// once.
+func (b *sseBody) closeEngine() {
+	if b.ended {
+		return
+	}
+	b.ended = true
+	_ = b.st.Close()
+	b.usage = b.st.Usage()
+	b.s.record(b.r, b.t, &b.usage)
 }
 
 // Close is called by fasthttp when the body is written or the client went away.
@@ -145,9 +158,8 @@ func (b *sseBody) Close() error {
 		code = itoa(status)
 	}
 	b.cancel()
-	u := b.st.Usage()
-	_ = b.st.Close()
-	b.s.finish(b.endpoint, b.t, b.r, u, b.err, b.firstTok)
+	b.closeEngine()
+	b.s.finish(b.endpoint, b.t, b.r, b.usage, b.err, b.firstTok)
 	b.s.m.requests.WithLabelValues(b.endpoint, b.t.Model, code).Inc()
 	b.s.m.inflight.Dec()
 	b.s.putBuf(b.bp)

@@ -8,6 +8,30 @@ type Usage struct {
 	// Estimated is true when sluice counted the tokens itself because the engine did not
 	// report them (or the stream was cut short).
 	Estimated bool
+	Cost      Cost
+}
+
+// Cost is what a request cost, in US dollars.
+type Cost struct {
+	Prompt     float64 // hardware time until the first token (prefill)
+	Completion float64 // hardware time after it (decode)
+	// Reference is what the same tokens would cost on ReferenceModel at list prices.
+	Reference      float64
+	ReferenceModel string
+}
+
+// Total is the request's own cost.
+func (c Cost) Total() float64 { return c.Prompt + c.Completion }
+
+// CostMeter accounts an engine's cost to the requests it serves (cost.Meter).
+type CostMeter interface {
+	Begin() CostJob
+}
+
+// CostJob is one request's account on a CostMeter.
+type CostJob interface {
+	FirstToken()                       // the prompt phase ends
+	End() (prompt, completion float64) // dollars; idempotent
 }
 
 // Total is prompt plus completion tokens.

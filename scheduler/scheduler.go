@@ -32,6 +32,8 @@ type Options struct {
 	DefaultSlots int
 	// RefreshEvery is how often Run probes backends (default 2s).
 	RefreshEvery time.Duration
+	// Meters account each backend's hardware cost to its requests (optional).
+	Meters map[string]models.CostMeter
 	Registry     prometheus.Registerer
 	Logger       *slog.Logger
 }
@@ -60,7 +62,7 @@ func New(backends map[string]Backend, opts Options) *Scheduler {
 	}
 	s := &Scheduler{opts: opts, backends: make(map[string]*slots, len(backends)), m: newMetrics(opts.Registry)}
 	for id, b := range backends {
-		sl := &slots{id: id, b: b, maxQueue: opts.MaxQueue, def: opts.DefaultSlots, m: s.m}
+		sl := &slots{id: id, b: b, maxQueue: opts.MaxQueue, def: opts.DefaultSlots, m: s.m, meter: opts.Meters[id]}
 		sl.inflightG = s.m.inflight.WithLabelValues(id)
 		sl.queuedG = s.m.queued.WithLabelValues(id)
 		s.backends[id] = sl
@@ -87,12 +89,20 @@ func (s *Scheduler) Open(ctx context.Context, t models.Target, r *models.Request
 		return nil, err
 	}
 	s.m.wait.WithLabelValues(t.Backend).Observe(time.Since(start).Seconds())
+	h := &held{sl: sl}
+	if sl.meter != nil {
+		h.job = sl.meter.Begin()
+	}
 	st, err := sl.b.Open(ctx, t, r)
 	if err != nil {
+		if h.job != nil {
+			h.job.End()
+		}
 		sl.release()
 		return nil, err
 	}
-	return &held{Stream: st, sl: sl}, nil
+	h.Stream = st
+	return h, nil
 }
 
 // Run probes every Refresher backend until ctx ends.
@@ -186,6 +196,7 @@ type slots struct {
 	maxQueue int
 	def      int
 	m        *metrics
+	meter    models.CostMeter
 
 	inflightG, queuedG prometheus.Gauge
 
@@ -290,15 +301,42 @@ func (sl *slots) kick() {
 	}
 }
 
-// held is a stream that frees its slot on Close.
+// held is a stream that frees its slot on Close and accounts its cost.
 type held struct {
 	models.Stream
-	sl   *slots
-	once sync.Once
+	sl     *slots
+	job    models.CostJob
+	closed bool
+	cost   models.Cost
+}
+
+// Recv marks the first token for cost accounting.
+func (h *held) Recv() (models.Chunk, error) {
+	c, err := h.Stream.Recv()
+	if h.job != nil && err == nil && (c.Text != "" || len(c.ToolCalls) > 0 || c.Embeddings != nil || c.Format == models.FormatOpenAIFull) {
+		h.job.FirstToken()
+	}
+	return c, err
+}
+
+// Usage adds the request's hardware cost (final once the stream is closed).
+func (h *held) Usage() models.Usage {
+	u := h.Stream.Usage()
+	if h.closed {
+		u.Cost = h.cost
+	}
+	return u
 }
 
 func (h *held) Close() error {
+	if h.closed {
+		return nil
+	}
+	h.closed = true
 	err := h.Stream.Close()
-	h.once.Do(h.sl.release)
+	if h.job != nil {
+		h.cost.Prompt, h.cost.Completion = h.job.End()
+	}
+	h.sl.release()
 	return err
 }

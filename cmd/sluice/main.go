@@ -16,6 +16,8 @@ const usage = `sluice: an OpenAI-compatible LLM gateway for self-hosted engines.
 Usage:
   sluice serve [--config FILE] [--model FILE.gguf | --ollama URL | --upstream URL] [--listen ADDR]
   sluice gen-model [--out FILE] [--embedding] [--vocab tokenizer.json] [--dim N --layers N ...]
+  sluice status [--url http://127.0.0.1:8080]   GPUs, engines, models and cost of a running sluice
+  sluice gpus                                   this box's GPUs (NVML)
   sluice bench gateway [--json] [--duration 5s] [--rates 500,2000,5000]
   sluice version
 
@@ -43,6 +45,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stdout, stderr)
 	case "gen-model":
 		err = genModel(args[1:], stdout, stderr)
+	case "gpus":
+		err = gpus(ctx, args[1:], stdout)
+	case "status":
+		err = statusCmd(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = bench(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":

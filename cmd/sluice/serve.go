@@ -17,7 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sluice-llm/sluice/compress"
 	"github.com/sluice-llm/sluice/config"
+	"github.com/sluice-llm/sluice/cost"
 	"github.com/sluice-llm/sluice/gateway"
+	"github.com/sluice-llm/sluice/gpu"
 	"github.com/sluice-llm/sluice/models"
 	"github.com/sluice-llm/sluice/router"
 	"github.com/sluice-llm/sluice/scheduler"
@@ -123,6 +125,43 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	engCtx, stopEngines := context.WithCancel(context.Background())
 	defer stopEngines()
+
+	// GPUs: telemetry, placement of managed engines, and what each engine costs.
+	src := gpu.NewSource()
+	defer src.Close()
+	mon := gpu.NewMonitor(src, gpu.MonitorOptions{Interval: cfg.GPU.RefreshEvery})
+	snap := mon.Refresh(ctx)
+	if len(snap.Devices) == 0 {
+		log.Info("no GPUs: engines run on the CPU", "reason", snap.Err)
+	}
+	for _, d := range snap.Devices {
+		log.Info("gpu", "index", d.Index, "name", d.Name, "memory_gib", float64(d.MemoryTotal)/(1<<30))
+	}
+	reg.MustRegister(gpu.NewCollector(mon))
+	go func() { _ = mon.Run(engCtx) }()
+	placed, err := placeEngines(cfg, snap)
+	if err != nil {
+		return err
+	}
+	costs, err := engineCosts(cfg, snap, placed)
+	if err != nil {
+		return err
+	}
+	acct := cost.NewAccountant(cloudPrices(cfg), cfg.Pricing.Reference, modelReferences(cfg))
+	for _, c := range costs {
+		acct.AddEngine(c)
+		log.Info("engine price", "engine", c.Name, "hardware", c.GPU, "usd_per_hour", c.Meter.PerHour())
+	}
+	reg.MustRegister(acct)
+	adminKeys, note, err := adminKey(cfg)
+	if err != nil {
+		return fmt.Errorf("admin key: %w", err)
+	}
+	if note != "" {
+		log.Info(note)
+	}
+	cfg.Server.AdminKeys = adminKeys
+
 	engines, err := buildEngines(cfg, counter, log)
 	if err != nil {
 		return err
@@ -146,6 +185,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	sched := scheduler.New(engines.backends(), scheduler.Options{
 		MaxQueue: cfg.Scheduler.MaxQueue, RefreshEvery: cfg.Scheduler.RefreshEvery, Registry: reg, Logger: log,
+		Meters: acct.Meters(),
 	})
 	entries, err := engines.catalog(ctx, log)
 	if err != nil {
@@ -159,6 +199,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, RequestTimeout: cfg.Server.RequestTimeout,
 		APIKeys: cfg.Server.KeyDigests(), Router: rt, Scheduler: sched, Models: rt.Models,
 		Ready: sched.Ready, Registry: reg, Logger: log,
+		AdminKeys: cfg.Server.AdminKeyDigests(),
+		Record:    func(r *models.Request, t models.Target, u *models.Usage) { acct.Record(t.Backend, t.Model, u) },
+		Status:    func() []byte { return statusJSON(mon, sched, rt, acct) },
 	})
 	if err != nil {
 		return err

@@ -37,6 +37,8 @@ func TestServeManaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := enginetest.FreePort(t)
+	cache := t.TempDir()
+	t.Setenv("SLUICE_CACHE", cache) // the admin key file goes there
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pr, pw := io.Pipe()
@@ -95,8 +97,33 @@ func TestServeManaged(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !regexp.MustCompile(`sluice_request_tokens_total\{model="demo",type="completion"\} [1-9]`).Match(b) {
-		t.Errorf("metrics lack completion tokens for demo:\n%.2000s", b)
+	for _, re := range []string{
+		`sluice_tokens_total\{engine="local",model="demo",type="completion"\} [1-9]`,
+		`sluice_cost_usd_total\{engine="local",gpu="cpu",model="demo",phase="completion"\} [1-9]`,
+		`sluice_cost_usd_total\{engine="local",gpu="cpu",model="",phase="idle"\} [1-9]`,
+		`sluice_engine_price_usd_per_hour\{engine="local",gpu="cpu"\} 0.05`,
+		`sluice_savings_usd_total\{model="demo",reference="gpt-4o"\} [0-9]`,
+		`sluice_gpus 0`,
+	} {
+		if !regexp.MustCompile(re).Match(b) {
+			t.Errorf("metrics lack %s", re)
+		}
+	}
+	// A non-streamed answer reports its cost in a header; sluice status shows the tables.
+	resp, err = http.Post("http://127.0.0.1:"+itoa(port)+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"demo","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if c, err := strconv.ParseFloat(resp.Header.Get("X-Sluice-Cost-USD"), 64); err != nil || c <= 0 || resp.Header.Get("X-Sluice-Reference-Model") != "gpt-4o" {
+		t.Errorf("cost headers: %v", resp.Header)
+	}
+	var status strings.Builder
+	t.Setenv("SLUICE_CACHE", cache)
+	if code := run(ctx, []string{"status", "--url", "http://127.0.0.1:" + itoa(port)}, &status, &status); code != 0 ||
+		!strings.Contains(status.String(), "demo") || !strings.Contains(status.String(), "$/M TOKENS") {
+		t.Errorf("sluice status (exit %d):\n%s", code, status.String())
 	}
 
 	cancel()
