@@ -15,6 +15,7 @@ const usage = `sluice: an OpenAI-compatible LLM gateway for self-hosted engines.
 
 Usage:
   sluice serve [--config FILE] [--model FILE.gguf | --ollama URL | --upstream URL] [--listen ADDR]
+  sluice fetch-model --url URL [--sha256 HEX] [--out FILE]   download a GGUF with progress and checksum
   sluice gen-model [--out FILE] [--embedding] [--vocab tokenizer.json] [--dim N --layers N ...]
   sluice status [--url http://127.0.0.1:8080]   GPUs, engines, models and cost of a running sluice
   sluice gpus                                   this box's GPUs (NVML)
@@ -45,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stdout, stderr)
 	case "gen-model":
 		err = genModel(args[1:], stdout, stderr)
+	case "fetch-model":
+		err = fetchModel(ctx, args[1:], stdout, stderr)
 	case "gpus":
 		err = gpus(ctx, args[1:], stdout)
 	case "status":
