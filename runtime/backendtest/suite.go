@@ -29,6 +29,11 @@ type Harness struct {
 	Kill func()
 	// InFlight reports requests the backend has open (nil: not checked).
 	InFlight func() int
+	// Dials counts connections opened to the engine (nil: keep-alive not checked).
+	Dials func() int64
+	// StreamsCloseConn: the engine closes the connection after a streamed answer
+	// (llama-server), so only non-streamed requests reuse connections.
+	StreamsCloseConn bool
 }
 
 func chatReq(stream bool, maxTokens int) *models.Request {
@@ -113,6 +118,37 @@ func Run(t *testing.T, h Harness) {
 			t.Fatalf("Recv after close = %v, want EOF", err)
 		}
 		checkIdle(t)
+	})
+
+	t.Run("keep-alive", func(t *testing.T) {
+		if h.Dials == nil {
+			t.Skip("backend does not count its connections")
+		}
+		// Finished requests, streamed or not, leave their connection to the next one.
+		for _, stream := range []bool{true, false} {
+			st, err := h.Backend.Open(ctx, h.Chat, chatReq(stream, 6))
+			if err != nil {
+				t.Fatal(err)
+			}
+			drain(t, st)
+			st.Close()
+		}
+		seq := []bool{true, false, true}
+		if h.StreamsCloseConn {
+			seq = []bool{false, false, false}
+		}
+		before := h.Dials()
+		for _, stream := range seq {
+			st, err := h.Backend.Open(ctx, h.Chat, chatReq(stream, 6))
+			if err != nil {
+				t.Fatal(err)
+			}
+			drain(t, st)
+			st.Close()
+		}
+		if d := h.Dials() - before; d != 0 {
+			t.Fatalf("%d new connections for 3 sequential requests; want them reused", d)
+		}
 	})
 
 	t.Run("completion", func(t *testing.T) {

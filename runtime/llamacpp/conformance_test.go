@@ -27,5 +27,9 @@ func TestConformance(t *testing.T) {
 		Embed:    models.Target{Backend: "llama-embed", UpstreamModel: "tiny-embed"},
 		Kill:     chat.Kill,
 		InFlight: b.InFlight,
+		Dials:    b.Dials,
+		// llama-server (cpp-httplib) closes the connection after a streamed answer,
+		// though it announces keep-alive; sluice does not reuse those.
+		StreamsCloseConn: true,
 	})
 }

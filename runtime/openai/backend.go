@@ -56,6 +56,9 @@ type Backend struct {
 	active atomic.Int64 // requests open on this engine
 }
 
+// Dials counts the connections opened to the engine's API (keep-alive reuse check).
+func (b *Backend) Dials() int64 { return b.client.Dials() }
+
 // InFlight is the number of requests open on the engine right now.
 func (b *Backend) InFlight() int { return int(b.active.Load()) }
 

@@ -26,5 +26,6 @@ func TestConformanceOllamaV1(t *testing.T) {
 		Embed:    models.Target{Backend: "ollama-v1", UpstreamModel: "tiny-embed"},
 		Kill:     o.Kill,
 		InFlight: b.InFlight,
+		Dials:    b.Dials,
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/sluice-llm/sluice/models"
 	"github.com/sluice-llm/sluice/runtime/upstream"
@@ -58,6 +59,13 @@ func (s *stream) Recv() (models.Chunk, error) {
 		}
 		if bytes.Equal(data, []byte("[DONE]")) {
 			s.done = true
+			if s.b.opts.Dialect == LlamaCpp {
+				// llama-server closes the connection after a streamed answer.
+				s.call.Discard()
+			} else {
+				// Read the body's end so the connection goes back to the pool.
+				s.call.Drain(s.sse, 4<<10, time.Second)
+			}
 			return models.Chunk{}, io.EOF
 		}
 		v, err := s.p.ParseBytes(data)

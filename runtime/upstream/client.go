@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -35,7 +36,11 @@ type Client struct {
 	mu     sync.Mutex
 	idle   []*conn
 	closed bool
+	dials  atomic.Int64
 }
+
+// Dials counts the connections the client has opened (to check keep-alive reuse).
+func (c *Client) Dials() int64 { return c.dials.Load() }
 
 type conn struct {
 	nc net.Conn
@@ -141,6 +146,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	if closed {
 		return nil, errClosed
 	}
+	c.dials.Add(1)
 	nc, err := c.dialer.DialContext(ctx, "tcp", c.host)
 	if err != nil {
 		return nil, err
@@ -257,6 +263,25 @@ func (call *Call) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// Drain reads what is left of a streamed body (an engine's last chunk terminator after
+// its final event), waiting at most d, so the connection can be reused. It reads through
+// r, the reader wrapping the call (e.g. an SSE reader with buffered bytes), at most max
+// bytes; anything more and the connection is dropped at Release.
+func (call *Call) Drain(r io.Reader, max int64, d time.Duration) {
+	if call.eof || call.body == nil {
+		return
+	}
+	_ = call.cn.nc.SetReadDeadline(time.Now().Add(d))
+	n, _ := io.Copy(io.Discard, io.LimitReader(r, max))
+	if n >= max {
+		call.failed = true
+	}
+	_ = call.cn.nc.SetReadDeadline(time.Time{})
+}
+
+// Discard marks the connection as not reusable (for servers that close it themselves).
+func (call *Call) Discard() { call.failed = true }
 
 // Release returns the connection to the pool when the exchange completed cleanly, and
 // closes it otherwise (an unfinished stream is aborted this way). Idempotent.

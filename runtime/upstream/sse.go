@@ -32,6 +32,9 @@ func (s *SSE) Release() {
 	}
 }
 
+// Read reads the raw bytes left after the events read so far (for draining).
+func (s *SSE) Read(p []byte) (int, error) { return s.br.Read(p) }
+
 // Next returns the next event's name (often empty) and data. The slices are valid until
 // the next call. It returns io.EOF at the end of the stream; a stream that ends in the
 // middle of an event returns that event first.

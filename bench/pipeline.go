@@ -1,0 +1,85 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sluice-llm/sluice/gateway"
+	"github.com/sluice-llm/sluice/router"
+	"github.com/sluice-llm/sluice/runtime/openai"
+	"github.com/sluice-llm/sluice/scheduler"
+)
+
+// pipelineSlots is the fake engine's slot count: high enough that the scheduler admits
+// every request at once (the fake decodes without limit), so the benchmark measures the
+// pipeline's own cost, not queueing for slots.
+const pipelineSlots = 256
+
+// pipeline is sluice's full request path, wired as cmd/sluice's serve wires it: gateway,
+// router (model "bench" -> backend "fake"), scheduler and an openai backend pointed at
+// the fake engine, with a real Prometheus registry.
+type pipeline struct {
+	gw      *gateway.Server
+	backend *openai.Backend
+	ln      net.Listener
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+// newPipeline builds the pipeline over the engine at upstreamAddr and marks the backend
+// healthy. It does not listen; call serve for that.
+func newPipeline(ctx context.Context, upstreamAddr string) (*pipeline, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	be, err := openai.New(openai.Options{Name: "fake", BaseURL: "http://" + upstreamAddr + "/v1", Slots: pipelineSlots})
+	if err != nil {
+		return nil, err
+	}
+	if err := be.Refresh(ctx); err != nil {
+		be.Close()
+		return nil, fmt.Errorf("bench: fake engine health check: %w", err)
+	}
+	sched := scheduler.New(map[string]scheduler.Backend{"fake": be}, scheduler.Options{Registry: reg})
+	rt, err := router.New([]router.Entry{{Name: "bench", Backend: "fake", UpstreamModel: "bench", Kind: "chat"}})
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	gw, err := gateway.New(gateway.Options{Router: rt, Scheduler: sched, Models: rt.Models, Registry: reg})
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	p := &pipeline{gw: gw, backend: be, stop: stop, done: make(chan struct{})}
+	goLabeled(TargetSluice, func() {
+		sched.Run(runCtx) // periodic health probes, as in production
+		close(p.done)
+	})
+	return p, nil
+}
+
+// serve answers on a new loopback listener.
+func (p *pipeline) serve() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	p.ln = ln
+	goLabeled(TargetSluice, func() { _ = p.gw.Serve(ln) })
+	return nil
+}
+
+func (p *pipeline) addr() string { return p.ln.Addr().String() }
+
+func (p *pipeline) close() {
+	if p.ln != nil {
+		_ = p.gw.Shutdown(context.Background())
+	}
+	p.stop()
+	<-p.done
+	p.backend.Close()
+}

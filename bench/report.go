@@ -1,0 +1,216 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"slices"
+	"strconv"
+	"text/tabwriter"
+)
+
+// Row is one target's figures at one rate and mode. Latencies are in microseconds, from
+// each request's scheduled send time to its whole answer read; added latencies are the
+// target's minus the direct call's; ratios (sluice and control rows only) divide the
+// target's added latency by the null proxy's.
+type Row struct {
+	Rate             int      `json:"rate"`
+	Mode             Mode     `json:"mode"`
+	Target           string   `json:"target"`
+	Requests         int      `json:"requests"`
+	AchievedRPS      float64  `json:"achieved_rps"`
+	P50US            float64  `json:"p50_us"`
+	P90US            float64  `json:"p90_us"`
+	P99US            float64  `json:"p99_us"`
+	TTFBP50US        float64  `json:"ttfb_p50_us,omitempty"` // streams: time to the response headers
+	AddedP50US       float64  `json:"added_p50_us"`
+	AddedP99US       float64  `json:"added_p99_us"`
+	RatioP50         *float64 `json:"ratio_p50,omitempty"`
+	RatioP99         *float64 `json:"ratio_p99,omitempty"`
+	CPUPerReqUS      float64  `json:"cpu_us_per_req"` // whole process: load generator and fake engine included
+	AllocBytesPerReq float64  `json:"alloc_bytes_per_req"`
+	AllocsPerReq     float64  `json:"allocs_per_req"`
+	// EngineConns is how many connections to the engine were opened while measuring: a
+	// hop that reuses its connections opens none.
+	EngineConns  int64  `json:"engine_conns_opened"`
+	Errors       int    `json:"errors"`
+	WarmupErrors int    `json:"warmup_errors"`
+	FirstError   string `json:"first_error,omitempty"`
+}
+
+// Report is a whole run. Headline ratios are at RefRate (or the rate nearest it) and are
+// null when the null proxy measured no added latency.
+type Report struct {
+	RefRate               int      `json:"ref_rate"`
+	RatioP50              *float64 `json:"ratio_p50"` // non-streaming, sluice-added / null-added
+	RatioP99              *float64 `json:"ratio_p99"`
+	StreamRatioP50        *float64 `json:"stream_ratio_p50"`
+	StreamRatioP99        *float64 `json:"stream_ratio_p99"`
+	ControlRatioP50       *float64 `json:"control_ratio_p50"` // non-streaming, control-added / null-added
+	ControlRatioP99       *float64 `json:"control_ratio_p99"`
+	StreamControlRatioP50 *float64 `json:"stream_control_ratio_p50"`
+	StreamControlRatioP99 *float64 `json:"stream_control_ratio_p99"`
+	TargetRatioP50        float64  `json:"target_ratio_p50"`
+	// Pass: p50 ratios at RefRate within the target for every mode run, and no errors.
+	// p99 is reported, never gated: two identical proxies differ several-fold there.
+	Pass     bool         `json:"pass"`
+	Errors   int          `json:"errors"` // all targets, rates and modes, warm-ups included
+	RSSMB    float64      `json:"rss_mb"` // peak RSS (VmHWM) of the whole benchmark process
+	RSSScope string       `json:"rss_scope"`
+	Config   ReportConfig `json:"config"`
+	Runs     []Row        `json:"runs"`
+}
+
+// ReportConfig records how a run was set up.
+type ReportConfig struct {
+	Rates      []int  `json:"rates"`
+	Modes      []Mode `json:"modes"`
+	Duration   string `json:"duration_per_target"`
+	Rounds     int    `json:"rounds"`
+	Warmup     string `json:"warmup_per_target"`
+	Workers    int    `json:"workers"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	NumCPU     int    `json:"num_cpu"`
+	GoVersion  string `json:"go_version"`
+}
+
+func reportConfig(c *Config) (rc ReportConfig) {
+	rc.Rates, rc.Modes = slices.Clone(c.Rates), slices.Clone(c.Modes)
+	rc.Duration, rc.Rounds, rc.Warmup, rc.Workers = c.Duration.String(), c.Rounds, c.Warmup.String(), c.Workers
+	rc.GOMAXPROCS, rc.NumCPU, rc.GoVersion = runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.Version()
+	return rc
+}
+
+const rssScope = "whole benchmark process: load generator, fake engine, both null proxies and sluice together"
+
+// summarize fills the headline figures from Runs.
+func (r *Report) summarize(target float64) {
+	r.TargetRatioP50, r.RSSScope = target, rssScope
+	r.Errors = 0
+	for _, row := range r.Runs {
+		r.Errors += row.Errors + row.WarmupErrors
+	}
+	r.RefRate = 0
+	for _, row := range r.Runs {
+		if r.RefRate == 0 || abs(row.Rate-RefRate) < abs(r.RefRate-RefRate) {
+			r.RefRate = row.Rate
+		}
+	}
+	pick := func(mode Mode, target string) (p50, p99 *float64) {
+		if row := findRow(r.Runs, r.RefRate, mode, target); row != nil {
+			return row.RatioP50, row.RatioP99
+		}
+		return nil, nil
+	}
+	r.RatioP50, r.RatioP99 = pick(NonStream, TargetSluice)
+	r.StreamRatioP50, r.StreamRatioP99 = pick(Stream, TargetSluice)
+	r.ControlRatioP50, r.ControlRatioP99 = pick(NonStream, TargetControl)
+	r.StreamControlRatioP50, r.StreamControlRatioP99 = pick(Stream, TargetControl)
+
+	r.Pass = r.Errors == 0 && len(r.Runs) > 0
+	for _, m := range []Mode{NonStream, Stream} {
+		if findRow(r.Runs, r.RefRate, m, TargetSluice) == nil {
+			continue // mode not run
+		}
+		p50, _ := pick(m, TargetSluice)
+		if p50 == nil || *p50 > target {
+			r.Pass = false
+		}
+	}
+}
+
+// WriteTable prints the rows as a table, then the headline figures.
+func (r *Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "rate\tmode\ttarget\treqs\tachieved\tp50\tp99\tadded p50\tadded p99\tratio p50\tratio p99\tttfb p50\tcpu/req\tallocs/req\tengine conns\terrors\t")
+	for i, row := range r.Runs {
+		if i > 0 && (row.Rate != r.Runs[i-1].Rate || row.Mode != r.Runs[i-1].Mode) {
+			fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
+		}
+		added50, added99 := "-", "-"
+		if row.Target != TargetDirect {
+			added50, added99 = formatDuration(row.AddedP50US*1e3), formatDuration(row.AddedP99US*1e3)
+		}
+		ttfb := "-"
+		if row.TTFBP50US > 0 {
+			ttfb = formatDuration(row.TTFBP50US * 1e3)
+		}
+		errs := strconv.Itoa(row.Errors)
+		if row.WarmupErrors > 0 {
+			errs += fmt.Sprintf(" (+%d warm-up)", row.WarmupErrors)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%.0f/s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%d\t%s\t\n",
+			row.Rate, row.Mode, row.Target, row.Requests, row.AchievedRPS, formatDuration(row.P50US*1e3), formatDuration(row.P99US*1e3),
+			added50, added99, ratioCell(row, row.RatioP50), ratioCell(row, row.RatioP99), ttfb,
+			formatDuration(row.CPUPerReqUS*1e3), row.AllocsPerReq, row.EngineConns, errs)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, row := range r.Runs {
+		if row.FirstError != "" {
+			fmt.Fprintf(w, "first error, %d RPS %s %s: %s\n", row.Rate, row.Mode, row.Target, row.FirstError)
+		}
+	}
+	verdict := "PASS"
+	if !r.Pass {
+		verdict = "FAIL"
+	}
+	_, err := fmt.Fprintf(w, "\nat %d RPS: sluice-added / null-added p50 %s non-streaming, %s streaming (target <= %.2f); "+
+		"p99 %s / %s (reported, not gated)\n"+
+		"noise control (identical null proxy) / null: p50 %s / %s, p99 %s / %s\n"+
+		"errors: %d; peak RSS %.1f MiB (%s)\n"+
+		"%s\n"+
+		"cpu/req and allocs/req are process-wide per request (the load generator and fake engine included): compare rows, not absolutes.\n",
+		r.RefRate, ptr(r.RatioP50), ptr(r.StreamRatioP50), r.TargetRatioP50, ptr(r.RatioP99), ptr(r.StreamRatioP99),
+		ptr(r.ControlRatioP50), ptr(r.StreamControlRatioP50), ptr(r.ControlRatioP99), ptr(r.StreamControlRatioP99),
+		r.Errors, r.RSSMB, r.RSSScope, verdict)
+	return err
+}
+
+func ratioCell(row Row, v *float64) string {
+	switch {
+	case row.Target == TargetNull:
+		return "(base)"
+	case row.Target == TargetDirect:
+		return "-"
+	}
+	return ptr(v)
+}
+
+func ptr(v *float64) string {
+	if v == nil {
+		return "n/a"
+	}
+	return strconv.FormatFloat(*v, 'f', 2, 64)
+}
+
+// JSON is the report as one line of JSON.
+func (r *Report) JSON() ([]byte, error) { return json.Marshal(r) }
+
+// percentiles returns the nearest-rank percentiles qs of xs (sorting xs in place).
+func percentiles(xs []int64, qs ...float64) []int64 {
+	slices.Sort(xs)
+	out := make([]int64, len(qs))
+	for i, q := range qs {
+		k := int(math.Ceil(q*float64(len(xs)))) - 1
+		out[i] = xs[min(max(k, 0), len(xs)-1)]
+	}
+	return out
+}
+
+func us(ns int64) float64 { return round(float64(ns)/1e3, 1) }
+
+func round(x float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(x*p) / p
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}

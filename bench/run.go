@@ -1,0 +1,335 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/metrics"
+	"runtime/pprof"
+	"time"
+)
+
+// Config sets up a gateway benchmark. Zero values pick the defaults.
+type Config struct {
+	Rates    []int         // request rates, per second (default 500, 2000, 5000)
+	Modes    []Mode        // default NonStream, Stream
+	Duration time.Duration // measured time per target, rate and mode (default 6s), split over Rounds
+	Rounds   int           // rounds per rate and mode; targets rotate between rounds (default 3)
+	Warmup   time.Duration // unmeasured load per target before each rate and mode (default Duration/10, 200ms to 1s)
+	Workers  int           // concurrent requests at most, per target (default 128)
+	// TargetRatio is the goal for sluice's added p50 over the null proxy's (default 1.5).
+	TargetRatio float64
+	// Progress receives a line per rate and mode as the run goes; nil: silent.
+	Progress io.Writer
+}
+
+// DefaultRates are the request rates a default run uses.
+func DefaultRates() []int { return []int{500, 2000, 5000} }
+
+// RefRate is the rate whose figures head the report (the 2,000 RPS).
+const RefRate = 2000
+
+func (c *Config) fill() error {
+	if len(c.Rates) == 0 {
+		c.Rates = DefaultRates()
+	}
+	if len(c.Modes) == 0 {
+		c.Modes = []Mode{NonStream, Stream}
+	}
+	if c.Duration <= 0 {
+		c.Duration = 6 * time.Second
+	}
+	if c.Rounds <= 0 {
+		c.Rounds = 3
+	}
+	if c.Warmup <= 0 {
+		c.Warmup = min(max(c.Duration/10, 200*time.Millisecond), time.Second)
+	}
+	if c.Workers <= 0 {
+		c.Workers = 128
+	}
+	if c.TargetRatio <= 0 {
+		c.TargetRatio = 1.5
+	}
+	for _, r := range c.Rates {
+		if r <= 0 || r > 1_000_000 {
+			return fmt.Errorf("bench: rate %d out of range (1 to 1000000)", r)
+		}
+	}
+	for _, m := range c.Modes {
+		if m != NonStream && m != Stream {
+			return fmt.Errorf("bench: unknown mode %q (want %q or %q)", m, NonStream, Stream)
+		}
+	}
+	return nil
+}
+
+// Estimate is roughly how long Run takes with c (warm-ups included).
+func (c Config) Estimate() time.Duration {
+	if c.fill() != nil {
+		return 0
+	}
+	return time.Duration(len(c.Rates)*len(c.Modes)*4) * (c.Duration + c.Warmup)
+}
+
+// The targets, in their first round's order.
+const (
+	TargetDirect  = "direct"  // the fake engine itself
+	TargetNull    = "null"    // a do-nothing fasthttp reverse proxy
+	TargetControl = "control" // a second, identical do-nothing proxy: the noise control
+	TargetSluice  = "sluice"  // sluice's full pipeline
+)
+
+// Run starts the fake engine, the two null proxies and sluice's pipeline in this process
+// and measures them at every rate and mode of cfg.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	up, err := startUpstream()
+	if err != nil {
+		return nil, fmt.Errorf("bench: fake engine: %w", err)
+	}
+	defer up.close()
+	var targets []*loadTarget
+	defer func() {
+		for _, t := range targets {
+			t.close()
+		}
+	}()
+	targets = append(targets, newLoadTarget(TargetDirect, up.addr(), cfg.Workers))
+	for _, name := range []string{TargetNull, TargetControl} {
+		p, err := startNullProxy(name, up.addr())
+		if err != nil {
+			return nil, fmt.Errorf("bench: null proxy: %w", err)
+		}
+		defer p.close()
+		targets = append(targets, newLoadTarget(name, p.addr(), cfg.Workers))
+	}
+	pl, err := newPipeline(ctx, up.addr())
+	if err != nil {
+		return nil, err
+	}
+	defer pl.close()
+	if err := pl.serve(); err != nil {
+		return nil, fmt.Errorf("bench: sluice listener: %w", err)
+	}
+	targets = append(targets, newLoadTarget(TargetSluice, pl.addr(), cfg.Workers))
+
+	gen, err := newGenerator(cfg.Workers)
+	if err != nil {
+		return nil, err
+	}
+	defer gen.close()
+
+	rep := &Report{Config: reportConfig(&cfg)}
+	for _, rate := range cfg.Rates {
+		for _, mode := range cfg.Modes {
+			rows, err := measure(ctx, gen, up, targets, &cfg, rate, mode)
+			if err != nil {
+				return nil, err
+			}
+			rep.Runs = append(rep.Runs, rows...)
+			if cfg.Progress != nil {
+				fmt.Fprintf(cfg.Progress, "bench: %5d RPS %-9s %s\n", rate, mode, progressLine(rows))
+			}
+		}
+	}
+	rss, err := peakRSS()
+	if err == nil {
+		rep.RSSMB = round(float64(rss)/(1<<20), 1)
+	}
+	rep.summarize(cfg.TargetRatio)
+	return rep, nil
+}
+
+// measure runs one rate and mode: a warm-up per target, then Rounds rounds with the
+// targets in rotating order, and returns a row per target.
+func measure(ctx context.Context, gen *generator, up *upstream, targets []*loadTarget, cfg *Config, rate int, mode Mode) ([]Row, error) {
+	body := chatRequest(mode)
+	acc := make([]accum, len(targets))
+	for i, t := range targets {
+		seg, err := gen.run(ctx, t, mode, body, rate, cfg.Warmup)
+		if err != nil {
+			return nil, err
+		}
+		acc[i].warmupErrs += seg.errs
+		acc[i].noteErr(seg.firstErr)
+	}
+	per := cfg.Duration / time.Duration(cfg.Rounds)
+	var before, after resources
+	for r := range cfg.Rounds {
+		for k := range targets {
+			i := (k + r) % len(targets)
+			runtime.GC() // start each segment with a clean heap: nobody pays for another's garbage
+			before.read(up)
+			seg, err := gen.run(ctx, targets[i], mode, body, rate, per)
+			if err != nil {
+				return nil, err
+			}
+			after.read(up)
+			acc[i].add(seg, after.sub(before))
+		}
+	}
+	rows := make([]Row, len(targets))
+	for i, t := range targets {
+		rows[i] = acc[i].row(t.name, rate, mode)
+	}
+	addRatios(rows)
+	return rows, nil
+}
+
+// resources are process-wide counters read around a segment.
+type resources struct {
+	cpu          time.Duration
+	allocBytes   uint64
+	allocObjects uint64
+	engineConns  int64 // connections the fake engine accepted
+}
+
+func (r *resources) read(up *upstream) {
+	r.engineConns = up.accepted.Load()
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/allocs:objects"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		r.allocBytes = s[0].Value.Uint64()
+	}
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		r.allocObjects = s[1].Value.Uint64()
+	}
+	r.cpu = processCPU()
+}
+
+func (r resources) sub(o resources) resources {
+	return resources{cpu: r.cpu - o.cpu, allocBytes: r.allocBytes - o.allocBytes, allocObjects: r.allocObjects - o.allocObjects,
+		engineConns: r.engineConns - o.engineConns}
+}
+
+// accum gathers one target's segments at one rate and mode.
+type accum struct {
+	lat, ttfb  []int64
+	sent, errs int
+	warmupErrs int
+	firstErr   error
+	elapsed    time.Duration
+	res        resources
+}
+
+func (a *accum) noteErr(err error) {
+	if a.firstErr == nil && err != nil {
+		a.firstErr = err
+	}
+}
+
+func (a *accum) add(s *segment, res resources) {
+	a.sent += len(s.lat)
+	a.errs += s.errs
+	a.noteErr(s.firstErr)
+	a.elapsed += s.elapsed
+	a.res.cpu += res.cpu
+	a.res.allocBytes += res.allocBytes
+	a.res.allocObjects += res.allocObjects
+	a.res.engineConns += res.engineConns
+	for i, l := range s.lat {
+		if l < 0 {
+			continue
+		}
+		a.lat = append(a.lat, l)
+		if s.ttfb != nil {
+			a.ttfb = append(a.ttfb, s.ttfb[i])
+		}
+	}
+}
+
+func (a *accum) row(target string, rate int, mode Mode) Row {
+	r := Row{Rate: rate, Mode: mode, Target: target, Requests: a.sent, Errors: a.errs, WarmupErrors: a.warmupErrs,
+		FirstError: errString(a.firstErr)}
+	if a.elapsed > 0 {
+		r.AchievedRPS = round(float64(a.sent)/a.elapsed.Seconds(), 1)
+	}
+	if a.sent > 0 {
+		n := float64(a.sent)
+		r.CPUPerReqUS = round(float64(a.res.cpu.Nanoseconds())/n/1e3, 1)
+		r.AllocBytesPerReq = round(float64(a.res.allocBytes)/n, 0)
+		r.AllocsPerReq = round(float64(a.res.allocObjects)/n, 1)
+		r.EngineConns = a.res.engineConns
+	}
+	if len(a.lat) > 0 {
+		p := percentiles(a.lat, 0.50, 0.90, 0.99)
+		r.P50US, r.P90US, r.P99US = us(p[0]), us(p[1]), us(p[2])
+	}
+	if len(a.ttfb) > 0 {
+		r.TTFBP50US = us(percentiles(a.ttfb, 0.50)[0])
+	}
+	return r
+}
+
+// addRatios fills the added latencies (target minus direct) and, for sluice and the
+// control, the ratios of their added latency to the null proxy's.
+func addRatios(rows []Row) {
+	byName := map[string]*Row{}
+	for i := range rows {
+		byName[rows[i].Target] = &rows[i]
+	}
+	direct, null := byName[TargetDirect], byName[TargetNull]
+	if direct == nil || direct.P50US == 0 {
+		return
+	}
+	for i := range rows {
+		r := &rows[i]
+		if r.Target == TargetDirect || r.P50US == 0 {
+			continue
+		}
+		r.AddedP50US = round(r.P50US-direct.P50US, 1)
+		r.AddedP99US = round(r.P99US-direct.P99US, 1)
+	}
+	if null == nil || null.P50US == 0 {
+		return
+	}
+	for _, name := range []string{TargetSluice, TargetControl} {
+		r := byName[name]
+		if r == nil || r.P50US == 0 {
+			continue
+		}
+		r.RatioP50 = ratio(r.AddedP50US, null.AddedP50US)
+		r.RatioP99 = ratio(r.AddedP99US, null.AddedP99US)
+	}
+}
+
+// ratio is a/b, or nil when b is not positive (the null proxy measured no added latency:
+// the ratio means nothing then).
+func ratio(a, b float64) *float64 {
+	if b <= 0 {
+		return nil
+	}
+	v := round(a/b, 2)
+	return &v
+}
+
+func findRow(rows []Row, rate int, mode Mode, target string) *Row {
+	for i := range rows {
+		if rows[i].Rate == rate && rows[i].Mode == mode && rows[i].Target == target {
+			return &rows[i]
+		}
+	}
+	return nil
+}
+
+func progressLine(rows []Row) string {
+	s := ""
+	for _, r := range rows {
+		s += fmt.Sprintf(" %s p50 %s", r.Target, formatDuration(r.P50US*1e3))
+		if r.Errors+r.WarmupErrors > 0 {
+			s += fmt.Sprintf(" (%d errors)", r.Errors+r.WarmupErrors)
+		}
+	}
+	return s
+}
+
+// goLabeled runs f in a new goroutine labelled hop=name, for CPU profiles of a run; the
+// goroutines f starts (a server's connection workers) inherit the label, so
+// "go tool pprof -tagfocus hop=sluice" shows the pipeline's own costs.
+func goLabeled(name string, f func()) {
+	go pprof.Do(context.Background(), pprof.Labels("hop", name), func(context.Context) { f() })
+}

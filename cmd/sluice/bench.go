@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	sbench "github.com/sluice-llm/sluice/bench"
+)
+
+const benchUsage = `Usage: sluice bench gateway [flags]
+       sluice bench smoke [flags]   (GPU smoke test; see "sluice bench smoke -h")
+
+Measures the latency sluice's gateway adds, in one process: a fast fake OpenAI engine
+called directly, through a do-nothing fasthttp proxy (and an identical second one as a
+noise control), and through sluice's full pipeline, at fixed request rates (open loop,
+latency from each request's scheduled send time), streaming and not.
+
+Flags:
+`
+
+func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		benchFlags(stderr, &benchOpts{}).Usage()
+		if len(args) == 0 {
+			return errors.New("bench: name a benchmark (available: gateway, smoke)")
+		}
+		return nil
+	}
+	switch args[0] {
+	case "gateway":
+	case "smoke":
+		return benchSmoke(ctx, args[1:], stdout, stderr)
+	default:
+		return fmt.Errorf("bench: unknown benchmark %q (available: gateway, smoke)", args[0])
+	}
+	var o benchOpts
+	fs := benchFlags(stderr, &o)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench gateway: unexpected arguments %q", fs.Args())
+	}
+	cfg, err := o.config(stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "bench gateway: rates %v, modes %v, %v per target per rate and mode in %d rounds (about %v in all)\n",
+		cfg.Rates, cfg.Modes, cfg.Duration, cfg.Rounds, cfg.Estimate().Round(time.Second))
+	if o.cpuprofile != "" {
+		stop, err := startCPUProfile(o.cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	rep, err := sbench.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteTable(stdout); err != nil {
+		return err
+	}
+	if o.json {
+		b, err := rep.JSON()
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(stdout, "%s\n", b); err != nil {
+			return err
+		}
+	}
+	if o.gate && !rep.Pass {
+		return fmt.Errorf("bench gateway: target missed (p50 ratio at %d RPS above %.2f, or errors)", rep.RefRate, rep.TargetRatioP50)
+	}
+	return nil
+}
+
+type benchOpts struct {
+	rates, modes string
+	duration     time.Duration
+	warmup       time.Duration
+	rounds       int
+	workers      int
+	json, gate   bool
+	cpuprofile   string
+}
+
+func benchFlags(stderr io.Writer, o *benchOpts) *flag.FlagSet {
+	fs := flag.NewFlagSet("bench gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, benchUsage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.rates, "rates", "500,2000,5000", "request rates per second, comma-separated")
+	fs.StringVar(&o.modes, "modes", "nonstream,stream", "modes to run, comma-separated: nonstream, stream")
+	fs.DurationVar(&o.duration, "duration", 6*time.Second, "measured time per target, rate and mode (split over the rounds)")
+	fs.DurationVar(&o.warmup, "warmup", 0, "unmeasured load per target before each rate and mode (default duration/10, 200ms to 1s)")
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds per rate and mode; the targets' order rotates between rounds")
+	fs.IntVar(&o.workers, "workers", 128, "concurrent requests at most per target (load generator)")
+	fs.BoolVar(&o.json, "json", false, "after the table, print the figures as one JSON object on the last line")
+	fs.BoolVar(&o.gate, "gate", false, "exit 1 when the p50 target is missed or any request failed")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file; samples carry a hop label\n"+
+		"(sluice, null, control, engine, loadgen): go tool pprof -tagfocus hop=sluice FILE")
+	return fs
+}
+
+func (o *benchOpts) config(progress io.Writer) (sbench.Config, error) {
+	cfg := sbench.Config{Duration: o.duration, Warmup: o.warmup, Rounds: o.rounds, Workers: o.workers, Progress: progress}
+	if o.duration <= 0 {
+		return cfg, fmt.Errorf("bench gateway: --duration must be positive, got %v", o.duration)
+	}
+	if o.rounds < 1 || o.workers < 1 {
+		return cfg, errors.New("bench gateway: --rounds and --workers must be at least 1")
+	}
+	for _, s := range strings.Split(o.rates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			return cfg, fmt.Errorf("bench gateway: --rates: %q is not a positive integer", s)
+		}
+		cfg.Rates = append(cfg.Rates, n)
+	}
+	for _, s := range strings.Split(o.modes, ",") {
+		switch m := sbench.Mode(strings.TrimSpace(s)); m {
+		case sbench.NonStream, sbench.Stream:
+			cfg.Modes = append(cfg.Modes, m)
+		default:
+			return cfg, fmt.Errorf("bench gateway: --modes: unknown mode %q (want nonstream or stream)", s)
+		}
+	}
+	return cfg, nil
+}
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench gateway: --cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("bench gateway: --cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
+}
