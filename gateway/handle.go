@@ -57,7 +57,10 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint stri
 		return
 	}
 	r.ID = s.newID()
-	rctx, cancel := context.WithTimeout(s.base, s.opts.RequestTimeout)
+	// The request's timeout travels as r.Deadline and is enforced where the request
+	// waits (the scheduler's queue, the engine connection's deadline), so the hot path
+	// creates no timer; the context carries cancellation (client gone, shutdown).
+	rctx, cancel := context.WithCancel(s.base)
 	r.Deadline = start.Add(s.opts.RequestTimeout)
 	t, err := s.opts.Router.Route(rctx, r)
 	if err != nil {
@@ -86,9 +89,9 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint stri
 // respond writes a non-streamed answer.
 func (s *Server) respond(ctx *fasthttp.RequestCtx, endpoint string, t models.Target, r *models.Request, st models.Stream) {
 	defer s.m.inflight.Dec()
-	bp := s.getBuf()
-	defer s.putBuf(bp)
-	out := (*bp)[:0]
+	bp, rp := s.getBuf(), s.getBuf()
+	out, rawBody := (*bp)[:0], (*rp)[:0]
+	defer func() { *bp, *rp = out[:0], rawBody[:0]; s.putBuf(bp); s.putBuf(rp) }()
 	var (
 		role, finish string
 		text         []byte
@@ -109,13 +112,9 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, endpoint string, t models.Tar
 			return
 		}
 		if c.Format == models.FormatOpenAIFull {
-			var tmp [128]byte
-			out, err = jsonx.Set(out, c.Raw, "model", jsonx.AppendString(tmp[:0], t.Model))
-			if err != nil {
-				st.Close()
-				s.fail(ctx, endpoint, t.Model, &models.Error{Kind: models.ErrUpstream, Msg: "engine answer is not a JSON object"})
-				return
-			}
+			// Keep a copy: the engine's buffer goes back to its pool on Close, and the
+			// final usage (with the cost) is known only after Close.
+			rawBody = append(rawBody[:0], c.Raw...)
 			raw, rawUsage = true, c.Usage != nil
 			continue
 		}
@@ -135,13 +134,21 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, endpoint string, t models.Tar
 	u := st.Usage()
 	s.record(r, t, &u)
 	switch {
-	case raw && r.Kind == models.KindEmbedding && rawUsage:
-		// Embeddings usage has its own shape; keep the engine's.
 	case raw:
-		// sluice's usage: the engine's counts (or sluice's own when it reported none),
-		// plus the request's cost.
-		if fixed, err := jsonx.Set(nil, out, "usage", appendUsage(nil, u)); err == nil {
-			out = append(out[:0], fixed...)
+		// The engine's answer with the client's model name and sluice's usage: the
+		// engine's counts (or sluice's own when it reported none) plus the cost.
+		var mb [128]byte
+		var ub [256]byte
+		edits := [2]jsonx.Edit{{Key: "model", Value: jsonx.AppendString(mb[:0], t.Model)}, {Key: "usage", Value: appendUsage(ub[:0], u)}}
+		n := 2
+		if r.Kind == models.KindEmbedding && rawUsage {
+			n = 1 // embeddings usage has its own shape: keep the engine's
+		}
+		var err error
+		if out, err = jsonx.Apply(out, rawBody, edits[:n]...); err != nil {
+			s.finish(endpoint, t, r, u, err, 0)
+			s.fail(ctx, endpoint, t.Model, &models.Error{Kind: models.ErrUpstream, Msg: "engine answer is not a JSON object"})
+			return
 		}
 	case r.Kind == models.KindEmbedding:
 		a := answer{id: r.ID, model: t.Model, created: r.Arrived.Unix(), kind: r.Kind}

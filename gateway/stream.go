@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"strconv"
@@ -43,6 +44,7 @@ type sseBody struct {
 	hdr      *fasthttp.ResponseHeader
 	usage    models.Usage
 	ended    bool // the engine stream is closed and the request recorded
+	idSet    bool // a.id holds the engine's chunk id
 
 	bp        *[]byte
 	off       int
@@ -101,6 +103,14 @@ func (b *sseBody) fill() {
 }
 
 func (b *sseBody) spliced(raw []byte) {
+	if !b.idSet {
+		// Chunks sluice writes itself (the usage chunk) carry the engine's id: clients
+		// (the SDKs' accumulators) drop chunks of another id.
+		b.idSet = true
+		if s, e, ok := jsonx.Find(raw, "id"); ok && e-s > 2 && raw[s] == '"' && bytes.IndexByte(raw[s+1:e-1], '\\') < 0 {
+			b.a.id = string(raw[s+1 : e-1])
+		}
+	}
 	out, err := jsonx.Set(b.scratch[:0], raw, "model", b.model)
 	if err != nil {
 		out = append(b.scratch[:0], raw...)

@@ -33,9 +33,9 @@ type Options struct {
 	// RefreshEvery is how often Run probes backends (default 2s).
 	RefreshEvery time.Duration
 	// Meters account each backend's hardware cost to its requests (optional).
-	Meters map[string]models.CostMeter
-	Registry     prometheus.Registerer
-	Logger       *slog.Logger
+	Meters   map[string]models.CostMeter
+	Registry prometheus.Registerer
+	Logger   *slog.Logger
 }
 
 // Scheduler admits requests to backends.
@@ -85,7 +85,7 @@ func (s *Scheduler) Open(ctx context.Context, t models.Target, r *models.Request
 			Msg: fmt.Sprintf("engine %s is not ready: %s", t.Backend, c.Reason)}
 	}
 	start := time.Now()
-	if err := sl.acquire(ctx, c); err != nil {
+	if err := sl.acquire(ctx, c, r.Deadline); err != nil {
 		return nil, err
 	}
 	s.m.wait.WithLabelValues(t.Backend).Observe(time.Since(start).Seconds())
@@ -219,7 +219,7 @@ func (sl *slots) limit(c models.Capacity) int {
 
 var errQueueFull = errors.New("queue full")
 
-func (sl *slots) acquire(ctx context.Context, c models.Capacity) error {
+func (sl *slots) acquire(ctx context.Context, c models.Capacity, deadline time.Time) error {
 	sl.mu.Lock()
 	if sl.inflight < sl.limit(c) && len(sl.waiters) == 0 {
 		sl.inflight++
@@ -237,34 +237,43 @@ func (sl *slots) acquire(ctx context.Context, c models.Capacity) error {
 	sl.waiters = append(sl.waiters, w)
 	sl.mu.Unlock()
 	sl.queuedG.Inc()
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		expired = t.C
+	}
+	timedOut := false
 	select {
 	case <-w.ready:
 		sl.queuedG.Dec()
 		sl.inflightG.Inc()
 		return nil
+	case <-expired:
+		timedOut = true
 	case <-ctx.Done():
-		sl.mu.Lock()
-		if w.granted {
-			// The slot arrived as we gave up: pass it on.
-			sl.mu.Unlock()
-			sl.queuedG.Dec()
-			sl.inflightG.Inc()
-			sl.release()
-		} else {
-			for i, x := range sl.waiters {
-				if x == w {
-					sl.waiters = append(sl.waiters[:i], sl.waiters[i+1:]...)
-					break
-				}
-			}
-			sl.mu.Unlock()
-			sl.queuedG.Dec()
-		}
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return &models.Error{Kind: models.ErrTimeout, Msg: fmt.Sprintf("timed out waiting for a slot on engine %s", sl.id)}
-		}
-		return &models.Error{Kind: models.ErrCanceled, Msg: "request canceled while queued"}
 	}
+	sl.mu.Lock()
+	if w.granted {
+		// The slot arrived as we gave up: pass it on.
+		sl.mu.Unlock()
+		sl.queuedG.Dec()
+		sl.inflightG.Inc()
+		sl.release()
+	} else {
+		for i, x := range sl.waiters {
+			if x == w {
+				sl.waiters = append(sl.waiters[:i], sl.waiters[i+1:]...)
+				break
+			}
+		}
+		sl.mu.Unlock()
+		sl.queuedG.Dec()
+	}
+	if timedOut || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &models.Error{Kind: models.ErrTimeout, Msg: fmt.Sprintf("timed out waiting for a slot on engine %s", sl.id)}
+	}
+	return &models.Error{Kind: models.ErrCanceled, Msg: "request canceled while queued"}
 }
 
 // release frees a slot, handing it to the oldest waiter if there is one.

@@ -10,7 +10,7 @@ var errSyntax = errors.New("jsonx: malformed json")
 
 // Find returns the byte range [start,end) of the value of top-level key in the JSON
 // object b. ok is false when b is not an object or has no such key. When a key repeats,
-// the last one wins, as in encoding/json.
+// the first one wins, as in fastjson (which sluice reads documents with).
 func Find(b []byte, key string) (start, end int, ok bool) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
@@ -23,7 +23,7 @@ func Find(b []byte, key string) (start, end int, ok bool) {
 			return 0, 0, false
 		}
 		if b[i] == '}' {
-			return start, end, ok
+			return 0, 0, false
 		}
 		if b[i] == ',' {
 			i++
@@ -49,7 +49,7 @@ func Find(b []byte, key string) (start, end int, ok bool) {
 			return 0, 0, false
 		}
 		if match {
-			start, end, ok = vs, ve, true
+			return vs, ve, true
 		}
 		i = ve
 	}
@@ -66,6 +66,84 @@ func keyEquals(tok []byte, key string) bool {
 		}
 	}
 	return string(raw) == key
+}
+
+// Edit replaces (or adds) one top-level key's value.
+type Edit struct {
+	Key   string
+	Value []byte // raw JSON
+}
+
+// Apply returns b with every edit applied in one pass: the first occurrence of each key
+// gets the new value, keys b lacks are added at the end. The result is appended to
+// dst[:0]; b must be a JSON object and must not overlap dst.
+func Apply(dst, b []byte, edits ...Edit) ([]byte, error) {
+	dst = dst[:0]
+	var done uint64 // bit i: edit i applied (at most 64 edits)
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' || len(edits) > 64 {
+		return dst, errSyntax
+	}
+	i++
+	last := 0 // b[last:] not yet copied
+	members := 0
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return dst, errSyntax
+		}
+		if b[i] == '}' {
+			break
+		}
+		if b[i] == ',' {
+			i++
+			continue
+		}
+		if b[i] != '"' {
+			return dst, errSyntax
+		}
+		ke, err := skipString(b, i)
+		if err != nil {
+			return dst, err
+		}
+		key := b[i:ke]
+		i = skipSpace(b, ke)
+		if i >= len(b) || b[i] != ':' {
+			return dst, errSyntax
+		}
+		i = skipSpace(b, i+1)
+		vs := i
+		ve, err := skipValue(b, i)
+		if err != nil {
+			return dst, err
+		}
+		members++
+		for j := range edits {
+			if done&(1<<j) == 0 && keyEquals(key, edits[j].Key) {
+				dst = append(dst, b[last:vs]...)
+				dst = append(dst, edits[j].Value...)
+				last = ve
+				done |= 1 << j
+				break
+			}
+		}
+		i = ve
+	}
+	end := i // the closing brace
+	dst = append(dst, b[last:end]...)
+	for j := range edits {
+		if done&(1<<j) != 0 {
+			continue
+		}
+		if members > 0 {
+			dst = append(dst, ',')
+		}
+		members++
+		dst = AppendString(dst, edits[j].Key)
+		dst = append(dst, ':')
+		dst = append(dst, edits[j].Value...)
+	}
+	return append(dst, b[end:]...), nil
 }
 
 // Set returns b with the value of top-level key replaced by value (raw JSON), or with

@@ -40,7 +40,12 @@ var _ models.Stream = (*stream)(nil)
 
 // start runs call in a new goroutine.
 func (b *Backend) start(ctx context.Context, r *models.Request, call func(ctx context.Context, p *producer) error) *stream {
-	ctx, cancel := context.WithCancel(ctx)
+	var cancel context.CancelFunc
+	if r.Deadline.IsZero() {
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		ctx, cancel = context.WithDeadline(ctx, r.Deadline) // the request's timeout
+	}
 	rec := &bodyErr{}
 	ctx = context.WithValue(ctx, bodyErrKey{}, rec)
 	s := &stream{b: b, r: r, cancel: cancel, ch: make(chan models.Chunk, b.chunkBuffer), done: make(chan struct{})}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -230,7 +231,11 @@ func (b *Backend) Open(ctx context.Context, t models.Target, r *models.Request) 
 		req.Header.Set("Accept", "text/event-stream")
 	}
 	req.SetBodyRaw(body)
-	call, err := b.client.Do(ctx, req, r.Stream)
+	deadline, _ := ctx.Deadline()
+	if !r.Deadline.IsZero() && (deadline.IsZero() || r.Deadline.Before(deadline)) {
+		deadline = r.Deadline
+	}
+	call, err := b.client.DoUntil(ctx, req, r.Stream, deadline)
 	fasthttp.ReleaseRequest(req)
 	*bp = body[:0]
 	b.bufs.Put(bp)
@@ -283,7 +288,7 @@ func (b *Backend) transportError(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return &models.Error{Kind: models.ErrCanceled, Msg: "request canceled"}
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return &models.Error{Kind: models.ErrTimeout, Msg: fmt.Sprintf("engine %s did not answer in time", b.opts.Name)}
 	}
 	var ne net.Error

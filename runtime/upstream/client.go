@@ -173,19 +173,29 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 // Call is one request in flight. Resp holds the response headers, and the body unless
 // the call streams; read a streamed body with Body. Release must always be called.
 type Call struct {
-	Resp   *fasthttp.Response
-	c      *Client
-	cn     *conn
-	stop   func() bool
-	body   io.Reader
-	eof    bool
-	failed bool
+	Resp     *fasthttp.Response
+	c        *Client
+	cn       *conn
+	stop     func() bool
+	body     io.Reader
+	eof      bool
+	failed   bool
+	deadline bool // a deadline is set on the connection
 }
 
 // Do sends req (prepared with Prepare) and reads the response headers. With stream set
 // the body is left on the connection for Body; otherwise it is read in full. Cancelling
-// ctx interrupts the call at any point and closes its connection.
+// ctx interrupts the call at any point and closes its connection; ctx's deadline bounds
+// every read and write.
 func (c *Client) Do(ctx context.Context, req *fasthttp.Request, stream bool) (*Call, error) {
+	d, _ := ctx.Deadline()
+	return c.DoUntil(ctx, req, stream, d)
+}
+
+// DoUntil is Do with an explicit deadline for the call's I/O (zero: none) instead of a
+// context deadline: the connection's own deadline enforces it, so a request needs no
+// timer of its own. A call past its deadline fails with os.ErrDeadlineExceeded.
+func (c *Client) DoUntil(ctx context.Context, req *fasthttp.Request, stream bool, deadline time.Time) (*Call, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -202,6 +212,9 @@ func (c *Client) Do(ctx context.Context, req *fasthttp.Request, stream bool) (*C
 				}
 				return nil, err
 			}
+		}
+		if !deadline.IsZero() {
+			_ = cn.nc.SetDeadline(deadline)
 		}
 		stop := context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
 		err := req.Write(cn.bw)
@@ -227,7 +240,7 @@ func (c *Client) Do(ctx context.Context, req *fasthttp.Request, stream bool) (*C
 			fasthttp.ReleaseResponse(resp)
 			return nil, err
 		}
-		call := &Call{Resp: resp, c: c, cn: cn, stop: stop}
+		call := &Call{Resp: resp, c: c, cn: cn, stop: stop, deadline: !deadline.IsZero()}
 		if stream {
 			call.body = resp.BodyStream()
 		} else {
@@ -297,6 +310,9 @@ func (call *Call) Release() {
 			_ = call.cn.nc.Close()
 		}
 		_ = call.Resp.CloseBodyStream()
+	}
+	if clean && call.deadline {
+		clean = call.cn.nc.SetDeadline(time.Time{}) == nil
 	}
 	if clean {
 		call.c.put(call.cn)
