@@ -33,6 +33,7 @@ type Options struct {
 	MaxTokens   int    // per request (default 256)
 	GPULayers   int    // -ngl (default -1: all)
 	GPUPrice    float64
+	EngineArgs  []string // extra llama-server arguments (e.g. -fa off)
 	Port        int
 	Dir         string    // work directory (logs, config, generated model)
 	Log         io.Writer // progress
@@ -126,6 +127,13 @@ engines:
     gpu_layers: %d
     models: [{name: smoke}]
 `, o.Port, filepath.Join(o.Dir, "admin-key"), o.LlamaServer, o.Model, o.Slots, o.GPULayers)
+	if len(o.EngineArgs) > 0 {
+		q := make([]string, len(o.EngineArgs))
+		for i, a := range o.EngineArgs {
+			q[i] = strconv.Quote(a)
+		}
+		cfg += "    args: [" + strings.Join(q, ", ") + "]\n"
+	}
 	if o.GPUPrice > 0 {
 		cfg += fmt.Sprintf("pricing:\n  gpu_per_hour: {\"NVIDIA\": %g}\n", o.GPUPrice)
 	}

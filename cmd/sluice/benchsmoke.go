@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/sluice-llm/sluice/bench/smoke"
 )
@@ -30,10 +31,12 @@ func benchSmoke(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&o.Port, "port", 18080, "port for the sluice under test")
 	fs.StringVar(&o.Dir, "dir", "", "work directory (config, logs, generated model)")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object (last line)")
+	engineArgs := fs.String("engine-args", "", "extra llama-server arguments, space-separated (e.g. \"-fa off\")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	o.Log = stderr
+	o.EngineArgs = strings.Fields(*engineArgs)
 	res, err := smoke.Run(ctx, o)
 	res.WriteTable(stdout)
 	if asJSON {

@@ -15,14 +15,14 @@ nvcc --version | tail -2
 arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '. ')
 mkdir -p "$SLUICE_CACHE/src"
 tar xzf "$D/llama-src.tgz" -C "$SLUICE_CACHE/src"
-chmod +x "$D/sluice"
+gunzip -c "$D/sluice.gz" >/tmp/sluice && chmod +x /tmp/sluice
 t0=$(date +%s)
 # Flash-attention kernels are left out to fit the build in the device budget.
 bin=$(LLAMA_CUDA_ARCHS=$arch JOBS=$(nproc) LLAMA_CMAKE_EXTRA="${LLAMA_CMAKE_EXTRA--DGGML_CUDA_FA=OFF}" \
 	scripts/build-llama-server.sh 2>"$OUT/build.err") || { tail -40 "$OUT/build.err"; exit 1; }
 echo "llama-server (CUDA sm_$arch) built in $(( $(date +%s) - t0 ))s: $bin" | tee "$OUT/build.txt"
-"$D/sluice" gpus | tee "$OUT/gpus.txt"
-"$D/sluice" bench smoke --llama-server "$bin" --vocab "$D/tokenizer.json" --dir /tmp/smoke \
+/tmp/sluice gpus | tee "$OUT/gpus.txt"
+/tmp/sluice bench smoke --llama-server "$bin" --vocab "$D/tokenizer.json" --dir /tmp/smoke \
 	--requests "${REQUESTS:-64}" --concurrency "${CONCURRENCY:-16}" --slots "${SLOTS:-16}" --max-tokens "${MAX_TOKENS:-256}" \
 	--json 2>&1 | tee "$OUT/smoke.txt"
 rc=${PIPESTATUS[0]}

@@ -8,6 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
 mkdir -p .device
 CGO_ENABLED=1 CGO_CFLAGS="-O2 -Wno-deprecated-declarations" go build -o .device/sluice ./cmd/sluice
+gzip -f .device/sluice
 src=$("$here/../fetch-llama-src.sh")
 tar -C "$(dirname "$src")" --exclude=.git --exclude="$(basename "$src")/models" --exclude="$(basename "$src")/docs" \
 	--exclude="$(basename "$src")/media" --exclude="$(basename "$src")/tools/server/webui" \
