@@ -15,7 +15,7 @@ type Config struct {
 	Rates    []int         // request rates, per second (default 500, 2000, 5000)
 	Modes    []Mode        // default NonStream, Stream
 	Duration time.Duration // measured time per target, rate and mode (default 6s), split over Rounds
-	Rounds   int           // rounds per rate and mode; targets rotate between rounds (default 3)
+	Rounds   int           // rounds per rate and mode; targets rotate between rounds (default 6)
 	Warmup   time.Duration // unmeasured load per target before each rate and mode (default Duration/10, 200ms to 1s)
 	Workers  int           // concurrent requests at most, per target (default 128)
 	// TargetRatio is the goal for sluice's added p50 over the null proxy's (default 1.5).
@@ -41,7 +41,7 @@ func (c *Config) fill() error {
 		c.Duration = 6 * time.Second
 	}
 	if c.Rounds <= 0 {
-		c.Rounds = 3
+		c.Rounds = 6
 	}
 	if c.Warmup <= 0 {
 		c.Warmup = min(max(c.Duration/10, 200*time.Millisecond), time.Second)

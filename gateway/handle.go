@@ -59,30 +59,29 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint stri
 	r.ID = s.newID()
 	// The request's timeout travels as r.Deadline and is enforced where the request
 	// waits (the scheduler's queue, the engine connection's deadline), so the hot path
-	// creates no timer; the context carries cancellation (client gone, shutdown).
-	rctx, cancel := context.WithCancel(s.base)
+	// creates no timer and no cancelable context: a client that goes away mid-stream is
+	// handled by closing the stream (sseBody.Close), which drops the engine connection
+	// at once, and fasthttp gives no signal for a client that leaves earlier.
+	rctx := context.Background()
 	r.Deadline = start.Add(s.opts.RequestTimeout)
 	t, err := s.opts.Router.Route(rctx, r)
 	if err != nil {
-		cancel()
 		s.fail(ctx, endpoint, "", err)
 		return
 	}
 	s.m.inflight.Inc()
 	st, err := s.opts.Scheduler.Open(rctx, t, r)
 	if err != nil {
-		cancel()
 		s.m.inflight.Dec()
 		s.fail(ctx, endpoint, t.Model, err)
-		s.m.duration.WithLabelValues(endpoint, t.Model).Observe(time.Since(start).Seconds())
+		s.m.series(endpoint, t.Model).duration.Observe(time.Since(start).Seconds())
 		return
 	}
 	ctx.Response.Header.Set("X-Request-Id", r.ID)
 	if r.Stream && kind != models.KindEmbedding {
-		s.stream(ctx, rctx, cancel, endpoint, t, r, st)
+		s.stream(ctx, endpoint, t, r, st)
 		return
 	}
-	defer cancel()
 	s.respond(ctx, endpoint, t, r, st)
 }
 
@@ -161,7 +160,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, endpoint string, t models.Tar
 	ctx.SetContentType("application/json")
 	ctx.SetBody(out)
 	s.finish(endpoint, t, r, u, nil, 0)
-	s.m.requests.WithLabelValues(endpoint, t.Model, "200").Inc()
+	s.m.series(endpoint, t.Model).ok.Inc()
 }
 
 func idPrefix(k models.Kind) string {
@@ -194,18 +193,20 @@ func (s *Server) record(r *models.Request, t models.Target, u *models.Usage) {
 // setCostHeaders reports a request's cost (X-Sluice-Cost-USD) and what it would have
 // cost on the reference cloud model.
 func setCostHeaders(h *fasthttp.ResponseHeader, c models.Cost) {
-	h.Set("X-Sluice-Cost-USD", strconv.FormatFloat(c.Total(), 'f', 8, 64))
+	var buf [32]byte
+	h.SetBytesV("X-Sluice-Cost-USD", strconv.AppendFloat(buf[:0], c.Total(), 'f', 8, 64))
 	if c.ReferenceModel != "" {
-		h.Set("X-Sluice-Reference-Cost-USD", strconv.FormatFloat(c.Reference, 'f', 8, 64))
+		h.SetBytesV("X-Sluice-Reference-Cost-USD", strconv.AppendFloat(buf[:0], c.Reference, 'f', 8, 64))
 		h.Set("X-Sluice-Reference-Model", c.ReferenceModel)
 	}
 }
 
 // finish records a finished request's usage and timings.
 func (s *Server) finish(endpoint string, t models.Target, r *models.Request, u models.Usage, err error, ttft time.Duration) {
-	s.m.duration.WithLabelValues(endpoint, t.Model).Observe(time.Since(r.Arrived).Seconds())
+	h := s.m.series(endpoint, t.Model)
+	h.duration.Observe(time.Since(r.Arrived).Seconds())
 	if ttft > 0 {
-		s.m.ttft.WithLabelValues(t.Model).Observe(ttft.Seconds())
+		h.ttft.Observe(ttft.Seconds())
 	}
 	if err != nil && !errors.Is(err, models.ErrCanceled) {
 		s.opts.Logger.Warn("request failed", "id", r.ID, "model", t.Model, "backend", t.Backend, "err", err)

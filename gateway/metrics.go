@@ -1,10 +1,50 @@
 package gateway
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// hot holds the series a successful request touches, resolved once per endpoint and
+// model (label hashing on every request costs more than the rest of the bookkeeping).
+type hot struct {
+	ok       prometheus.Counter
+	duration prometheus.Observer
+	ttft     prometheus.Observer
+}
+
+type hotKey struct{ endpoint, model string }
+
+// series returns the resolved series for an endpoint and model.
+func (m *metrics) series(endpoint, model string) *hot {
+	k := hotKey{endpoint, model}
+	m.mu.RLock()
+	h := m.hot[k]
+	m.mu.RUnlock()
+	if h != nil {
+		return h
+	}
+	h = &hot{
+		ok:       m.requests.WithLabelValues(endpoint, model, "200"),
+		duration: m.duration.WithLabelValues(endpoint, model),
+		ttft:     m.ttft.WithLabelValues(model),
+	}
+	m.mu.Lock()
+	if m.hot == nil {
+		m.hot = map[hotKey]*hot{}
+	}
+	if len(m.hot) < 10000 { // model names are the catalog's: bounded
+		m.hot[k] = h
+	}
+	m.mu.Unlock()
+	return h
+}
+
 type metrics struct {
+	mu  sync.RWMutex
+	hot map[hotKey]*hot
+
 	requests  *prometheus.CounterVec   // endpoint, model, code
 	duration  *prometheus.HistogramVec // endpoint, model
 	ttft      *prometheus.HistogramVec // model

@@ -83,49 +83,78 @@ func parseMessages(v *fastjson.Value, r *models.Request) error {
 	}
 	r.Messages = make([]models.Message, len(arr))
 	for i, m := range arr {
-		param := "messages[" + itoa(i) + "]"
-		if m.Type() != fastjson.TypeObject {
-			return models.InvalidParam(param, "%s must be an object, got %s", param, m.Type())
+		if err := parseMessage(m, &r.Messages[i]); err != nil {
+			// The parameter path is built only for errors (the hot path allocates none).
+			return prefixParam(err, "messages["+itoa(i)+"]")
 		}
-		msg := &r.Messages[i]
-		role, err := str(m, "role", true)
-		if err != nil {
-			return prefixParam(err, param)
+	}
+	return nil
+}
+
+// roleOf returns the accepted role as a constant string (no allocation per message).
+func roleOf(b []byte) (string, bool) {
+	switch string(b) {
+	case "system":
+		return "system", true
+	case "developer":
+		return "developer", true
+	case "user":
+		return "user", true
+	case "assistant":
+		return "assistant", true
+	case "tool":
+		return "tool", true
+	case "function":
+		return "function", true
+	}
+	return "", false
+}
+
+// parseMessage reads one message; errors name the field relative to the message.
+func parseMessage(m *fastjson.Value, msg *models.Message) error {
+	if m.Type() != fastjson.TypeObject {
+		return &models.Error{Kind: models.ErrInvalid, Msg: "must be an object, got " + m.Type().String()}
+	}
+	rv := m.Get("role")
+	if rv == nil || rv.Type() == fastjson.TypeNull {
+		return models.InvalidParam("role", "role is required")
+	}
+	rb, err := rv.StringBytes()
+	if err != nil {
+		return models.InvalidParam("role", "role must be a string, got %s", rv.Type())
+	}
+	role, ok := roleOf(rb)
+	if !ok {
+		return models.InvalidParam("role", "role must be one of system, developer, user, assistant, tool; got %q", rb)
+	}
+	msg.Role = role
+	if msg.Name, err = str(m, "name", false); err != nil {
+		return err
+	}
+	if msg.ToolCallID, err = str(m, "tool_call_id", false); err != nil {
+		return err
+	}
+	if tc := m.Get("tool_calls"); tc != nil && tc.Type() != fastjson.TypeNull {
+		if tc.Type() != fastjson.TypeArray {
+			return models.InvalidParam("tool_calls", "tool_calls must be an array")
 		}
-		switch role {
-		case "system", "developer", "user", "assistant", "tool", "function":
-		default:
-			return models.InvalidParam(param+".role", "%s.role must be one of system, developer, user, assistant, tool; got %q", param, role)
+		msg.ToolCalls = tc.MarshalTo(nil)
+	}
+	c := m.Get("content")
+	switch {
+	case c == nil || c.Type() == fastjson.TypeNull:
+		if role != "assistant" {
+			return models.InvalidParam("content", "content is required")
 		}
-		msg.Role = role
-		if msg.Name, err = str(m, "name", false); err != nil {
-			return prefixParam(err, param)
+	case c.Type() == fastjson.TypeString:
+		b, _ := c.StringBytes()
+		msg.Content = string(b)
+	case c.Type() == fastjson.TypeArray:
+		if err := parseParts(c, msg, "content"); err != nil {
+			return err
 		}
-		if msg.ToolCallID, err = str(m, "tool_call_id", false); err != nil {
-			return prefixParam(err, param)
-		}
-		if tc := m.Get("tool_calls"); tc != nil && tc.Type() != fastjson.TypeNull {
-			if tc.Type() != fastjson.TypeArray {
-				return models.InvalidParam(param+".tool_calls", "%s.tool_calls must be an array", param)
-			}
-			msg.ToolCalls = tc.MarshalTo(nil)
-		}
-		c := m.Get("content")
-		switch {
-		case c == nil || c.Type() == fastjson.TypeNull:
-			if role != "assistant" {
-				return models.InvalidParam(param+".content", "%s.content is required", param)
-			}
-		case c.Type() == fastjson.TypeString:
-			b, _ := c.StringBytes()
-			msg.Content = string(b)
-		case c.Type() == fastjson.TypeArray:
-			if err := parseParts(c, msg, param+".content"); err != nil {
-				return err
-			}
-		default:
-			return models.InvalidParam(param+".content", "%s.content must be a string or an array of content parts, got %s", param, c.Type())
-		}
+	default:
+		return models.InvalidParam("content", "content must be a string or an array of content parts, got %s", c.Type())
 	}
 	return nil
 }
@@ -329,14 +358,21 @@ func number(v *fastjson.Value, k string, lo, hi float64) (*float64, error) {
 	return &f, nil
 }
 
+// prefixParam puts prefix in front of an error's parameter path and message.
 func prefixParam(err error, prefix string) error {
-	if e, ok := err.(*models.Error); ok && e.Param != "" {
-		e2 := *e
+	e, ok := err.(*models.Error)
+	if !ok {
+		return err
+	}
+	e2 := *e
+	if e.Param == "" {
+		e2.Param = prefix
+		e2.Msg = prefix + " " + e.Msg
+	} else {
 		e2.Param = prefix + "." + e.Param
 		e2.Msg = prefix + "." + e.Msg
-		return &e2
 	}
-	return err
+	return &e2
 }
 
 func itoa(i int) string {

@@ -63,8 +63,6 @@ type Server struct {
 	parsers fastjson.ParserPool
 	bufs    sync.Pool
 	prom    fasthttp.RequestHandler
-	base    context.Context
-	stop    context.CancelFunc
 	seq     atomic.Uint64
 	idPre   string
 }
@@ -87,7 +85,6 @@ func New(opts Options) (*Server, error) {
 		opts.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{opts: opts, m: newMetrics(opts.Registry)}
-	s.base, s.stop = context.WithCancel(context.Background())
 	s.idPre = strconv.FormatInt(time.Now().UnixNano()&0xffffffffff, 36)
 	s.prom = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	s.srv = &fasthttp.Server{
@@ -113,18 +110,9 @@ func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Debug(fmt.Sprin
 func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
 
 // Shutdown stops accepting connections and lets requests in flight finish until ctx
-// ends; then it cancels those still running.
+// ends. Requests still running then end when their engines stop.
 func (s *Server) Shutdown(ctx context.Context) error {
-	done := make(chan error, 1)
-	go func() { done <- s.srv.ShutdownWithContext(ctx) }()
-	select {
-	case err := <-done:
-		s.stop()
-		return err
-	case <-ctx.Done():
-		s.stop() // cancel what is still running so its connections close
-		return <-done
-	}
+	return s.srv.ShutdownWithContext(ctx)
 }
 
 // Handler exposes the request handler (for in-process tests and benchmarks).

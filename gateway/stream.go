@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"strconv"
 	"time"
@@ -15,20 +14,18 @@ import (
 // stream answers with server-sent events. The body is produced by sseBody, a reader that
 // fasthttp pulls from on the connection's own goroutine: no extra goroutine per stream.
 // When the client goes away, fasthttp's write fails and it closes the reader, which
-// cancels the request's context and closes the engine stream at once.
-func (s *Server) stream(ctx *fasthttp.RequestCtx, rctx context.Context, cancel context.CancelFunc,
-	endpoint string, t models.Target, r *models.Request, st models.Stream) {
+// closes the engine stream (and its connection) at once.
+func (s *Server) stream(ctx *fasthttp.RequestCtx, endpoint string, t models.Target, r *models.Request, st models.Stream) {
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	// The cost is known only at the end: it follows the body as an HTTP trailer.
 	_ = ctx.Response.Header.SetTrailer("X-Sluice-Cost-USD")
-	b := &sseBody{s: s, st: st, r: r, t: t, cancel: cancel, endpoint: endpoint, hdr: &ctx.Response.Header,
+	b := &sseBody{s: s, st: st, r: r, t: t, endpoint: endpoint, hdr: &ctx.Response.Header,
 		a: answer{id: idPrefix(r.Kind) + r.ID, model: t.Model, created: r.Arrived.Unix(), kind: r.Kind}}
 	b.bp = s.getBuf()
 	var tmp [128]byte
 	b.model = append(b.model, jsonx.AppendString(tmp[:0], t.Model)...)
-	_ = rctx
 	ctx.SetBodyStream(b, -1)
 }
 
@@ -38,7 +35,6 @@ type sseBody struct {
 	r        *models.Request
 	t        models.Target
 	a        answer
-	cancel   context.CancelFunc
 	endpoint string
 	model    []byte // JSON string of the client's model name
 	hdr      *fasthttp.ResponseHeader
@@ -167,10 +163,13 @@ func (b *sseBody) Close() error {
 		status, _, _ := statusOf(b.err)
 		code = itoa(status)
 	}
-	b.cancel()
 	b.closeEngine()
 	b.s.finish(b.endpoint, b.t, b.r, b.usage, b.err, b.firstTok)
-	b.s.m.requests.WithLabelValues(b.endpoint, b.t.Model, code).Inc()
+	if code == "200" {
+		b.s.m.series(b.endpoint, b.t.Model).ok.Inc()
+	} else {
+		b.s.m.requests.WithLabelValues(b.endpoint, b.t.Model, code).Inc()
+	}
 	b.s.m.inflight.Dec()
 	b.s.putBuf(b.bp)
 	b.bp = nil

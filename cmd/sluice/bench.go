@@ -108,7 +108,7 @@ func benchFlags(stderr io.Writer, o *benchOpts) *flag.FlagSet {
 	fs.StringVar(&o.modes, "modes", "nonstream,stream", "modes to run, comma-separated: nonstream, stream")
 	fs.DurationVar(&o.duration, "duration", 6*time.Second, "measured time per target, rate and mode (split over the rounds)")
 	fs.DurationVar(&o.warmup, "warmup", 0, "unmeasured load per target before each rate and mode (default duration/10, 200ms to 1s)")
-	fs.IntVar(&o.rounds, "rounds", 3, "rounds per rate and mode; the targets' order rotates between rounds")
+	fs.IntVar(&o.rounds, "rounds", 6, "rounds per rate and mode; the targets' order rotates between rounds")
 	fs.IntVar(&o.workers, "workers", 128, "concurrent requests at most per target (load generator)")
 	fs.BoolVar(&o.json, "json", false, "after the table, print the figures as one JSON object on the last line")
 	fs.BoolVar(&o.gate, "gate", false, "exit 1 when the p50 target is missed or any request failed")

@@ -1,6 +1,7 @@
 package jsonx
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"unicode/utf8"
@@ -66,6 +67,57 @@ func keyEquals(tok []byte, key string) bool {
 		}
 	}
 	return string(raw) == key
+}
+
+// Lookup finds several top-level keys in one pass: ranges[i] is the [start,end) of
+// keys[i]'s value (first occurrence), or {-1,-1} when absent. It returns false when b is
+// not a well-formed object.
+func Lookup(b []byte, keys []string, ranges [][2]int) bool {
+	for i := range ranges {
+		ranges[i] = [2]int{-1, -1}
+	}
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i++
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return false
+		}
+		if b[i] == '}' {
+			return true
+		}
+		if b[i] == ',' {
+			i++
+			continue
+		}
+		if b[i] != '"' {
+			return false
+		}
+		ke, err := skipString(b, i)
+		if err != nil {
+			return false
+		}
+		key := b[i:ke]
+		i = skipSpace(b, ke)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		i = skipSpace(b, i+1)
+		ve, err := skipValue(b, i)
+		if err != nil {
+			return false
+		}
+		for k := range keys {
+			if ranges[k][0] < 0 && keyEquals(key, keys[k]) {
+				ranges[k] = [2]int{i, ve}
+				break
+			}
+		}
+		i = ve
+	}
 }
 
 // Edit replaces (or adds) one top-level key's value.
@@ -254,19 +306,25 @@ func skipSpace(b []byte, i int) int {
 }
 
 // skipString returns the index just past the string token starting at b[i] == '"'.
+// It jumps from quote to quote (bytes.IndexByte is vectorised); a quote is escaped when
+// an odd number of backslashes precede it.
 func skipString(b []byte, i int) (int, error) {
 	i++
-	for i < len(b) {
-		switch b[i] {
-		case '\\':
-			i += 2
-		case '"':
-			return i + 1, nil
-		default:
-			i++
+	for {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return 0, errSyntax
 		}
+		q := i + j
+		n := 0
+		for k := q - 1; k >= i && b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1, nil
+		}
+		i = q + 1
 	}
-	return 0, errSyntax
 }
 
 // skipValue returns the index just past the JSON value starting at b[i].

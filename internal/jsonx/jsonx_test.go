@@ -51,6 +51,26 @@ func TestSet(t *testing.T) {
 	}
 }
 
+func TestLookup(t *testing.T) {
+	b := []byte(`{"id":"x\\\"y","choices":[{"a":"}"}],"usage":{"n":1},"choices":2}`)
+	var r [3][2]int
+	if !Lookup(b, []string{"usage", "choices", "nope"}, r[:]) {
+		t.Fatal("Lookup failed")
+	}
+	if got := string(b[r[0][0]:r[0][1]]); got != `{"n":1}` {
+		t.Errorf("usage = %s", got)
+	}
+	if got := string(b[r[1][0]:r[1][1]]); got != `[{"a":"}"}]` {
+		t.Errorf("choices = %s", got)
+	}
+	if r[2][0] != -1 {
+		t.Errorf("absent key found")
+	}
+	if Lookup([]byte(`{"a":"unterminated`), []string{"a"}, r[:1]) {
+		t.Errorf("malformed accepted")
+	}
+}
+
 func TestApply(t *testing.T) {
 	tests := []struct {
 		in    string

@@ -5,7 +5,9 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unsafe"
 
+	"github.com/sluice-llm/sluice/internal/jsonx"
 	"github.com/sluice-llm/sluice/models"
 	"github.com/sluice-llm/sluice/runtime/upstream"
 	"github.com/valyala/fastjson"
@@ -90,32 +92,58 @@ func (s *stream) Recv() (models.Chunk, error) {
 			return c, nil
 		}
 		ch := choices[0]
+		var text []byte
 		if d := ch.Get("delta"); d != nil {
-			c.Role = string(d.GetStringBytes("role"))
-			c.Text = string(d.GetStringBytes("content"))
+			c.Role = constant(d.GetStringBytes("role"))
+			text = d.GetStringBytes("content")
 			if tc := d.Get("tool_calls"); tc != nil && tc.Type() == fastjson.TypeArray {
 				c.ToolCalls = tc.MarshalTo(nil)
 			}
 		} else {
-			c.Text = string(ch.GetStringBytes("text"))
+			text = ch.GetStringBytes("text")
 		}
 		if fr := ch.GetStringBytes("finish_reason"); len(fr) > 0 {
-			c.FinishReason = string(fr)
+			c.FinishReason = constant(fr)
 			s.finished = true
 		}
-		s.text = append(s.text, c.Text...)
+		if len(text) > 0 {
+			// The text is kept (for usage estimates) in s.text, which only ever grows:
+			// the chunk's Text is a view of the bytes just appended, not another copy.
+			start := len(s.text)
+			s.text = append(s.text, text...)
+			c.Text = unsafe.String(&s.text[start], len(text))
+		}
 		return c, nil
 	}
 }
 
-// full handles a non-streamed answer: one chunk carrying the whole object.
+// full handles a non-streamed answer: one chunk carrying the whole object. The gateway
+// forwards Raw, so only usage is read when the engine reports it; the text is extracted
+// only when sluice must count tokens itself.
 func (s *stream) full(body []byte) (models.Chunk, error) {
+	c := models.Chunk{Raw: body, Format: models.FormatOpenAIFull}
+	if s.r.Kind != models.KindEmbedding {
+		// jsonx checks the document's structure as it scans (and the gateway's splice
+		// fails on a broken one); fastjson parses and validates only the two parts
+		// sluice reads, usage and choices, not the engine's other fields.
+		var r [2][2]int
+		ok := jsonx.Lookup(body, []string{"usage", "choices"}, r[:])
+		if us, ue, cs, ce := r[0][0], r[0][1], r[1][0], r[1][1]; ok && us >= 0 && cs >= 0 && body[us] == '{' {
+			u, err := s.p.ParseBytes(body[us:ue])
+			if err == nil {
+				s.setUsage(u, &c)
+				if ch, err := s.p.ParseBytes(body[cs:ce]); err == nil {
+					s.readChoice(ch.GetArray(), &c)
+					return c, nil
+				}
+			}
+		}
+	}
 	v, err := s.p.ParseBytes(body)
 	if err != nil {
 		return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_bad_json",
 			Msg: "engine " + s.b.opts.Name + " sent malformed JSON: " + err.Error()}
 	}
-	c := models.Chunk{Raw: body, Format: models.FormatOpenAIFull}
 	s.readUsage(v, &c)
 	if s.r.Kind == models.KindEmbedding {
 		data := v.GetArray("data")
@@ -135,21 +163,44 @@ func (s *stream) full(body []byte) (models.Chunk, error) {
 		}
 		return c, nil
 	}
-	if choices := v.GetArray("choices"); len(choices) > 0 {
-		ch := choices[0]
-		if m := ch.Get("message"); m != nil {
-			c.Role = string(m.GetStringBytes("role"))
-			c.Text = string(m.GetStringBytes("content"))
-			if tc := m.Get("tool_calls"); tc != nil && tc.Type() == fastjson.TypeArray {
-				c.ToolCalls = tc.MarshalTo(nil)
-			}
-		} else {
-			c.Text = string(ch.GetStringBytes("text"))
-		}
-		c.FinishReason = string(ch.GetStringBytes("finish_reason"))
-	}
-	s.text = append(s.text, c.Text...)
+	s.readChoice(v.GetArray("choices"), &c)
 	return c, nil
+}
+
+// readChoice fills c from the first choice of a whole answer.
+func (s *stream) readChoice(choices []*fastjson.Value, c *models.Chunk) {
+	if len(choices) == 0 {
+		return
+	}
+	ch := choices[0]
+	if m := ch.Get("message"); m != nil {
+		c.Role = constant(m.GetStringBytes("role"))
+		c.Text = string(m.GetStringBytes("content"))
+		if tc := m.Get("tool_calls"); tc != nil && tc.Type() == fastjson.TypeArray {
+			c.ToolCalls = tc.MarshalTo(nil)
+		}
+	} else {
+		c.Text = string(ch.GetStringBytes("text"))
+	}
+	c.FinishReason = constant(ch.GetStringBytes("finish_reason"))
+	s.text = append(s.text, c.Text...)
+}
+
+// constant returns common role and finish-reason values as constants (no allocation).
+func constant(b []byte) string {
+	switch string(b) {
+	case "":
+		return ""
+	case "assistant":
+		return "assistant"
+	case "stop":
+		return "stop"
+	case "length":
+		return "length"
+	case "tool_calls":
+		return "tool_calls"
+	}
+	return string(b)
 }
 
 func (s *stream) readUsage(v *fastjson.Value, c *models.Chunk) {
@@ -157,6 +208,10 @@ func (s *stream) readUsage(v *fastjson.Value, c *models.Chunk) {
 	if u == nil || u.Type() != fastjson.TypeObject {
 		return
 	}
+	s.setUsage(u, c)
+}
+
+func (s *stream) setUsage(u *fastjson.Value, c *models.Chunk) {
 	s.usage = models.Usage{
 		PromptTokens:     u.GetInt("prompt_tokens"),
 		CompletionTokens: u.GetInt("completion_tokens"),

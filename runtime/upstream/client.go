@@ -216,7 +216,10 @@ func (c *Client) DoUntil(ctx context.Context, req *fasthttp.Request, stream bool
 		if !deadline.IsZero() {
 			_ = cn.nc.SetDeadline(deadline)
 		}
-		stop := context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
+		stop := noStop
+		if ctx.Done() != nil {
+			stop = context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
+		}
 		err := req.Write(cn.bw)
 		if err == nil {
 			err = cn.bw.Flush()
@@ -249,6 +252,9 @@ func (c *Client) DoUntil(ctx context.Context, req *fasthttp.Request, stream bool
 		return call, nil
 	}
 }
+
+// noStop is the stop function of a call whose context can never be cancelled.
+func noStop() bool { return true }
 
 func isStale(err error) bool {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
