@@ -7,7 +7,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sluice-llm/sluice/cost"
 	"github.com/sluice-llm/sluice/gateway"
+	"github.com/sluice-llm/sluice/models"
 	"github.com/sluice-llm/sluice/router"
 	"github.com/sluice-llm/sluice/runtime/openai"
 	"github.com/sluice-llm/sluice/scheduler"
@@ -42,13 +44,20 @@ func newPipeline(ctx context.Context, upstreamAddr string) (*pipeline, error) {
 		be.Close()
 		return nil, fmt.Errorf("bench: fake engine health check: %w", err)
 	}
-	sched := scheduler.New(map[string]scheduler.Backend{"fake": be}, scheduler.Options{Registry: reg})
+	// Cost accounting as in production: a meter on the engine, the accountant recording
+	// every request and pricing it against the reference cloud model.
+	acct := cost.NewAccountant(cost.DefaultCloudPrices(), "gpt-4o", nil)
+	acct.AddEngine(cost.Engine{Name: "fake", GPU: "cpu", Meter: cost.NewMeter(0.05, nil)})
+	reg.MustRegister(acct)
+	sched := scheduler.New(map[string]scheduler.Backend{"fake": be}, scheduler.Options{Registry: reg, Meters: acct.Meters()})
 	rt, err := router.New([]router.Entry{{Name: "bench", Backend: "fake", UpstreamModel: "bench", Kind: "chat"}})
 	if err != nil {
 		be.Close()
 		return nil, err
 	}
-	gw, err := gateway.New(gateway.Options{Router: rt, Scheduler: sched, Models: rt.Models, Registry: reg})
+	gw, err := gateway.New(gateway.Options{Router: rt, Scheduler: sched, Models: rt.Models, Registry: reg,
+		Ready:  sched.Ready,
+		Record: func(r *models.Request, t models.Target, u *models.Usage) { acct.Record(t.Backend, t.Model, u) }})
 	if err != nil {
 		be.Close()
 		return nil, err
