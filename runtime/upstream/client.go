@@ -46,6 +46,24 @@ type conn struct {
 	nc net.Conn
 	br *bufio.Reader
 	bw *bufio.Writer
+	// deadline is the I/O deadline set on nc. Calls whose deadline is within a second
+	// of it leave it alone: changing a deadline costs timer operations on every call.
+	deadline time.Time
+}
+
+// setDeadline gives cn the call's deadline, to within a second.
+func (cn *conn) setDeadline(d time.Time) {
+	if d.IsZero() {
+		if !cn.deadline.IsZero() {
+			_ = cn.nc.SetDeadline(time.Time{})
+			cn.deadline = time.Time{}
+		}
+		return
+	}
+	if diff := d.Sub(cn.deadline); cn.deadline.IsZero() || diff > time.Second || diff < -time.Second {
+		_ = cn.nc.SetDeadline(d)
+		cn.deadline = d
+	}
 }
 
 // New returns a client for baseURL, e.g. "http://127.0.0.1:8081" or
@@ -173,14 +191,13 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 // Call is one request in flight. Resp holds the response headers, and the body unless
 // the call streams; read a streamed body with Body. Release must always be called.
 type Call struct {
-	Resp     *fasthttp.Response
-	c        *Client
-	cn       *conn
-	stop     func() bool
-	body     io.Reader
-	eof      bool
-	failed   bool
-	deadline bool // a deadline is set on the connection
+	Resp   *fasthttp.Response
+	c      *Client
+	cn     *conn
+	stop   func() bool
+	body   io.Reader
+	eof    bool
+	failed bool
 }
 
 // Do sends req (prepared with Prepare) and reads the response headers. With stream set
@@ -213,9 +230,7 @@ func (c *Client) DoUntil(ctx context.Context, req *fasthttp.Request, stream bool
 				return nil, err
 			}
 		}
-		if !deadline.IsZero() {
-			_ = cn.nc.SetDeadline(deadline)
-		}
+		cn.setDeadline(deadline)
 		stop := noStop
 		if ctx.Done() != nil {
 			stop = context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
@@ -243,7 +258,7 @@ func (c *Client) DoUntil(ctx context.Context, req *fasthttp.Request, stream bool
 			fasthttp.ReleaseResponse(resp)
 			return nil, err
 		}
-		call := &Call{Resp: resp, c: c, cn: cn, stop: stop, deadline: !deadline.IsZero()}
+		call := &Call{Resp: resp, c: c, cn: cn, stop: stop}
 		if stream {
 			call.body = resp.BodyStream()
 		} else {
@@ -296,7 +311,8 @@ func (call *Call) Drain(r io.Reader, max int64, d time.Duration) {
 	if n >= max {
 		call.failed = true
 	}
-	_ = call.cn.nc.SetReadDeadline(time.Time{})
+	// Restore the call's deadline (or none) for the connection's next use.
+	_ = call.cn.nc.SetReadDeadline(call.cn.deadline)
 }
 
 // Discard marks the connection as not reusable (for servers that close it themselves).
@@ -316,9 +332,6 @@ func (call *Call) Release() {
 			_ = call.cn.nc.Close()
 		}
 		_ = call.Resp.CloseBodyStream()
-	}
-	if clean && call.deadline {
-		clean = call.cn.nc.SetDeadline(time.Time{}) == nil
 	}
 	if clean {
 		call.c.put(call.cn)
