@@ -85,6 +85,7 @@ func (o *Options) defaults() error {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
+	o.Log = &lockedWriter{w: o.Log} // written from several goroutines
 	if o.Dir == "" {
 		d, err := os.MkdirTemp("", "sluice-smoke-")
 		if err != nil {
@@ -354,6 +355,17 @@ func stream(ctx context.Context, c *http.Client, base string, i, maxTokens int) 
 		return 0, 0, errors.New("stream ended without a usage chunk")
 	}
 	return tokens, ttft, nil
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 type metrics []string
