@@ -169,4 +169,5 @@ type ModelInfo struct {
 	Created int64  // unix seconds
 	Kind    string // "chat" or "embedding"
 	Backend string
+	AliasOf string // set on an alias: the model it names
 }

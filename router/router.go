@@ -45,7 +45,7 @@ func New(entries []Entry) (*Router, error) {
 		}
 		r.infos = append(r.infos, models.ModelInfo{ID: e.Name, Created: e.Created, Kind: e.Kind, Backend: e.Backend})
 		for _, a := range e.Aliases {
-			r.infos = append(r.infos, models.ModelInfo{ID: a, Created: e.Created, Kind: e.Kind, Backend: e.Backend})
+			r.infos = append(r.infos, models.ModelInfo{ID: a, Created: e.Created, Kind: e.Kind, Backend: e.Backend, AliasOf: e.Name})
 		}
 	}
 	sort.Slice(r.infos, func(i, j int) bool { return r.infos[i].ID < r.infos[j].ID })

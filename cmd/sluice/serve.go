@@ -245,7 +245,7 @@ func printReady(w io.Writer, addr string, ms []models.ModelInfo) {
 	chat, names := "", make([]string, 0, len(ms))
 	for _, m := range ms {
 		names = append(names, m.ID)
-		if chat == "" && m.Kind == "chat" {
+		if chat == "" && m.Kind == "chat" && m.AliasOf == "" {
 			chat = m.ID
 		}
 	}
