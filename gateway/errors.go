@@ -33,13 +33,14 @@ func statusOf(err error) (status int, typ, code string) {
 		return pick(fasthttp.StatusNotFound, "invalid_request_error", "not_found")
 	case errors.Is(err, models.ErrTooLarge):
 		return pick(fasthttp.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large")
-	case errors.Is(err, models.ErrRejected):
+	case errors.Is(err, models.ErrRejected), errors.Is(err, models.ErrSaturated):
+		// Saturated: the router found no allowed overflow, so the client should back off.
 		return pick(fasthttp.StatusTooManyRequests, "rate_limit_error", "rate_limit_exceeded")
 	case errors.Is(err, models.ErrOverBudget):
 		return pick(fasthttp.StatusTooManyRequests, "insufficient_quota", "budget_exceeded")
 	case errors.Is(err, models.ErrUpstream):
 		return pick(fasthttp.StatusBadGateway, "server_error", "engine_error")
-	case errors.Is(err, models.ErrUnavailable), errors.Is(err, models.ErrNoCapacity), errors.Is(err, models.ErrSaturated):
+	case errors.Is(err, models.ErrUnavailable), errors.Is(err, models.ErrNoCapacity):
 		return pick(fasthttp.StatusServiceUnavailable, "server_error", "engine_unavailable")
 	case errors.Is(err, models.ErrTimeout):
 		return pick(fasthttp.StatusGatewayTimeout, "server_error", "timeout")

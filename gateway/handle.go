@@ -57,13 +57,19 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint stri
 		return
 	}
 	r.ID = s.newID()
+	if err := requestOptions(ctx, r); err != nil {
+		s.fail(ctx, endpoint, "", err)
+		return
+	}
 	// The request's timeout travels as r.Deadline and is enforced where the request
 	// waits (the scheduler's queue, the engine connection's deadline), so the hot path
 	// creates no timer and no cancelable context: a client that goes away mid-stream is
 	// handled by closing the stream (sseBody.Close), which drops the engine connection
 	// at once, and fasthttp gives no signal for a client that leaves earlier.
 	rctx := context.Background()
-	r.Deadline = start.Add(s.opts.RequestTimeout)
+	if d := start.Add(s.opts.RequestTimeout); r.Deadline.IsZero() || d.Before(r.Deadline) {
+		r.Deadline = d
+	}
 	t, err := s.opts.Router.Route(rctx, r)
 	if err != nil {
 		s.fail(ctx, endpoint, "", err)
@@ -76,6 +82,9 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint stri
 		s.fail(ctx, endpoint, t.Model, err)
 		s.m.series(endpoint, t.Model).duration.Observe(time.Since(start).Seconds())
 		return
+	}
+	if ts, ok := st.(interface{ Target() models.Target }); ok {
+		t = ts.Target() // the backend the scheduler chose, for accounting
 	}
 	ctx.Response.Header.Set("X-Request-Id", r.ID)
 	if r.Stream && kind != models.KindEmbedding {
@@ -161,6 +170,27 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, endpoint string, t models.Tar
 	ctx.SetBody(out)
 	s.finish(endpoint, t, r, u, nil, 0)
 	s.m.series(endpoint, t.Model).ok.Inc()
+}
+
+// requestOptions reads sluice's own request headers: X-Sluice-Priority (interactive, the
+// default, or batch: batch work only fills otherwise idle slots) and X-Sluice-Deadline-Ms
+// (give up when no slot is free within that many milliseconds).
+func requestOptions(ctx *fasthttp.RequestCtx, r *models.Request) error {
+	switch p := string(ctx.Request.Header.Peek("X-Sluice-Priority")); p {
+	case "", "interactive":
+	case "batch":
+		r.Priority = models.PriorityBatch
+	default:
+		return models.InvalidParam("X-Sluice-Priority", "header X-Sluice-Priority must be interactive or batch, got %q", p)
+	}
+	if v := ctx.Request.Header.Peek("X-Sluice-Deadline-Ms"); len(v) > 0 {
+		ms, err := strconv.Atoi(string(v))
+		if err != nil || ms <= 0 {
+			return models.InvalidParam("X-Sluice-Deadline-Ms", "header X-Sluice-Deadline-Ms must be a positive integer, got %q", v)
+		}
+		r.Deadline = r.Arrived.Add(time.Duration(ms) * time.Millisecond)
+	}
+	return nil
 }
 
 func idPrefix(k models.Kind) string {

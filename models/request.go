@@ -138,9 +138,18 @@ func joinLines(s []string) string {
 	return string(b)
 }
 
-// Target is where the router sends a request: a backend and the model name that backend
-// knows it by.
+// Candidate is one backend that serves a model, and the name it knows the model by.
+type Candidate struct {
+	Backend       string
+	UpstreamModel string
+}
+
+// Target is where a request goes. The router fills Model and Candidates (every backend
+// that serves the model); the scheduler picks one and fills Backend, UpstreamModel and,
+// for engines with addressable slots, Slot.
 type Target struct {
+	Candidates []Candidate
+
 	Model         string // catalog name (what the client sees)
 	Backend       string // backend id
 	UpstreamModel string // name sent to the engine

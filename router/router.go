@@ -9,7 +9,8 @@ import (
 	"github.com/sluice-llm/sluice/models"
 )
 
-// Entry is one model the gateway serves.
+// Entry is one model on one backend. Several entries with the same Name on different
+// backends form a pool: the scheduler picks among them per request.
 type Entry struct {
 	Name          string   // what clients call it
 	Aliases       []string // other names that reach it (e.g. "gpt-4o-mini")
@@ -20,32 +21,52 @@ type Entry struct {
 	Created       int64
 }
 
+// pool is every backend serving one client-facing name.
+type pool struct {
+	name       string
+	kind       string
+	tier       string
+	candidates []models.Candidate
+}
+
 // Router resolves model names to targets.
 type Router struct {
-	byName map[string]*Entry
+	byName map[string]*pool
 	infos  []models.ModelInfo
 }
 
-// New builds a router over entries. Names and aliases must be unique.
+// New builds a router over entries. A name (or alias) may repeat only across backends,
+// for the same kind of model.
 func New(entries []Entry) (*Router, error) {
-	r := &Router{byName: make(map[string]*Entry)}
-	for i := range entries {
-		e := entries[i]
+	r := &Router{byName: make(map[string]*pool)}
+	for _, e := range entries {
 		if e.Kind == "" {
 			e.Kind = "chat"
 		}
 		if e.UpstreamModel == "" {
 			e.UpstreamModel = e.Name
 		}
-		for _, n := range append([]string{e.Name}, e.Aliases...) {
-			if prev, dup := r.byName[n]; dup {
-				return nil, fmt.Errorf("router: model name %q is used twice (backends %s and %s)", n, prev.Backend, e.Backend)
+		for i, n := range append([]string{e.Name}, e.Aliases...) {
+			p := r.byName[n]
+			if p == nil {
+				p = &pool{name: e.Name, kind: e.Kind, tier: e.Tier}
+				r.byName[n] = p
+				info := models.ModelInfo{ID: n, Created: e.Created, Kind: e.Kind, Backend: e.Backend}
+				if i > 0 {
+					info.AliasOf = e.Name
+				}
+				r.infos = append(r.infos, info)
+			} else {
+				if p.name != e.Name || p.kind != e.Kind {
+					return nil, fmt.Errorf("router: model name %q names both %q and %q", n, p.name, e.Name)
+				}
+				for _, c := range p.candidates {
+					if c.Backend == e.Backend {
+						return nil, fmt.Errorf("router: model name %q is used twice on backend %s", n, e.Backend)
+					}
+				}
 			}
-			r.byName[n] = &e
-		}
-		r.infos = append(r.infos, models.ModelInfo{ID: e.Name, Created: e.Created, Kind: e.Kind, Backend: e.Backend})
-		for _, a := range e.Aliases {
-			r.infos = append(r.infos, models.ModelInfo{ID: a, Created: e.Created, Kind: e.Kind, Backend: e.Backend, AliasOf: e.Name})
+			p.candidates = append(p.candidates, models.Candidate{Backend: e.Backend, UpstreamModel: e.UpstreamModel})
 		}
 	}
 	sort.Slice(r.infos, func(i, j int) bool { return r.infos[i].ID < r.infos[j].ID })
@@ -55,24 +76,28 @@ func New(entries []Entry) (*Router, error) {
 // Models lists served models and aliases.
 func (r *Router) Models() []models.ModelInfo { return r.infos }
 
-// Route returns the target for req.
+// Route returns the target for req: the model and every backend that serves it.
 func (r *Router) Route(_ context.Context, req *models.Request) (models.Target, error) {
-	e, ok := r.byName[req.Model]
+	p, ok := r.byName[req.Model]
 	if !ok {
 		return models.Target{}, &models.Error{Kind: models.ErrNotFound, Code: "model_not_found", Param: "model",
 			Msg: fmt.Sprintf("the model %q does not exist; GET /v1/models lists the %d models served (%s)",
 				req.Model, len(r.infos), r.names())}
 	}
 	wantEmbed := req.Kind == models.KindEmbedding
-	if wantEmbed != (e.Kind == "embedding") {
+	if wantEmbed != (p.kind == "embedding") {
 		what := "chat and completions"
 		if wantEmbed {
 			what = "embeddings"
 		}
 		return models.Target{}, &models.Error{Kind: models.ErrInvalid, Code: "model_not_supported", Param: "model",
-			Msg: fmt.Sprintf("the model %q is a %s model and does not support %s", req.Model, e.Kind, what)}
+			Msg: fmt.Sprintf("the model %q is a %s model and does not support %s", req.Model, p.kind, what)}
 	}
-	return models.Target{Model: req.Model, Backend: e.Backend, UpstreamModel: e.UpstreamModel, Tier: e.Tier}, nil
+	t := models.Target{Model: req.Model, Candidates: p.candidates, Tier: p.tier}
+	if len(p.candidates) == 1 {
+		t.Backend, t.UpstreamModel = p.candidates[0].Backend, p.candidates[0].UpstreamModel
+	}
+	return t, nil
 }
 
 func (r *Router) names() string {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -24,26 +25,57 @@ type Refresher interface {
 	Refresh(ctx context.Context) error
 }
 
+// EngineOptions describe what the scheduler may do with an engine.
+type EngineOptions struct {
+	// Addressable: the engine takes a slot id (llama-server's id_slot), so sluice can
+	// send a request to the slot whose KV cache holds its prefix.
+	Addressable bool
+	// Exclusive: the engine holds one model at a time and swaps to serve another
+	// (Ollama with OLLAMA_MAX_LOADED_MODELS=1); requests are grouped by model.
+	Exclusive bool
+	// Slots overrides the slot count for engines that report none (default DefaultSlots).
+	Slots int
+}
+
 // Options configure a Scheduler.
 type Options struct {
-	// MaxQueue is how many requests may wait per backend (default 256).
+	// MaxQueue is how many requests may wait in all (default 256).
 	MaxQueue int
 	// DefaultSlots caps concurrency for backends that report no slots (default 64).
 	DefaultSlots int
 	// RefreshEvery is how often Run probes backends (default 2s).
 	RefreshEvery time.Duration
+	// Policy picks engines (default PolicySluice) with Weights (default DefaultWeights).
+	Policy  Policy
+	Weights Weights
+	// SLO is the time to first token per class (models.Priority); a request expected to
+	// wait longer is refused at once with models.ErrSaturated (0: never).
+	SLO [2]time.Duration
+	// Engines describe backends (slot addressing, model swapping); missing: neither.
+	Engines map[string]EngineOptions
+	// TenantWeights give tenants a larger share of contended capacity (default 1).
+	TenantWeights map[string]float64
+	// GPUUtil reports the utilization (0..1) of the GPUs an engine runs on (optional).
+	GPUUtil func(engine string) float64
 	// Meters account each backend's hardware cost to its requests (optional).
 	Meters   map[string]models.CostMeter
 	Registry prometheus.Registerer
 	Logger   *slog.Logger
 }
 
-// Scheduler admits requests to backends.
+// Scheduler admits requests to backends. Callers block in Open until their request is
+// dispatched to an engine slot, refused (queue full, saturated, no engine, deadline) or
+// cancelled. All state lives in a Core guarded by one mutex; the decision runs in the
+// goroutine that arrives (when a slot is free) or in the one that frees a slot, which
+// hands it straight to the next waiter: no goroutine hand-off on the fast path.
 type Scheduler struct {
 	opts     Options
-	backends map[string]*slots
+	backends map[string]Backend
 	order    []string
 	m        *metrics
+
+	mu   sync.Mutex
+	core *Core
 }
 
 // New returns a scheduler over backends (keyed by id).
@@ -60,51 +92,184 @@ func New(backends map[string]Backend, opts Options) *Scheduler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Scheduler{opts: opts, backends: make(map[string]*slots, len(backends)), m: newMetrics(opts.Registry)}
-	for id, b := range backends {
-		sl := &slots{id: id, b: b, maxQueue: opts.MaxQueue, def: opts.DefaultSlots, m: s.m, meter: opts.Meters[id]}
-		sl.inflightG = s.m.inflight.WithLabelValues(id)
-		sl.queuedG = s.m.queued.WithLabelValues(id)
-		sl.waitH = s.m.wait.WithLabelValues(id)
-		s.backends[id] = sl
+	s := &Scheduler{opts: opts, backends: backends}
+	s.core = NewCore(Config{Policy: opts.Policy, Weights: opts.Weights, MaxQueue: opts.MaxQueue, SLO: opts.SLO,
+		TenantWeights: opts.TenantWeights})
+	for id := range backends {
 		s.order = append(s.order, id)
 	}
+	sortStrings(s.order)
+	for _, id := range s.order {
+		eo := opts.Engines[id]
+		c := backends[id].Capacity()
+		slots := c.Slots
+		if slots <= 0 {
+			slots = eo.Slots
+		}
+		if slots <= 0 {
+			slots = opts.DefaultSlots
+		}
+		s.core.AddEngine(id, slots, eo.Addressable, eo.Exclusive)
+		s.core.SetEngine(id, 0, c.Healthy, c.Reason, c.KVUsed, 0)
+	}
+	s.m = newMetrics(opts.Registry, s)
 	return s
 }
 
-// Open waits for a slot on t.Backend, then opens the request there. The returned
-// stream frees the slot when closed.
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for k := i; k > 0 && s[k] < s[k-1]; k-- {
+			s[k], s[k-1] = s[k-1], s[k]
+		}
+	}
+}
+
+// Open waits for a slot on one of t's candidate backends, then opens the request there.
+// The returned stream frees the slot when closed.
 func (s *Scheduler) Open(ctx context.Context, t models.Target, r *models.Request) (models.Stream, error) {
-	sl, ok := s.backends[t.Backend]
-	if !ok {
-		return nil, &models.Error{Kind: models.ErrUnavailable, Msg: fmt.Sprintf("no backend %q", t.Backend)}
+	if len(t.Candidates) == 0 {
+		if t.Backend == "" {
+			return nil, &models.Error{Kind: models.ErrUnavailable, Msg: fmt.Sprintf("no backend serves %q", t.Model)}
+		}
+		t.Candidates = []models.Candidate{{Backend: t.Backend, UpstreamModel: t.UpstreamModel}}
 	}
-	c := sl.b.Capacity()
-	if !c.Healthy {
-		s.m.rejected.WithLabelValues(t.Backend, "unhealthy").Inc()
-		return nil, &models.Error{Kind: models.ErrUnavailable, Code: "engine_unavailable", RetryAfter: time.Second,
-			Msg: fmt.Sprintf("engine %s is not ready: %s", t.Backend, c.Reason)}
+	for _, cd := range t.Candidates {
+		if _, ok := s.backends[cd.Backend]; !ok {
+			return nil, &models.Error{Kind: models.ErrUnavailable, Msg: fmt.Sprintf("no backend %q", cd.Backend)}
+		}
 	}
-	if err := sl.acquire(ctx, c, r.Deadline); err != nil {
+	j := &Job{Model: t.Model, Candidates: t.Candidates, Priority: r.Priority, Tenant: r.Tenant,
+		Cost: jobCost(r), Deadline: r.Deadline}
+	if s.core.cfg.Policy == PolicySluice {
+		j.Blocks = PrefixBlocks(r, nil)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	err := s.core.Submit(now, j)
+	if err != nil {
+		s.mu.Unlock()
 		return nil, err
 	}
-	h := &held{sl: sl}
-	if sl.meter != nil {
-		h.job = sl.meter.Begin()
+	if j.Running() {
+		s.mu.Unlock()
+		s.m.waited(j.Priority, 0)
+		return s.start(ctx, t, r, j)
 	}
-	st, err := sl.b.Open(ctx, t, r)
-	if err != nil {
-		if h.job != nil {
-			h.job.End()
+	j.Ready = make(chan struct{})
+	started := s.core.Dispatch(now)
+	s.mu.Unlock()
+	s.notify(started)
+	return s.wait(ctx, t, r, j)
+}
+
+// jobCost estimates the work of a request for fair queuing: prompt tokens (about 4 bytes
+// each) plus the completion it may generate.
+func jobCost(r *models.Request) float64 {
+	n := 0
+	for i := range r.Messages {
+		n += len(r.Messages[i].Content)
+	}
+	for _, p := range r.Prompt {
+		n += len(p)
+	}
+	out := r.Sampling.MaxTokens
+	if out <= 0 {
+		out = 256
+	}
+	return float64(n/4 + out)
+}
+
+func (s *Scheduler) wait(ctx context.Context, t models.Target, r *models.Request, j *Job) (models.Stream, error) {
+	var expired <-chan time.Time
+	if !j.Deadline.IsZero() {
+		tm := time.NewTimer(time.Until(j.Deadline))
+		defer tm.Stop()
+		expired = tm.C
+	}
+	select {
+	case <-j.Ready:
+		if j.Err != nil {
+			return nil, j.Err
 		}
-		sl.release()
+		s.m.waited(j.Priority, time.Since(j.Enqueued))
+		return s.start(ctx, t, r, j)
+	case <-expired:
+		return nil, s.giveUp(j, &models.Error{Kind: models.ErrTimeout, Code: "queue_timeout",
+			Msg: fmt.Sprintf("waited %v for a slot serving %q", time.Since(j.Enqueued).Round(time.Millisecond), j.Model)})
+	case <-ctx.Done():
+		return nil, s.giveUp(j, &models.Error{Kind: models.ErrCanceled, Msg: "request canceled while queued"})
+	}
+}
+
+// giveUp removes a waiting job; if it was dispatched meanwhile, its slot goes back.
+func (s *Scheduler) giveUp(j *Job, err error) error {
+	s.mu.Lock()
+	if s.core.Cancel(j) {
+		s.mu.Unlock()
+		return err
+	}
+	s.mu.Unlock()
+	<-j.Ready
+	if j.Err == nil {
+		s.finish(j, true, 0)
+	}
+	return err
+}
+
+// start opens the request on the engine the core chose.
+func (s *Scheduler) start(ctx context.Context, t models.Target, r *models.Request, j *Job) (models.Stream, error) {
+	t.Backend, t.UpstreamModel = j.Engine, j.UpstreamModel
+	t.Slot, t.HasSlot = j.Slot, j.HasSlot
+	h := &held{s: s, j: j, t: t}
+	if m := s.opts.Meters[j.Engine]; m != nil {
+		h.cost = m.Begin()
+	}
+	st, err := s.backends[j.Engine].Open(ctx, t, r)
+	if err != nil {
+		if h.cost != nil {
+			h.cost.End()
+		}
+		if errors.Is(err, models.ErrUnavailable) {
+			s.markDown(j.Engine, err.Error())
+		}
+		s.finish(j, false, 0)
 		return nil, err
 	}
 	h.Stream = st
 	return h, nil
 }
 
-// Run probes every Refresher backend until ctx ends.
+// markDown takes an engine out of rotation until the next health probe says otherwise.
+func (s *Scheduler) markDown(id, reason string) {
+	s.mu.Lock()
+	e := s.core.engines[id]
+	if e != nil {
+		s.core.SetEngine(id, 0, false, reason, e.KVUse, e.GPUUtil)
+	}
+	dropped := s.core.Expire(time.Now())
+	s.mu.Unlock()
+	s.notify(dropped)
+}
+
+// finish releases a job's slot and starts whatever can run now.
+func (s *Scheduler) finish(j *Job, ok bool, ttft time.Duration) {
+	now := time.Now()
+	s.mu.Lock()
+	s.core.Release(now, j, ok, ttft)
+	started := s.core.Dispatch(now)
+	s.mu.Unlock()
+	s.notify(started)
+}
+
+func (s *Scheduler) notify(jobs []*Job) {
+	for _, j := range jobs {
+		if j.Ready != nil {
+			close(j.Ready)
+		}
+	}
+}
+
+// Run probes every backend until ctx ends.
 func (s *Scheduler) Run(ctx context.Context) {
 	tick := time.NewTicker(s.opts.RefreshEvery)
 	defer tick.Stop()
@@ -118,11 +283,11 @@ func (s *Scheduler) Run(ctx context.Context) {
 	}
 }
 
-// RefreshAll probes every Refresher backend once, in parallel.
+// RefreshAll probes every Refresher backend once, in parallel, and updates the core.
 func (s *Scheduler) RefreshAll(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, id := range s.order {
-		rf, ok := s.backends[id].b.(Refresher)
+		rf, ok := s.backends[id].(Refresher)
 		if !ok {
 			continue
 		}
@@ -135,9 +300,25 @@ func (s *Scheduler) RefreshAll(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	now := time.Now()
+	s.mu.Lock()
 	for _, id := range s.order {
-		s.backends[id].kick()
+		c := s.backends[id].Capacity()
+		gpu := 0.0
+		if s.opts.GPUUtil != nil {
+			gpu = s.opts.GPUUtil(id)
+		}
+		slots := c.Slots
+		if slots <= 0 {
+			slots = len(s.core.engines[id].Slots)
+		}
+		s.core.SetEngine(id, slots, c.Healthy, c.Reason, c.KVUsed, gpu)
 	}
+	dropped := s.core.Expire(now)
+	started := s.core.Dispatch(now)
+	s.mu.Unlock()
+	s.notify(dropped)
+	s.notify(started)
 }
 
 // Status is one backend's state for readiness and status pages.
@@ -148,15 +329,19 @@ type Status struct {
 	Queued   int
 }
 
-// Status returns every backend's state, in a stable order.
+// Status returns every backend's state, in a stable order. Queued counts the requests
+// waiting for any engine.
 func (s *Scheduler) Status() []Status {
 	out := make([]Status, 0, len(s.order))
+	s.mu.Lock()
+	queued := s.core.QueueLen(models.PriorityInteractive) + s.core.QueueLen(models.PriorityBatch)
+	inflight := make(map[string]int, len(s.order))
+	for _, e := range s.core.Engines() {
+		inflight[e.ID] = e.inflight
+	}
+	s.mu.Unlock()
 	for _, id := range s.order {
-		sl := s.backends[id]
-		sl.mu.Lock()
-		st := Status{ID: id, Capacity: sl.b.Capacity(), InFlight: sl.inflight, Queued: len(sl.waiters)}
-		sl.mu.Unlock()
-		out = append(out, st)
+		out = append(out, Status{ID: id, Capacity: s.backends[id].Capacity(), InFlight: inflight[id], Queued: queued})
 	}
 	return out
 }
@@ -169,16 +354,17 @@ func (s *Scheduler) Ready() (bool, []byte) {
 		Reason   string `json:"reason,omitempty"`
 		Slots    int    `json:"slots"`
 		InFlight int    `json:"in_flight"`
-		Queued   int    `json:"queued"`
 	}
 	out := struct {
 		Status  string `json:"status"`
+		Queued  int    `json:"queued"`
 		Engines []eng  `json:"engines"`
 	}{Status: "ready"}
 	ok := true
 	for _, st := range s.Status() {
 		out.Engines = append(out.Engines, eng{Name: st.ID, Healthy: st.Capacity.Healthy, Reason: st.Capacity.Reason,
-			Slots: st.Capacity.Slots, InFlight: st.InFlight, Queued: st.Queued})
+			Slots: st.Capacity.Slots, InFlight: st.InFlight})
+		out.Queued = st.Queued
 		ok = ok && st.Capacity.Healthy
 	}
 	if !ok {
@@ -188,145 +374,33 @@ func (s *Scheduler) Ready() (bool, []byte) {
 	return ok, b
 }
 
-// slots is one backend's admission state.
-type slots struct {
-	id       string
-	b        Backend
-	maxQueue int
-	def      int
-	m        *metrics
-	meter    models.CostMeter
-
-	inflightG, queuedG prometheus.Gauge
-	waitH              prometheus.Observer
-
-	mu       sync.Mutex
-	inflight int
-	waiters  []*waiter // FIFO
-}
-
-type waiter struct {
-	ready   chan struct{}
-	granted bool // set under mu when a slot was handed over
-}
-
-func (sl *slots) limit(c models.Capacity) int {
-	if c.Slots > 0 {
-		return c.Slots
-	}
-	return sl.def
-}
-
-var errQueueFull = errors.New("queue full")
-
-func (sl *slots) acquire(ctx context.Context, c models.Capacity, deadline time.Time) error {
-	sl.mu.Lock()
-	if sl.inflight < sl.limit(c) && len(sl.waiters) == 0 {
-		sl.inflight++
-		sl.mu.Unlock()
-		sl.inflightG.Inc()
-		sl.waitH.Observe(0) // dispatched at once; no clock read on the fast path
-		return nil
-	}
-	if len(sl.waiters) >= sl.maxQueue {
-		sl.mu.Unlock()
-		sl.m.rejected.WithLabelValues(sl.id, "queue_full").Inc()
-		return &models.Error{Kind: models.ErrRejected, Code: "queue_full", RetryAfter: time.Second,
-			Msg: fmt.Sprintf("engine %s is busy: %d requests already queued", sl.id, sl.maxQueue), Err: errQueueFull}
-	}
-	w := &waiter{ready: make(chan struct{})}
-	sl.waiters = append(sl.waiters, w)
-	sl.mu.Unlock()
-	sl.queuedG.Inc()
-	start := time.Now()
-	defer func() { sl.waitH.Observe(time.Since(start).Seconds()) }()
-	var expired <-chan time.Time
-	if !deadline.IsZero() {
-		t := time.NewTimer(time.Until(deadline))
-		defer t.Stop()
-		expired = t.C
-	}
-	timedOut := false
-	select {
-	case <-w.ready:
-		sl.queuedG.Dec()
-		sl.inflightG.Inc()
-		return nil
-	case <-expired:
-		timedOut = true
-	case <-ctx.Done():
-	}
-	sl.mu.Lock()
-	if w.granted {
-		// The slot arrived as we gave up: pass it on.
-		sl.mu.Unlock()
-		sl.queuedG.Dec()
-		sl.inflightG.Inc()
-		sl.release()
-	} else {
-		for i, x := range sl.waiters {
-			if x == w {
-				sl.waiters = append(sl.waiters[:i], sl.waiters[i+1:]...)
-				break
-			}
-		}
-		sl.mu.Unlock()
-		sl.queuedG.Dec()
-	}
-	if timedOut || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return &models.Error{Kind: models.ErrTimeout, Msg: fmt.Sprintf("timed out waiting for a slot on engine %s", sl.id)}
-	}
-	return &models.Error{Kind: models.ErrCanceled, Msg: "request canceled while queued"}
-}
-
-// release frees a slot, handing it to the oldest waiter if there is one.
-func (sl *slots) release() {
-	sl.inflightG.Dec()
-	sl.mu.Lock()
-	if len(sl.waiters) > 0 && sl.inflight <= sl.limit(sl.b.Capacity()) {
-		w := sl.waiters[0]
-		sl.waiters = sl.waiters[1:]
-		w.granted = true
-		sl.mu.Unlock()
-		close(w.ready)
-		return
-	}
-	sl.inflight--
-	sl.mu.Unlock()
-}
-
-// kick hands free slots to waiters (after capacity grew).
-func (sl *slots) kick() {
-	lim := sl.limit(sl.b.Capacity())
-	sl.mu.Lock()
-	var wake []*waiter
-	for len(sl.waiters) > 0 && sl.inflight < lim {
-		w := sl.waiters[0]
-		sl.waiters = sl.waiters[1:]
-		w.granted = true
-		sl.inflight++
-		wake = append(wake, w)
-	}
-	sl.mu.Unlock()
-	for _, w := range wake {
-		close(w.ready)
-	}
-}
-
 // held is a stream that frees its slot on Close and accounts its cost.
 type held struct {
 	models.Stream
-	sl     *slots
-	job    models.CostJob
+	s      *Scheduler
+	j      *Job
+	t      models.Target // where the request went
+	cost   models.CostJob
+	first  time.Duration
+	failed bool
 	closed bool
-	cost   models.Cost
+	total  models.Cost
 }
 
-// Recv marks the first token for cost accounting.
+// Target is where the scheduler sent the request (backend, upstream model, slot).
+func (h *held) Target() models.Target { return h.t }
+
+// Recv marks the first token (cost accounting, time-to-first-token estimates).
 func (h *held) Recv() (models.Chunk, error) {
 	c, err := h.Stream.Recv()
-	if h.job != nil && err == nil && (c.Text != "" || len(c.ToolCalls) > 0 || c.Embeddings != nil || c.Format == models.FormatOpenAIFull) {
-		h.job.FirstToken()
+	if err == nil && h.first == 0 && (c.Text != "" || len(c.ToolCalls) > 0 || c.Embeddings != nil || c.Format == models.FormatOpenAIFull) {
+		h.first = time.Since(h.j.Dispatched)
+		if h.cost != nil {
+			h.cost.FirstToken()
+		}
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		h.failed = true
 	}
 	return c, err
 }
@@ -335,7 +409,7 @@ func (h *held) Recv() (models.Chunk, error) {
 func (h *held) Usage() models.Usage {
 	u := h.Stream.Usage()
 	if h.closed {
-		u.Cost = h.cost
+		u.Cost = h.total
 	}
 	return u
 }
@@ -346,9 +420,9 @@ func (h *held) Close() error {
 	}
 	h.closed = true
 	err := h.Stream.Close()
-	if h.job != nil {
-		h.cost.Prompt, h.cost.Completion = h.job.End()
+	if h.cost != nil {
+		h.total.Prompt, h.total.Completion = h.cost.End()
 	}
-	h.sl.release()
+	h.s.finish(h.j, !h.failed, h.first)
 	return err
 }

@@ -1,0 +1,474 @@
+package scheduler
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sluice-llm/sluice/models"
+)
+
+// Core is the scheduler's state and every decision it makes: which waiting job runs
+// next, on which engine and slot, and which job is refused. It is deterministic and
+// single-threaded (no goroutines, no clocks: callers pass now), so the live Scheduler
+// runs it under one mutex and the simulator (scheduler/sim) runs the very same code on
+// virtual time.
+type Core struct {
+	cfg     Config
+	engines map[string]*Engine
+	order   []string
+	queues  [2]*fairQueue // by priority class
+	seq     uint64
+	rr      uint64
+	stats   Stats
+	scratch []*Job
+}
+
+// Config tunes the core.
+type Config struct {
+	Policy  Policy
+	Weights Weights
+	// MaxQueue bounds the jobs waiting in all (default 256); more are refused at once.
+	MaxQueue int
+	// SLO is the time to first token each class should get (index: models.Priority);
+	// a job expected to wait longer is refused as saturated (0: never).
+	SLO [2]time.Duration
+	// SwapAfter is how long a job for another model waits before an engine that holds
+	// one model at a time stops taking new work for its current one (default 5s).
+	SwapAfter time.Duration
+	// TenantWeights gives tenants more (or less) of the capacity than 1.
+	TenantWeights map[string]float64
+}
+
+// Stats are cumulative counters (for metrics and benchmarks).
+type Stats struct {
+	Dispatched, Queued, Rejected, Saturated, Expired, Cancelled uint64
+	// PrefixBlocks counts prompt blocks of dispatched jobs; PrefixHits those found
+	// cached on the slot or engine the job went to.
+	PrefixBlocks, PrefixHits uint64
+	Swaps                    uint64
+}
+
+// Engine is one backend's state as the core sees it.
+type Engine struct {
+	ID          string
+	Slots       []Slot
+	Healthy     bool
+	Reason      string
+	KVUse       float64 // 0..1
+	GPUUtil     float64 // 0..1
+	Addressable bool    // the engine takes a slot id (llama-server id_slot)
+	Exclusive   bool    // the engine holds one model at a time (swaps to serve another)
+
+	inflight int
+	active   string // model in flight on an exclusive engine
+	drainFor string // model waiting to swap in
+	recent   [][]uint64
+	svc      ewma // seconds a request holds a slot
+	ttft     ewma // seconds to first token once dispatched
+}
+
+// Slot is one sequence an engine decodes.
+type Slot struct {
+	Busy     bool
+	Blocks   []uint64 // the prompt whose KV the slot holds
+	LastUsed time.Time
+}
+
+// Job is one request inside the core.
+type Job struct {
+	Model      string
+	Candidates []models.Candidate
+	Priority   models.Priority
+	Tenant     string
+	Blocks     []uint64 // PrefixBlocks of the prompt
+	Cost       float64  // work estimate for fairness (tokens); 0 counts as 1
+	Deadline   time.Time
+	Enqueued   time.Time
+
+	// Set when dispatched.
+	Engine        string
+	UpstreamModel string
+	Slot          int
+	HasSlot       bool // Slot names an engine slot (pass it as id_slot)
+	Matched       int  // prompt blocks already cached where it went
+	Dispatched    time.Time
+
+	// Ready is closed when a queued job is dispatched or refused (live scheduler).
+	Ready chan struct{}
+	// Err is why a queued job was refused (expired, engine gone).
+	Err error
+
+	state          jobState
+	seq            uint64
+	start, finish  float64
+	slotIdx        int
+	swapWaitSince  time.Time
+	queuedPriority models.Priority
+}
+
+type jobState uint8
+
+const (
+	jobNew jobState = iota
+	jobQueued
+	jobRunning
+	jobDone
+)
+
+// Queued reports whether the job is waiting.
+func (j *Job) Queued() bool { return j.state == jobQueued }
+
+// Running reports whether the job holds a slot.
+func (j *Job) Running() bool { return j.state == jobRunning }
+
+// NewCore returns an empty core.
+func NewCore(cfg Config) *Core {
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = 256
+	}
+	if cfg.SwapAfter <= 0 {
+		cfg.SwapAfter = 5 * time.Second
+	}
+	if cfg.Policy == "" {
+		cfg.Policy = PolicySluice
+	}
+	if cfg.Weights == (Weights{}) {
+		cfg.Weights = DefaultWeights()
+	}
+	return &Core{cfg: cfg, engines: map[string]*Engine{}, queues: [2]*fairQueue{newFairQueue(), newFairQueue()}}
+}
+
+// AddEngine registers a backend with slots slots.
+func (c *Core) AddEngine(id string, slots int, addressable, exclusive bool) {
+	e := &Engine{ID: id, Healthy: true, Addressable: addressable, Exclusive: exclusive}
+	e.Slots = make([]Slot, max(slots, 1))
+	c.engines[id] = e
+	c.order = append(c.order, id)
+}
+
+// Engines returns the engines in registration order (read-only use).
+func (c *Core) Engines() []*Engine {
+	out := make([]*Engine, len(c.order))
+	for i, id := range c.order {
+		out[i] = c.engines[id]
+	}
+	return out
+}
+
+// InFlight is the number of jobs running on engine id.
+func (e *Engine) InFlight() int { return e.inflight }
+
+// Stats returns the counters.
+func (c *Core) Stats() Stats { return c.stats }
+
+// QueueLen returns how many jobs of a class wait.
+func (c *Core) QueueLen(p models.Priority) int { return c.queues[p].len() }
+
+// SetEngine updates an engine from a health probe. Slots may grow or shrink; slots in
+// use are never dropped. Call Dispatch afterwards: capacity may have appeared.
+func (c *Core) SetEngine(id string, slots int, healthy bool, reason string, kv, gpu float64) {
+	e := c.engines[id]
+	if e == nil {
+		return
+	}
+	e.Healthy, e.Reason, e.KVUse, e.GPUUtil = healthy, reason, kv, gpu
+	if slots > 0 && slots != len(e.Slots) {
+		if slots > len(e.Slots) {
+			e.Slots = append(e.Slots, make([]Slot, slots-len(e.Slots))...)
+		} else {
+			keep := e.Slots[:0]
+			for i, s := range e.Slots {
+				if s.Busy || i < slots {
+					keep = append(keep, s)
+				}
+			}
+			e.Slots = keep
+		}
+	}
+}
+
+// Submit takes a new job: it runs at once when a slot is free and nothing waits ahead
+// of it, or waits in its class's fair queue, or is refused (no healthy engine, queue
+// full, or expected to miss its class's SLO: models.ErrSaturated).
+func (c *Core) Submit(now time.Time, j *Job) error {
+	c.seq++
+	j.seq, j.Enqueued, j.state = c.seq, now, jobNew
+	if j.Priority > models.PriorityBatch {
+		j.Priority = models.PriorityBatch
+	}
+	healthy := false
+	for _, cd := range j.Candidates {
+		if e := c.engines[cd.Backend]; e != nil && e.Healthy {
+			healthy = true
+			break
+		}
+	}
+	if !healthy {
+		c.stats.Rejected++
+		return &models.Error{Kind: models.ErrUnavailable, Code: "engine_unavailable", RetryAfter: time.Second,
+			Msg: fmt.Sprintf("no engine serving %q is ready%s", j.Model, c.reasons(j))}
+	}
+	// Fast path: nothing waits, so nothing is overtaken.
+	if c.queues[0].len()+c.queues[1].len() == 0 && c.place(now, j) {
+		return nil
+	}
+	if c.queues[0].len()+c.queues[1].len() >= c.cfg.MaxQueue {
+		c.stats.Rejected++
+		return &models.Error{Kind: models.ErrRejected, Code: "queue_full", RetryAfter: time.Second,
+			Msg: fmt.Sprintf("sluice is busy: %d requests already wait", c.cfg.MaxQueue)}
+	}
+	if wait, over := c.expectedWait(j); over {
+		c.stats.Saturated++
+		return &models.Error{Kind: models.ErrSaturated, Code: "saturated", RetryAfter: max(wait, time.Second),
+			Msg: fmt.Sprintf("local capacity for %q is saturated: expected wait %v exceeds the %v target", j.Model,
+				wait.Round(time.Millisecond), c.cfg.SLO[j.Priority])}
+	}
+	j.state = jobQueued
+	j.queuedPriority = j.Priority
+	c.queues[j.Priority].push(j, c.cfg.TenantWeights[j.Tenant])
+	c.stats.Queued++
+	return nil // the caller runs Dispatch (which may start this job at once)
+}
+
+func (c *Core) reasons(j *Job) string {
+	s := ""
+	for _, cd := range j.Candidates {
+		if e := c.engines[cd.Backend]; e != nil && e.Reason != "" {
+			s += fmt.Sprintf("; %s: %s", e.ID, e.Reason)
+		}
+	}
+	return s
+}
+
+// Dispatch runs waiting jobs on free slots, interactive before batch, tenants in fair
+// order, until no waiting job fits a free slot (work-conserving: a free slot never idles
+// while a job it can serve waits). It returns the jobs it started.
+func (c *Core) Dispatch(now time.Time) []*Job {
+	var started []*Job
+	for p := range c.queues {
+		q := c.queues[p]
+		for q.len() > 0 {
+			heads := q.heads(c.scratch)
+			c.scratch = heads
+			progressed := false
+			for _, j := range heads {
+				if c.place(now, j) {
+					q.remove(j, true)
+					started = append(started, j)
+					progressed = true
+					break // tags moved: recompute the order
+				}
+				c.considerSwap(now, j)
+			}
+			if !progressed {
+				break
+			}
+		}
+	}
+	return started
+}
+
+// place starts j on the best engine and slot that can take it now.
+func (c *Core) place(now time.Time, j *Job) bool {
+	e, cd, slot := c.pick(j)
+	if e == nil {
+		return false
+	}
+	s := &e.Slots[slot]
+	matched := 0
+	if len(j.Blocks) > 0 {
+		if e.Addressable && c.cfg.Policy == PolicySluice {
+			matched = matchBlocks(j.Blocks, s.Blocks)
+		} else {
+			matched = bestRecent(e, j.Blocks)
+		}
+	}
+	s.Busy, s.LastUsed = true, now
+	if e.Addressable {
+		s.Blocks = j.Blocks // the slot's KV is about to hold this prompt
+	}
+	e.inflight++
+	if e.Exclusive {
+		e.active = j.Model
+		if e.drainFor == j.Model {
+			e.drainFor = ""
+		}
+	}
+	j.state = jobRunning
+	j.Engine, j.UpstreamModel, j.slotIdx = e.ID, cd.UpstreamModel, slot
+	j.HasSlot = e.Addressable && c.cfg.Policy == PolicySluice
+	j.Slot = slot
+	j.Matched, j.Dispatched = matched, now
+	c.stats.Dispatched++
+	c.stats.PrefixBlocks += uint64(len(j.Blocks))
+	c.stats.PrefixHits += uint64(matched)
+	return true
+}
+
+func bestRecent(e *Engine, blocks []uint64) int {
+	best := 0
+	for _, r := range e.recent {
+		best = max(best, matchBlocks(blocks, r))
+	}
+	return best
+}
+
+// considerSwap lets a job for another model claim an exclusive engine once it has waited
+// SwapAfter: the engine then takes no new work for its current model and swaps when idle.
+func (c *Core) considerSwap(now time.Time, j *Job) {
+	if j.swapWaitSince.IsZero() {
+		j.swapWaitSince = now
+	}
+	if now.Sub(j.swapWaitSince) < c.cfg.SwapAfter {
+		return
+	}
+	var best *Engine
+	for _, cd := range j.Candidates {
+		e := c.engines[cd.Backend]
+		if e == nil || !e.Healthy || !e.Exclusive || e.active == j.Model || e.drainFor != "" {
+			continue
+		}
+		if best == nil || e.inflight < best.inflight {
+			best = e
+		}
+	}
+	if best != nil {
+		best.drainFor = j.Model
+		c.stats.Swaps++
+	}
+}
+
+// Release ends a running job: it frees the slot and feeds the engine's service-time
+// estimates (ttft: time to first token after dispatch, 0 if none). Call Dispatch
+// afterwards.
+func (c *Core) Release(now time.Time, j *Job, ok bool, ttft time.Duration) {
+	if j.state != jobRunning {
+		return
+	}
+	j.state = jobDone
+	e := c.engines[j.Engine]
+	if e == nil {
+		return
+	}
+	if j.slotIdx < len(e.Slots) {
+		e.Slots[j.slotIdx].Busy = false
+		e.Slots[j.slotIdx].LastUsed = now
+	}
+	e.inflight--
+	if e.Exclusive && e.inflight == 0 {
+		e.active = ""
+	}
+	if ok {
+		e.svc.add(now.Sub(j.Dispatched).Seconds())
+		if ttft > 0 {
+			e.ttft.add(ttft.Seconds())
+		}
+		if !e.Addressable || c.cfg.Policy != PolicySluice {
+			e.recent = append(e.recent, j.Blocks)
+			if len(e.recent) > 2*len(e.Slots) {
+				e.recent = e.recent[1:]
+			}
+		}
+	} else if j.slotIdx < len(e.Slots) {
+		e.Slots[j.slotIdx].Blocks = nil // unknown state after a failure
+	}
+}
+
+// Cancel removes a waiting job (the client gave up). It reports whether the job was
+// still waiting; a running job must be Released instead.
+func (c *Core) Cancel(j *Job) bool {
+	if j.state != jobQueued {
+		return false
+	}
+	if c.queues[j.queuedPriority].remove(j, false) {
+		j.state = jobDone
+		c.stats.Cancelled++
+		return true
+	}
+	return false
+}
+
+// Expire refuses waiting jobs whose deadline has passed (or whose engines are all gone)
+// and returns them with Err set.
+func (c *Core) Expire(now time.Time) []*Job {
+	var out []*Job
+	for p := range c.queues {
+		var drop []*Job
+		c.queues[p].each(func(j *Job) {
+			if !j.Deadline.IsZero() && !now.Before(j.Deadline) {
+				j.Err = &models.Error{Kind: models.ErrTimeout, Code: "queue_timeout",
+					Msg: fmt.Sprintf("waited %v for a slot serving %q", now.Sub(j.Enqueued).Round(time.Millisecond), j.Model)}
+				drop = append(drop, j)
+				return
+			}
+			alive := false
+			for _, cd := range j.Candidates {
+				if e := c.engines[cd.Backend]; e != nil && e.Healthy {
+					alive = true
+				}
+			}
+			if !alive {
+				j.Err = &models.Error{Kind: models.ErrUnavailable, Code: "engine_unavailable", RetryAfter: time.Second,
+					Msg: fmt.Sprintf("every engine serving %q went down while the request waited%s", j.Model, c.reasons(j))}
+				drop = append(drop, j)
+			}
+		})
+		for _, j := range drop {
+			c.queues[p].remove(j, false)
+			j.state = jobDone
+			c.stats.Expired++
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// expectedWait estimates how long j would wait for a slot, from the engines' measured
+// service times, and whether that (plus their time to first token) misses j's SLO.
+func (c *Core) expectedWait(j *Job) (time.Duration, bool) {
+	slo := c.cfg.SLO[j.Priority]
+	if slo <= 0 {
+		return 0, false
+	}
+	var slots int
+	var svc, ttft float64
+	var n int
+	for _, cd := range j.Candidates {
+		e := c.engines[cd.Backend]
+		if e == nil || !e.Healthy || !e.svc.ok() {
+			continue
+		}
+		slots += len(e.Slots)
+		svc += e.svc.v
+		ttft += e.ttft.v
+		n++
+	}
+	if n == 0 || slots == 0 {
+		return 0, false // nothing measured yet: admit
+	}
+	svc /= float64(n)
+	ttft /= float64(n)
+	ahead := 0
+	for p := models.PriorityInteractive; p <= j.Priority; p++ {
+		ahead += c.queues[p].len()
+	}
+	wait := time.Duration(float64(ahead+1) * svc / float64(slots) * float64(time.Second))
+	return wait, wait+time.Duration(ttft*float64(time.Second)) > slo
+}
+
+// ewma is an exponentially weighted moving average.
+type ewma struct {
+	v float64
+	n int
+}
+
+func (e *ewma) add(x float64) {
+	if e.n == 0 {
+		e.v = x
+	} else {
+		e.v += 0.2 * (x - e.v)
+	}
+	e.n++
+}
+
+func (e *ewma) ok() bool { return e.n >= 3 }

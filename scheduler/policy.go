@@ -1,0 +1,132 @@
+package scheduler
+
+import "github.com/sluice-llm/sluice/models"
+
+// Policy names how the core picks an engine among those that can take a job.
+type Policy string
+
+// Policies. Round-robin and least-loaded are the baselines `sluice bench sched`
+// compares against; they let the engine choose its slot.
+const (
+	PolicySluice      Policy = "sluice"       // weighted scorers: prefix cache, load, KV, GPU
+	PolicyLeastLoaded Policy = "least-loaded" // the engine with the most free slots
+	PolicyRoundRobin  Policy = "round-robin"  // the next engine with a free slot
+)
+
+// Weights weigh the scorers of the sluice policy; each scorer is in [0,1].
+type Weights struct {
+	Prefix float64 // share of the prompt already cached on the slot
+	Load   float64 // share of the engine's slots that are free
+	KV     float64 // share of the engine's KV cache that is free
+	GPU    float64 // share of the GPU that is idle
+}
+
+// DefaultWeights favour a cached prefix strongly: reusing a long prompt saves more than a
+// slightly emptier engine gains.
+func DefaultWeights() Weights { return Weights{Prefix: 4, Load: 1, KV: 0.5, GPU: 0.5} }
+
+// eligible is the filter every policy applies: the engine serves the model, is healthy,
+// has a free slot, and (if it holds one model at a time) holds this one or none.
+func eligible(e *Engine, j *Job) bool {
+	if e == nil || !e.Healthy || e.inflight >= len(e.Slots) {
+		return false
+	}
+	if e.drainFor != "" && e.drainFor != j.Model {
+		return false
+	}
+	if e.Exclusive && e.active != "" && e.active != j.Model {
+		return false
+	}
+	return true
+}
+
+// pick chooses the engine, candidate and slot for j under the core's policy (nil when no
+// engine can take it now). It reads the state and changes nothing.
+func (c *Core) pick(j *Job) (*Engine, models.Candidate, int) {
+	var best *Engine
+	var bestCd models.Candidate
+	bestScore, chosen := -1.0, -1
+	switch c.cfg.Policy {
+	case PolicyRoundRobin:
+		n := len(j.Candidates)
+		for k := range n {
+			cd := j.Candidates[(int(c.rr)+k)%n]
+			if e := c.engines[cd.Backend]; eligible(e, j) {
+				c.rr = uint64((int(c.rr) + k + 1) % n)
+				return e, cd, freeSlot(e)
+			}
+		}
+		return nil, models.Candidate{}, -1
+	case PolicyLeastLoaded:
+		for _, cd := range j.Candidates {
+			e := c.engines[cd.Backend]
+			if !eligible(e, j) {
+				continue
+			}
+			if s := loadScore(e); s > bestScore {
+				best, bestCd, bestScore = e, cd, s
+			}
+		}
+		if best == nil {
+			return nil, models.Candidate{}, -1
+		}
+		return best, bestCd, freeSlot(best)
+	}
+	w := c.cfg.Weights
+	for _, cd := range j.Candidates {
+		e := c.engines[cd.Backend]
+		if !eligible(e, j) {
+			continue
+		}
+		slot, match := bestSlot(e, j.Blocks)
+		prefix := 0.0
+		if len(j.Blocks) > 0 {
+			prefix = float64(match) / float64(len(j.Blocks))
+		}
+		score := w.Prefix*prefix + w.Load*loadScore(e) + w.KV*(1-e.KVUse) + w.GPU*(1-e.GPUUtil)
+		if score > bestScore {
+			best, bestCd, bestScore, chosen = e, cd, score, slot
+		}
+	}
+	if best == nil {
+		return nil, models.Candidate{}, -1
+	}
+	return best, bestCd, chosen
+}
+
+func loadScore(e *Engine) float64 {
+	return float64(len(e.Slots)-e.inflight) / float64(len(e.Slots))
+}
+
+// bestSlot returns the free slot holding the longest prefix of blocks (for engines whose
+// slots sluice addresses; for others, the engine's recent prompts), and the match. Among
+// equal matches it takes the slot unused the longest, so that a slot holding a valuable
+// prefix is overwritten last.
+func bestSlot(e *Engine, blocks []uint64) (int, int) {
+	if !e.Addressable {
+		return freeSlot(e), bestRecent(e, blocks)
+	}
+	best, bestMatch := -1, -1
+	for i := range e.Slots {
+		s := &e.Slots[i]
+		if s.Busy {
+			continue
+		}
+		m := matchBlocks(blocks, s.Blocks)
+		if m > bestMatch || (m == bestMatch && s.LastUsed.Before(e.Slots[best].LastUsed)) {
+			best, bestMatch = i, m
+		}
+	}
+	return best, max(bestMatch, 0)
+}
+
+// freeSlot is the first free slot (for engines that choose their own slot it is only
+// bookkeeping).
+func freeSlot(e *Engine) int {
+	for i := range e.Slots {
+		if !e.Slots[i].Busy {
+			return i
+		}
+	}
+	return -1
+}
