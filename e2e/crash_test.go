@@ -113,8 +113,14 @@ func TestKillUnderLoad(t *testing.T) {
 		t.Errorf("no stream was cut short: the kill came too late to test anything")
 	}
 	// The supervisor brings the engine back; requests are served again.
-	if err := b.Process().WaitReady(wctx); err != nil {
-		t.Fatal(err)
+	p := b.Process()
+	for p.Restarts() < 1 || !readyNow(p) {
+		select {
+		case <-p.Changed():
+		case <-wctx.Done():
+			st, reason := p.State()
+			t.Fatalf("engine not back: %v (%s), restarts %d", st, reason, p.Restarts())
+		}
 	}
 	if b.Process().PID() == first || b.Process().Restarts() < 1 {
 		t.Fatalf("engine not restarted: pid %d restarts %d", b.Process().PID(), b.Process().Restarts())
@@ -133,6 +139,11 @@ func TestKillUnderLoad(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // the scheduler's next health probe marks the engine up
 	}
+}
+
+func readyNow(p *proc.Process) bool {
+	st, _ := p.State()
+	return st == proc.Ready
 }
 
 func streamOnce(base string, started chan<- struct{}) outcome {
