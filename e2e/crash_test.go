@@ -114,9 +114,13 @@ func TestKillUnderLoad(t *testing.T) {
 	}
 	// The supervisor brings the engine back; requests are served again.
 	p := b.Process()
-	for p.Restarts() < 1 || !readyNow(p) {
+	for {
+		changed := p.Changed() // taken before the check, so no change is missed
+		if p.Restarts() >= 1 && readyNow(p) {
+			break
+		}
 		select {
-		case <-p.Changed():
+		case <-changed:
 		case <-wctx.Done():
 			st, reason := p.State()
 			t.Fatalf("engine not back: %v (%s), restarts %d", st, reason, p.Restarts())
