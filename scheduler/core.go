@@ -20,8 +20,13 @@ type Core struct {
 	seq     uint64
 	rr      uint64
 	stats   Stats
-	scratch []*Job
+	scratch []*tenantQueue
 }
+
+// lookahead is how far into a tenant's queue Dispatch looks for a job that fits a free
+// slot when the first does not (a job for a model no free engine holds must not block
+// the tenant's other work).
+const lookahead = 8
 
 // Config tunes the core.
 type Config struct {
@@ -247,18 +252,24 @@ func (c *Core) Dispatch(now time.Time) []*Job {
 	var started []*Job
 	for p := range c.queues {
 		q := c.queues[p]
-		for q.len() > 0 {
-			heads := q.heads(c.scratch)
-			c.scratch = heads
+		for q.len() > 0 && c.anyFree() {
+			tenants := q.order(c.scratch)
+			c.scratch = tenants
 			progressed := false
-			for _, j := range heads {
-				if c.place(now, j) {
-					q.remove(j, true)
-					started = append(started, j)
-					progressed = true
-					break // tags moved: recompute the order
+		scan:
+			for _, tq := range tenants {
+				for k, j := range tq.jobs {
+					if k == lookahead {
+						break
+					}
+					if c.place(now, j) {
+						q.remove(j, true)
+						started = append(started, j)
+						progressed = true
+						break scan // tags moved: recompute the order
+					}
+					c.considerSwap(now, j)
 				}
-				c.considerSwap(now, j)
 			}
 			if !progressed {
 				break
@@ -266,6 +277,16 @@ func (c *Core) Dispatch(now time.Time) []*Job {
 		}
 	}
 	return started
+}
+
+// anyFree reports whether some healthy engine has a free slot.
+func (c *Core) anyFree() bool {
+	for _, e := range c.engines {
+		if e.Healthy && e.inflight < len(e.Slots) {
+			return true
+		}
+	}
+	return false
 }
 
 // place starts j on the best engine and slot that can take it now.

@@ -42,18 +42,18 @@ func (q *fairQueue) push(j *Job, weight float64) {
 	q.n++
 }
 
-// heads returns each tenant's first job ordered by start tag (ties: enqueue order), the
-// order in which the queue wants them served.
-func (q *fairQueue) heads(dst []*Job) []*Job {
+// order returns the tenants with waiting jobs, ordered by their first job's start tag
+// (ties: enqueue order): the order in which the queue wants them served.
+func (q *fairQueue) order(dst []*tenantQueue) []*tenantQueue {
 	dst = dst[:0]
 	for _, tq := range q.tenants {
 		if len(tq.jobs) > 0 {
-			dst = append(dst, tq.jobs[0])
+			dst = append(dst, tq)
 		}
 	}
 	// Insertion sort: few tenants wait at once.
 	for i := 1; i < len(dst); i++ {
-		for k := i; k > 0 && before(dst[k], dst[k-1]); k-- {
+		for k := i; k > 0 && before(dst[k].jobs[0], dst[k-1].jobs[0]); k-- {
 			dst[k], dst[k-1] = dst[k-1], dst[k]
 		}
 	}

@@ -1,0 +1,240 @@
+package scheduler
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/sluice-llm/sluice/models"
+)
+
+var t0 = time.Unix(1000, 0)
+
+func cands(ids ...string) []models.Candidate {
+	out := make([]models.Candidate, len(ids))
+	for i, id := range ids {
+		out[i] = models.Candidate{Backend: id, UpstreamModel: "m"}
+	}
+	return out
+}
+
+func job(tenant string, p models.Priority, blocks []uint64, engines ...string) *Job {
+	return &Job{Model: "m", Tenant: tenant, Priority: p, Blocks: blocks, Candidates: cands(engines...), Cost: 1}
+}
+
+func TestDispatchAndWorkConservation(t *testing.T) {
+	c := NewCore(Config{})
+	c.AddEngine("a", 2, true, false)
+	c.AddEngine("b", 1, true, false)
+	var running []*Job
+	for i := range 3 {
+		j := job("t", 0, nil, "a", "b")
+		if err := c.Submit(t0, j); err != nil || !j.Running() {
+			t.Fatalf("job %d: err %v running %v", i, err, j.Running())
+		}
+		running = append(running, j)
+	}
+	w := job("t", 0, nil, "a", "b")
+	if err := c.Submit(t0, w); err != nil || !w.Queued() {
+		t.Fatalf("4th job should wait: %v", err)
+	}
+	if got := c.Dispatch(t0); len(got) != 0 {
+		t.Fatalf("dispatched %d with no free slot", len(got))
+	}
+	// Any slot that frees goes to the waiter at once.
+	c.Release(t0.Add(time.Second), running[2], true, 0)
+	got := c.Dispatch(t0.Add(time.Second))
+	if len(got) != 1 || got[0] != w || w.Engine != running[2].Engine {
+		t.Fatalf("freed slot not handed to the waiter: %v", got)
+	}
+}
+
+func TestPrefixAffinity(t *testing.T) {
+	c := NewCore(Config{})
+	c.AddEngine("a", 2, true, false)
+	c.AddEngine("b", 2, true, false)
+	tenantX := []uint64{1, 2, 3, 4}
+	tenantY := []uint64{9, 8, 7, 6}
+	first := job("x", 0, tenantX, "a", "b")
+	if err := c.Submit(t0, first); err != nil {
+		t.Fatal(err)
+	}
+	c.Release(t0.Add(time.Second), first, true, 0)
+	y := job("y", 0, tenantY, "a", "b")
+	_ = c.Submit(t0.Add(2*time.Second), y)
+	c.Release(t0.Add(3*time.Second), y, true, 0)
+	// X comes back (with a longer prompt sharing the system prompt): same engine and slot.
+	again := job("x", 0, append(append([]uint64{}, tenantX...), 42), "a", "b")
+	_ = c.Submit(t0.Add(4*time.Second), again)
+	if again.Engine != first.Engine || again.Slot != first.Slot || !again.HasSlot || again.Matched != 4 {
+		t.Fatalf("went to %s/%d (matched %d), want %s/%d with 4 blocks cached", again.Engine, again.Slot, again.Matched, first.Engine, first.Slot)
+	}
+	if y.Engine == first.Engine && y.Slot == first.Slot {
+		t.Fatalf("Y overwrote X's slot while others were free")
+	}
+	st := c.Stats()
+	if st.PrefixHits != 4 || st.PrefixBlocks != 4+4+5 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+func TestBaselinePolicies(t *testing.T) {
+	for _, pol := range []Policy{PolicyRoundRobin, PolicyLeastLoaded} {
+		c := NewCore(Config{Policy: pol})
+		c.AddEngine("a", 4, true, false)
+		c.AddEngine("b", 4, true, false)
+		count := map[string]int{}
+		for range 4 {
+			j := job("t", 0, []uint64{1, 2}, "a", "b")
+			if err := c.Submit(t0, j); err != nil {
+				t.Fatal(err)
+			}
+			if j.HasSlot {
+				t.Fatalf("%s: baseline policies let the engine choose its slot", pol)
+			}
+			count[j.Engine]++
+		}
+		if count["a"] != 2 || count["b"] != 2 {
+			t.Fatalf("%s spread %v, want 2/2", pol, count)
+		}
+	}
+}
+
+func TestPriorityAndFairness(t *testing.T) {
+	c := NewCore(Config{})
+	c.AddEngine("a", 1, true, false)
+	hold := job("x", 0, nil, "a")
+	_ = c.Submit(t0, hold)
+	// Tenant "heavy" queues 3 jobs, "light" 1 job, and one batch job waits.
+	var heavy []*Job
+	for range 3 {
+		j := job("heavy", 0, nil, "a")
+		_ = c.Submit(t0, j)
+		heavy = append(heavy, j)
+	}
+	batch := job("b", models.PriorityBatch, nil, "a")
+	_ = c.Submit(t0, batch)
+	light := job("light", 0, nil, "a")
+	_ = c.Submit(t0.Add(time.Millisecond), light)
+	var order []*Job
+	cur := hold
+	for i := range 5 {
+		c.Release(t0.Add(time.Duration(i+1)*time.Second), cur, true, 0)
+		got := c.Dispatch(t0.Add(time.Duration(i+1) * time.Second))
+		if len(got) != 1 {
+			t.Fatalf("step %d dispatched %d", i, len(got))
+		}
+		cur = got[0]
+		order = append(order, cur)
+	}
+	// heavy[0] and light start at the same virtual time; light goes before heavy's
+	// second job; batch only when no interactive job waits.
+	want := []*Job{heavy[0], light, heavy[1], heavy[2], batch}
+	for i := range want {
+		if order[i] != want[i] {
+			t.Fatalf("order[%d] = tenant %q (priority %d), want tenant %q", i, order[i].Tenant, order[i].Priority, want[i].Tenant)
+		}
+	}
+}
+
+func TestCancelExpireAndRefusals(t *testing.T) {
+	c := NewCore(Config{MaxQueue: 2, SLO: [2]time.Duration{time.Second, 0}})
+	c.AddEngine("a", 1, true, false)
+	_ = c.Submit(t0, job("t", 0, nil, "a"))
+	w1 := job("t", 0, nil, "a")
+	w1.Deadline = t0.Add(time.Second)
+	w2 := job("t", 0, nil, "a")
+	_ = c.Submit(t0, w1)
+	_ = c.Submit(t0, w2)
+	if err := c.Submit(t0, job("t", 0, nil, "a")); !errors.Is(err, models.ErrRejected) {
+		t.Fatalf("queue full: %v", err)
+	}
+	if !c.Cancel(w2) || c.Cancel(w2) || c.QueueLen(0) != 1 {
+		t.Fatalf("cancel")
+	}
+	if exp := c.Expire(t0.Add(2 * time.Second)); len(exp) != 1 || exp[0] != w1 || !errors.Is(exp[0].Err, models.ErrTimeout) {
+		t.Fatalf("expire: %v", exp)
+	}
+	// No healthy engine: refused at once.
+	c.SetEngine("a", 0, false, "down", 0, 0)
+	if err := c.Submit(t0, job("t", 0, nil, "a")); !errors.Is(err, models.ErrUnavailable) {
+		t.Fatalf("engine down: %v", err)
+	}
+}
+
+func TestSaturation(t *testing.T) {
+	c := NewCore(Config{SLO: [2]time.Duration{2 * time.Second, 0}})
+	c.AddEngine("a", 1, true, false)
+	// Teach the core that a request holds the slot for 1 s.
+	now := t0
+	for range 3 {
+		j := job("t", 0, nil, "a")
+		_ = c.Submit(now, j)
+		now = now.Add(time.Second)
+		c.Release(now, j, true, 100*time.Millisecond)
+	}
+	_ = c.Submit(now, job("t", 0, nil, "a"))    // runs
+	_ = c.Submit(now, job("t", 0, nil, "a"))    // waits ~1 s: fine
+	err := c.Submit(now, job("t", 0, nil, "a")) // waits ~2 s + ttft: over the SLO
+	var me *models.Error
+	if !errors.Is(err, models.ErrSaturated) || !errors.As(err, &me) || me.RetryAfter < time.Second {
+		t.Fatalf("want saturated with a retry hint, got %v", err)
+	}
+	// Batch work has no SLO: it waits.
+	if err := c.Submit(now, job("t", models.PriorityBatch, nil, "a")); err != nil {
+		t.Fatalf("batch refused: %v", err)
+	}
+}
+
+func TestModelGrouping(t *testing.T) {
+	c := NewCore(Config{SwapAfter: 5 * time.Second})
+	c.AddEngine("o", 2, false, true) // one model at a time
+	a1 := &Job{Model: "A", Candidates: cands("o"), Cost: 1}
+	_ = c.Submit(t0, a1)
+	b1 := &Job{Model: "B", Candidates: cands("o"), Cost: 1}
+	_ = c.Submit(t0, b1)
+	if !b1.Queued() {
+		t.Fatal("B must wait while A is loaded")
+	}
+	// More A work keeps arriving: it runs beside a1 ...
+	a2 := &Job{Model: "A", Candidates: cands("o"), Cost: 1}
+	_ = c.Submit(t0.Add(time.Second), a2)
+	c.Dispatch(t0.Add(time.Second))
+	if !a2.Running() {
+		t.Fatal("A work should share the loaded model")
+	}
+	// ... until B has waited SwapAfter: then the engine drains for B.
+	c.Release(t0.Add(6*time.Second), a1, true, 0)
+	c.Dispatch(t0.Add(6 * time.Second))
+	a3 := &Job{Model: "A", Candidates: cands("o"), Cost: 1}
+	_ = c.Submit(t0.Add(6*time.Second), a3)
+	c.Dispatch(t0.Add(6 * time.Second))
+	if a3.Running() {
+		t.Fatal("A admitted while the engine drains for B")
+	}
+	c.Release(t0.Add(7*time.Second), a2, true, 0)
+	got := c.Dispatch(t0.Add(7 * time.Second))
+	if !b1.Running() || len(got) == 0 || got[0] != b1 {
+		t.Fatalf("B should run once A drained: %v", got)
+	}
+	if c.Stats().Swaps != 1 {
+		t.Fatalf("swaps = %d", c.Stats().Swaps)
+	}
+}
+
+func TestPrefixBlocks(t *testing.T) {
+	long := make([]byte, 3*BlockBytes)
+	for i := range long {
+		long[i] = byte('a' + i%26)
+	}
+	r1 := &models.Request{Kind: models.KindChat, Messages: []models.Message{{Role: "system", Content: string(long)}, {Role: "user", Content: "one"}}}
+	r2 := &models.Request{Kind: models.KindChat, Messages: []models.Message{{Role: "system", Content: string(long)}, {Role: "user", Content: "two"}}}
+	b1, b2 := PrefixBlocks(r1, nil), PrefixBlocks(r2, nil)
+	if len(b1) != 3 || matchBlocks(b1, b2) != 3 {
+		t.Fatalf("blocks %d, shared %d", len(b1), matchBlocks(b1, b2))
+	}
+	r3 := &models.Request{Kind: models.KindChat, Messages: []models.Message{{Role: "system", Content: "x" + string(long)}}}
+	if matchBlocks(b1, PrefixBlocks(r3, nil)) != 0 {
+		t.Fatal("a different first byte must share nothing")
+	}
+}
