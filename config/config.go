@@ -108,6 +108,10 @@ type Engine struct {
 
 	// MaxConcurrency caps requests in flight for engines that report no slots.
 	MaxConcurrency int `yaml:"max_concurrency"`
+	// MaxLoadedModels is how many models the engine holds at once (Ollama's
+	// OLLAMA_MAX_LOADED_MODELS); 1 makes sluice group requests by model so the engine
+	// is not made to swap back and forth. 0: no limit.
+	MaxLoadedModels int `yaml:"max_loaded_models"`
 	// Models served by this engine; empty: discovered from the engine (ollama, openai)
 	// or named after the GGUF file (llamacpp).
 	Models []Model `yaml:"models"`
@@ -123,10 +127,34 @@ type Model struct {
 	Reference string `yaml:"reference"`
 }
 
-// Scheduler tunes admission.
+// Scheduler tunes admission and placement.
 type Scheduler struct {
 	MaxQueue     int           `yaml:"max_queue"`
 	RefreshEvery time.Duration `yaml:"refresh_every"`
+	// Policy picks engines: sluice (prefix cache, load, KV, GPU; default),
+	// least-loaded or round-robin.
+	Policy  string  `yaml:"policy"`
+	Weights Weights `yaml:"weights"`
+	// SLO is each class's time-to-first-token target: a request expected to miss it is
+	// refused as saturated (429 with Retry-After, or overflow once configured). 0: never.
+	SLO SLO `yaml:"slo"`
+	// TenantWeights give tenants (API key or user) a larger share of contended capacity.
+	TenantWeights map[string]float64 `yaml:"tenant_weights"`
+}
+
+// Weights weigh the sluice policy's scorers (each in [0,1]).
+type Weights struct {
+	Prefix float64 `yaml:"prefix"`
+	Load   float64 `yaml:"load"`
+	KV     float64 `yaml:"kv"`
+	GPU    float64 `yaml:"gpu"`
+	Evict  float64 `yaml:"evict"`
+}
+
+// SLO is a time-to-first-token target per priority class.
+type SLO struct {
+	Interactive time.Duration `yaml:"interactive"`
+	Batch       time.Duration `yaml:"batch"`
 }
 
 // Log configures logging.

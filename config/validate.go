@@ -43,6 +43,12 @@ func (c *Config) applyDefaults(env Env) {
 	if c.Scheduler.RefreshEvery == 0 {
 		c.Scheduler.RefreshEvery = 2 * time.Second
 	}
+	if c.Scheduler.Policy == "" {
+		c.Scheduler.Policy = "sluice"
+	}
+	if c.Scheduler.SLO == (SLO{}) {
+		c.Scheduler.SLO.Interactive = 5 * time.Second
+	}
 	if c.Pricing.Reference == "" {
 		c.Pricing.Reference = "gpt-4o"
 	}
@@ -170,6 +176,22 @@ func (c *Config) Validate() error {
 	if c.GPU.Headroom < 0 || c.GPU.Headroom >= 1 {
 		bad("gpu.headroom", "must be in [0, 1), got %g", c.GPU.Headroom)
 	}
+	switch c.Scheduler.Policy {
+	case "sluice", "least-loaded", "round-robin":
+	default:
+		bad("scheduler.policy", "must be sluice, least-loaded or round-robin, got %q", c.Scheduler.Policy)
+	}
+	if c.Scheduler.SLO.Interactive < 0 || c.Scheduler.SLO.Batch < 0 {
+		bad("scheduler.slo", "must not be negative")
+	}
+	if w := c.Scheduler.Weights; w.Prefix < 0 || w.Load < 0 || w.KV < 0 || w.GPU < 0 {
+		bad("scheduler.weights", "must not be negative")
+	}
+	for k, v := range c.Scheduler.TenantWeights {
+		if v <= 0 {
+			bad("scheduler.tenant_weights."+k, "must be positive")
+		}
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -216,6 +238,9 @@ func (c *Config) Validate() error {
 		}
 		if e.Slots < 1 || e.Slots > 1024 {
 			bad(p+".slots", "must be between 1 and 1024, got %d", e.Slots)
+		}
+		if e.MaxLoadedModels < 0 {
+			bad(p+".max_loaded_models", "must not be negative")
 		}
 		if e.PricePerHour != nil && *e.PricePerHour < 0 {
 			bad(p+".price_per_hour", "must not be negative")

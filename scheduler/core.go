@@ -291,7 +291,7 @@ func (c *Core) anyFree() bool {
 
 // place starts j on the best engine and slot that can take it now.
 func (c *Core) place(now time.Time, j *Job) bool {
-	e, cd, slot := c.pick(j)
+	e, cd, slot := c.pick(now, j)
 	if e == nil {
 		return false
 	}

@@ -1,6 +1,10 @@
 package scheduler
 
-import "github.com/sluice-llm/sluice/models"
+import (
+	"time"
+
+	"github.com/sluice-llm/sluice/models"
+)
 
 // Policy names how the core picks an engine among those that can take a job.
 type Policy string
@@ -19,11 +23,17 @@ type Weights struct {
 	Load   float64 // share of the engine's slots that are free
 	KV     float64 // share of the engine's KV cache that is free
 	GPU    float64 // share of the GPU that is idle
+	// Evict favours slots whose cached prompt is worth least: empty, or unused longest,
+	// so a new prompt does not push out one that is still being reused.
+	Evict float64
 }
 
 // DefaultWeights favour a cached prefix strongly: reusing a long prompt saves more than a
 // slightly emptier engine gains.
-func DefaultWeights() Weights { return Weights{Prefix: 4, Load: 1, KV: 0.5, GPU: 0.5} }
+func DefaultWeights() Weights { return Weights{Prefix: 4, Load: 1, KV: 0.5, GPU: 0.5, Evict: 1} }
+
+// evictHorizon is the age at which a slot's cached prompt counts as half stale.
+const evictHorizon = 10 * time.Second
 
 // eligible is the filter every policy applies: the engine serves the model, is healthy,
 // has a free slot, and (if it holds one model at a time) holds this one or none.
@@ -42,7 +52,7 @@ func eligible(e *Engine, j *Job) bool {
 
 // pick chooses the engine, candidate and slot for j under the core's policy (nil when no
 // engine can take it now). It reads the state and changes nothing.
-func (c *Core) pick(j *Job) (*Engine, models.Candidate, int) {
+func (c *Core) pick(now time.Time, j *Job) (*Engine, models.Candidate, int) {
 	var best *Engine
 	var bestCd models.Candidate
 	bestScore, chosen := -1.0, -1
@@ -83,7 +93,8 @@ func (c *Core) pick(j *Job) (*Engine, models.Candidate, int) {
 		if len(j.Blocks) > 0 {
 			prefix = float64(match) / float64(len(j.Blocks))
 		}
-		score := w.Prefix*prefix + w.Load*loadScore(e) + w.KV*(1-e.KVUse) + w.GPU*(1-e.GPUUtil)
+		score := w.Prefix*prefix + w.Load*loadScore(e) + w.KV*(1-e.KVUse) + w.GPU*(1-e.GPUUtil) +
+			w.Evict*evictScore(now, e, slot, match)
 		if score > bestScore {
 			best, bestCd, bestScore, chosen = e, cd, score, slot
 		}
@@ -92,6 +103,23 @@ func (c *Core) pick(j *Job) (*Engine, models.Candidate, int) {
 		return nil, models.Candidate{}, -1
 	}
 	return best, bestCd, chosen
+}
+
+// evictScore is 1 when taking the slot overwrites nothing (it is empty, or the job reuses
+// what it holds), and falls towards 0 the more recently the slot's prompt was used.
+func evictScore(now time.Time, e *Engine, slot, match int) float64 {
+	if !e.Addressable {
+		return 0.5
+	}
+	s := &e.Slots[slot]
+	if len(s.Blocks) == 0 || match == len(s.Blocks) {
+		return 1
+	}
+	age := now.Sub(s.LastUsed)
+	if age < 0 {
+		age = 0
+	}
+	return float64(age) / float64(age+evictHorizon)
 }
 
 func loadScore(e *Engine) float64 {
@@ -113,11 +141,20 @@ func bestSlot(e *Engine, blocks []uint64) (int, int) {
 			continue
 		}
 		m := matchBlocks(blocks, s.Blocks)
-		if m > bestMatch || (m == bestMatch && s.LastUsed.Before(e.Slots[best].LastUsed)) {
+		if m > bestMatch || (m == bestMatch && cheaper(s, &e.Slots[best])) {
 			best, bestMatch = i, m
 		}
 	}
 	return best, max(bestMatch, 0)
+}
+
+// cheaper reports whether overwriting a costs less than overwriting b: an empty slot
+// first, then the one unused longest.
+func cheaper(a, b *Slot) bool {
+	if (len(a.Blocks) == 0) != (len(b.Blocks) == 0) {
+		return len(a.Blocks) == 0
+	}
+	return a.LastUsed.Before(b.LastUsed)
 }
 
 // freeSlot is the first free slot (for engines that choose their own slot it is only

@@ -73,6 +73,25 @@ func placeEngines(cfg *config.Config, snap gpu.Snapshot) (map[string][]int, erro
 	return out, nil
 }
 
+// gpuUtil reports the mean utilization (0..1) of the GPUs an engine runs on, from the
+// latest NVML reading.
+func gpuUtil(mon *gpu.Monitor, placed map[string][]int) func(string) float64 {
+	return func(engine string) float64 {
+		gpus := placed[engine]
+		if len(gpus) == 0 {
+			return 0
+		}
+		snap := mon.Snapshot()
+		sum := 0.0
+		for _, g := range gpus {
+			if d, ok := snap.Device(g); ok {
+				sum += float64(d.UtilizationGPU) / 100
+			}
+		}
+		return sum / float64(len(gpus))
+	}
+}
+
 func hasEnv(env []string, k string) bool {
 	for _, kv := range env {
 		if strings.HasPrefix(kv, k+"=") {

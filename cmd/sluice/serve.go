@@ -183,9 +183,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer engWG.Wait()
 	defer stopEngines()
 
+	sc := cfg.Scheduler
 	sched := scheduler.New(engines.backends(), scheduler.Options{
-		MaxQueue: cfg.Scheduler.MaxQueue, RefreshEvery: cfg.Scheduler.RefreshEvery, Registry: reg, Logger: log,
-		Meters: acct.Meters(),
+		MaxQueue: sc.MaxQueue, RefreshEvery: sc.RefreshEvery, Registry: reg, Logger: log,
+		Policy:  scheduler.Policy(sc.Policy),
+		Weights: scheduler.Weights{Prefix: sc.Weights.Prefix, Load: sc.Weights.Load, KV: sc.Weights.KV, GPU: sc.Weights.GPU, Evict: sc.Weights.Evict},
+		SLO:     [2]time.Duration{sc.SLO.Interactive, sc.SLO.Batch}, TenantWeights: sc.TenantWeights,
+		Engines: engines.schedulerOptions(), GPUUtil: gpuUtil(mon, placed), Meters: acct.Meters(),
 	})
 	entries, err := engines.catalog(ctx, log)
 	if err != nil {

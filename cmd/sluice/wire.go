@@ -88,6 +88,23 @@ func (s *engineSet) backends() map[string]scheduler.Backend {
 	return m
 }
 
+// schedulerOptions tells the scheduler what it may do with each engine: address
+// llama-server's slots (id_slot), and group requests by model on engines that hold one
+// model at a time.
+func (s *engineSet) schedulerOptions() map[string]scheduler.EngineOptions {
+	m := make(map[string]scheduler.EngineOptions, len(s.list))
+	for _, e := range s.list {
+		o := scheduler.EngineOptions{Addressable: e.cfg.Kind == "llamacpp", Exclusive: e.cfg.MaxLoadedModels == 1}
+		if e.cfg.Kind != "llamacpp" && e.cfg.MaxConcurrency > 0 {
+			o.Slots = e.cfg.MaxConcurrency
+		} else if e.cfg.Kind != "llamacpp" {
+			o.Slots = e.cfg.Slots
+		}
+		m[e.name] = o
+	}
+	return m
+}
+
 func (s *engineSet) names() string {
 	n := make([]string, len(s.list))
 	for i, e := range s.list {
