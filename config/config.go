@@ -112,6 +112,9 @@ type Engine struct {
 	// OLLAMA_MAX_LOADED_MODELS); 1 makes sluice group requests by model so the engine
 	// is not made to swap back and forth. 0: no limit.
 	MaxLoadedModels int `yaml:"max_loaded_models"`
+	// KVTokens is the KV cache, in tokens, that the engine's sequences share (vLLM's
+	// paged cache): sluice admits no more work than fits. 0: not checked.
+	KVTokens int `yaml:"kv_tokens"`
 	// Models served by this engine; empty: discovered from the engine (ollama, openai)
 	// or named after the GGUF file (llamacpp).
 	Models []Model `yaml:"models"`

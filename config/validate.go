@@ -239,6 +239,9 @@ func (c *Config) Validate() error {
 		if e.Slots < 1 || e.Slots > 1024 {
 			bad(p+".slots", "must be between 1 and 1024, got %d", e.Slots)
 		}
+		if e.KVTokens < 0 {
+			bad(p+".kv_tokens", "must not be negative")
+		}
 		if e.MaxLoadedModels < 0 {
 			bad(p+".max_loaded_models", "must not be negative")
 		}

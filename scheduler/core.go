@@ -63,6 +63,10 @@ type Engine struct {
 	GPUUtil     float64 // 0..1
 	Addressable bool    // the engine takes a slot id (llama-server id_slot)
 	Exclusive   bool    // the engine holds one model at a time (swaps to serve another)
+	// KVTokens is the engine's KV cache in tokens (0: unknown, not checked); a job whose
+	// tokens do not fit beside those in flight waits, unless the engine is idle.
+	KVTokens int
+	tokens   int // tokens of the jobs in flight
 
 	inflight int
 	active   string // model in flight on an exclusive engine
@@ -87,6 +91,7 @@ type Job struct {
 	Tenant     string
 	Blocks     []uint64 // PrefixBlocks of the prompt
 	Cost       float64  // work estimate for fairness (tokens); 0 counts as 1
+	Tokens     int      // KV tokens the job may hold (prompt + completion), for the KV budget
 	Deadline   time.Time
 	Enqueued   time.Time
 
@@ -168,6 +173,13 @@ func (c *Core) Stats() Stats { return c.stats }
 
 // QueueLen returns how many jobs of a class wait.
 func (c *Core) QueueLen(p models.Priority) int { return c.queues[p].len() }
+
+// SetKVTokens sets an engine's KV budget in tokens (0: not checked).
+func (c *Core) SetKVTokens(id string, tokens int) {
+	if e := c.engines[id]; e != nil {
+		e.KVTokens = tokens
+	}
+}
 
 // SetEngine updates an engine from a health probe. Slots may grow or shrink; slots in
 // use are never dropped. Call Dispatch afterwards: capacity may have appeared.
@@ -309,6 +321,7 @@ func (c *Core) place(now time.Time, j *Job) bool {
 		s.Blocks = j.Blocks // the slot's KV is about to hold this prompt
 	}
 	e.inflight++
+	e.tokens += j.Tokens
 	if e.Exclusive {
 		e.active = j.Model
 		if e.drainFor == j.Model {
@@ -376,6 +389,7 @@ func (c *Core) Release(now time.Time, j *Job, ok bool, ttft time.Duration) {
 		e.Slots[j.slotIdx].LastUsed = now
 	}
 	e.inflight--
+	e.tokens -= j.Tokens
 	if e.Exclusive && e.inflight == 0 {
 		e.active = ""
 	}

@@ -238,3 +238,30 @@ func TestPrefixBlocks(t *testing.T) {
 		t.Fatal("a different first byte must share nothing")
 	}
 }
+
+func TestKVBudget(t *testing.T) {
+	c := NewCore(Config{})
+	c.AddEngine("v", 8, false, false)
+	c.SetKVTokens("v", 1000)
+	big := job("t", 0, nil, "v")
+	big.Tokens = 700
+	_ = c.Submit(t0, big)
+	next := job("t", 0, nil, "v")
+	next.Tokens = 400
+	_ = c.Submit(t0, next)
+	if !next.Queued() {
+		t.Fatal("a job whose KV does not fit beside the one in flight must wait")
+	}
+	small := job("u", 0, nil, "v")
+	small.Tokens = 200
+	_ = c.Submit(t0, small)
+	c.Dispatch(t0)
+	if !small.Running() {
+		t.Fatal("a job that fits runs (work-conserving)")
+	}
+	c.Release(t0.Add(time.Second), big, true, 0)
+	c.Dispatch(t0.Add(time.Second))
+	if !next.Running() {
+		t.Fatal("the waiting job runs once its KV fits")
+	}
+}

@@ -36,10 +36,14 @@ func DefaultWeights() Weights { return Weights{Prefix: 4, Load: 1, KV: 0.5, GPU:
 const evictHorizon = 10 * time.Second
 
 // eligible is the filter every policy applies: the engine serves the model, is healthy,
-// has a free slot, and (if it holds one model at a time) holds this one or none.
+// has a free slot and room in its KV cache, and (if it holds one model at a time) holds
+// this one or none.
 func eligible(e *Engine, j *Job) bool {
 	if e == nil || !e.Healthy || e.inflight >= len(e.Slots) {
 		return false
+	}
+	if e.KVTokens > 0 && e.inflight > 0 && e.tokens+j.Tokens > e.KVTokens {
+		return false // its KV would not fit beside the work in flight
 	}
 	if e.drainFor != "" && e.drainFor != j.Model {
 		return false

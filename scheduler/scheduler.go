@@ -35,6 +35,9 @@ type EngineOptions struct {
 	Exclusive bool
 	// Slots overrides the slot count for engines that report none (default DefaultSlots).
 	Slots int
+	// KVTokens is the engine's KV cache in tokens, shared by its sequences (vLLM's
+	// paged cache); 0: not checked (llama-server gives each slot its own context).
+	KVTokens int
 }
 
 // Options configure a Scheduler.
@@ -110,6 +113,7 @@ func New(backends map[string]Backend, opts Options) *Scheduler {
 			slots = opts.DefaultSlots
 		}
 		s.core.AddEngine(id, slots, eo.Addressable, eo.Exclusive)
+		s.core.SetKVTokens(id, eo.KVTokens)
 		s.core.SetEngine(id, 0, c.Healthy, c.Reason, c.KVUsed, 0)
 	}
 	s.m = newMetrics(opts.Registry, s)
@@ -138,8 +142,9 @@ func (s *Scheduler) Open(ctx context.Context, t models.Target, r *models.Request
 			return nil, &models.Error{Kind: models.ErrUnavailable, Msg: fmt.Sprintf("no backend %q", cd.Backend)}
 		}
 	}
+	cost := jobCost(r)
 	j := &Job{Model: t.Model, Candidates: t.Candidates, Priority: r.Priority, Tenant: r.Tenant,
-		Cost: jobCost(r), Deadline: r.Deadline}
+		Cost: cost, Tokens: int(cost), Deadline: r.Deadline}
 	if s.core.cfg.Policy == PolicySluice {
 		j.Blocks = PrefixBlocks(r, nil)
 	}

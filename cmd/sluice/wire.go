@@ -94,7 +94,8 @@ func (s *engineSet) backends() map[string]scheduler.Backend {
 func (s *engineSet) schedulerOptions() map[string]scheduler.EngineOptions {
 	m := make(map[string]scheduler.EngineOptions, len(s.list))
 	for _, e := range s.list {
-		o := scheduler.EngineOptions{Addressable: e.cfg.Kind == "llamacpp", Exclusive: e.cfg.MaxLoadedModels == 1}
+		o := scheduler.EngineOptions{Addressable: e.cfg.Kind == "llamacpp", Exclusive: e.cfg.MaxLoadedModels == 1,
+			KVTokens: e.cfg.KVTokens}
 		if e.cfg.Kind != "llamacpp" && e.cfg.MaxConcurrency > 0 {
 			o.Slots = e.cfg.MaxConcurrency
 		} else if e.cfg.Kind != "llamacpp" {
