@@ -20,13 +20,16 @@ type Core struct {
 	seq     uint64
 	rr      uint64
 	stats   Stats
-	scratch []*tenantQueue
 }
 
 // lookahead is how far into a tenant's queue Dispatch looks for a job that fits a free
 // slot when the first does not (a job for a model no free engine holds must not block
 // the tenant's other work).
 const lookahead = 8
+
+// affinityWindow is how many tenants, in fair order, Dispatch considers for a job whose
+// prefix a free slot holds.
+const affinityWindow = 8
 
 // Config tunes the core.
 type Config struct {
@@ -67,6 +70,7 @@ type Engine struct {
 	// tokens do not fit beside those in flight waits, unless the engine is idle.
 	KVTokens int
 	tokens   int // tokens of the jobs in flight
+	prefill  int // prompt tokens in flight not yet processed (not cached where they went)
 
 	inflight int
 	active   string // model in flight on an exclusive engine
@@ -92,8 +96,12 @@ type Job struct {
 	Blocks     []uint64 // PrefixBlocks of the prompt
 	Cost       float64  // work estimate for fairness (tokens); 0 counts as 1
 	Tokens     int      // KV tokens the job may hold (prompt + completion), for the KV budget
-	Deadline   time.Time
-	Enqueued   time.Time
+	// PromptTokens estimates the prompt's tokens (the prefill work, less what is cached).
+	PromptTokens int
+	// ID is the caller's own handle for the job (the core does not read it).
+	ID       uint64
+	Deadline time.Time
+	Enqueued time.Time
 
 	// Set when dispatched.
 	Engine        string
@@ -109,6 +117,7 @@ type Job struct {
 	Err error
 
 	state          jobState
+	prefill        int // uncached prompt tokens charged to the engine until Prefilled
 	seq            uint64
 	start, finish  float64
 	slotIdx        int
@@ -265,11 +274,14 @@ func (c *Core) Dispatch(now time.Time) []*Job {
 	for p := range c.queues {
 		q := c.queues[p]
 		for q.len() > 0 && c.anyFree() {
-			tenants := q.order(c.scratch)
-			c.scratch = tenants
+			if j := c.affine(now, q); j != nil {
+				q.remove(j, true)
+				started = append(started, j)
+				continue
+			}
 			progressed := false
 		scan:
-			for _, tq := range tenants {
+			for _, tq := range q.order() {
 				for k, j := range tq.jobs {
 					if k == lookahead {
 						break
@@ -322,6 +334,8 @@ func (c *Core) place(now time.Time, j *Job) bool {
 	}
 	e.inflight++
 	e.tokens += j.Tokens
+	j.prefill = max(j.PromptTokens-matched*TokensPerBlock, 0)
+	e.prefill += j.prefill
 	if e.Exclusive {
 		e.active = j.Model
 		if e.drainFor == j.Model {
@@ -372,6 +386,52 @@ func (c *Core) considerSwap(now time.Time, j *Job) {
 	}
 }
 
+// Prefilled tells the core that j's prompt is processed (its first token came): its
+// prefill no longer weighs on its engine's load.
+func (c *Core) Prefilled(j *Job) {
+	if j.state != jobRunning || j.prefill == 0 {
+		return
+	}
+	if e := c.engines[j.Engine]; e != nil {
+		e.prefill -= j.prefill
+	}
+	j.prefill = 0
+}
+
+// affine looks, among the first affinityWindow tenants in fair order, for a waiting job
+// whose prompt is mostly cached on a free slot, and starts it: near saturation this keeps
+// a slot's prefix in use instead of handing the slot to whoever is next and throwing the
+// cache away. A job is overtaken only by jobs of the few tenants due right after it.
+func (c *Core) affine(now time.Time, q *fairQueue) *Job {
+	if c.cfg.Policy != PolicySluice {
+		return nil
+	}
+	var best *Job
+	bestMatch := 0
+	for i, tq := range q.order() {
+		if i == affinityWindow {
+			break
+		}
+		j := tq.jobs[0]
+		if len(j.Blocks) == 0 {
+			continue
+		}
+		for _, cd := range j.Candidates {
+			e := c.engines[cd.Backend]
+			if !eligible(e, j) || !e.Addressable {
+				continue
+			}
+			if _, m := bestSlot(e, j.Blocks); 2*m >= len(j.Blocks) && m > bestMatch {
+				best, bestMatch = j, m
+			}
+		}
+	}
+	if best != nil && c.place(now, best) {
+		return best
+	}
+	return nil
+}
+
 // Release ends a running job: it frees the slot and feeds the engine's service-time
 // estimates (ttft: time to first token after dispatch, 0 if none). Call Dispatch
 // afterwards.
@@ -390,6 +450,8 @@ func (c *Core) Release(now time.Time, j *Job, ok bool, ttft time.Duration) {
 	}
 	e.inflight--
 	e.tokens -= j.Tokens
+	e.prefill -= j.prefill
+	j.prefill = 0
 	if e.Exclusive && e.inflight == 0 {
 		e.active = ""
 	}

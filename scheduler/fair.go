@@ -1,12 +1,19 @@
 package scheduler
 
+import "sort"
+
 // fairQueue holds one priority class's waiting jobs: a FIFO per tenant, served in
 // start-time fair queuing order (SFQ): each job gets a start tag max(V, tenant's last
 // finish) and a finish tag start + cost/weight; the waiting head with the smallest start
 // tag goes next, and V advances to it. A tenant that sends much work waits behind
 // tenants that sent little; an idle tenant does not bank credit.
+//
+// The tenants with waiting jobs are kept sorted by their head's start tag: a head changes
+// only when it leaves the queue, so Dispatch reads the order without sorting, and a
+// thousand waiting tenants cost a binary search and a memmove per change.
 type fairQueue struct {
 	tenants map[string]*tenantQueue
+	sorted  []*tenantQueue // tenants with jobs, by head start tag
 	vtime   float64
 	n       int
 }
@@ -36,29 +43,39 @@ func (q *fairQueue) push(j *Job, weight float64) {
 		w = 1
 	}
 	j.start = max(q.vtime, tq.lastFinish)
-	j.finish = j.start + j.Cost/w
+	j.finish = j.start + max(j.Cost, 1)/w
 	tq.lastFinish = j.finish
 	tq.jobs = append(tq.jobs, j)
 	q.n++
+	if len(tq.jobs) == 1 {
+		q.insert(tq)
+	}
 }
 
-// order returns the tenants with waiting jobs, ordered by their first job's start tag
-// (ties: enqueue order): the order in which the queue wants them served.
-func (q *fairQueue) order(dst []*tenantQueue) []*tenantQueue {
-	dst = dst[:0]
-	for _, tq := range q.tenants {
-		if len(tq.jobs) > 0 {
-			dst = append(dst, tq)
-		}
-	}
-	// Insertion sort: few tenants wait at once.
-	for i := 1; i < len(dst); i++ {
-		for k := i; k > 0 && before(dst[k].jobs[0], dst[k-1].jobs[0]); k-- {
-			dst[k], dst[k-1] = dst[k-1], dst[k]
-		}
-	}
-	return dst
+// position finds where a tenant whose head is h belongs in sorted.
+func (q *fairQueue) position(h *Job) int {
+	return sort.Search(len(q.sorted), func(i int) bool { return before(h, q.sorted[i].jobs[0]) })
 }
+
+func (q *fairQueue) insert(tq *tenantQueue) {
+	i := q.position(tq.jobs[0])
+	q.sorted = append(q.sorted, nil)
+	copy(q.sorted[i+1:], q.sorted[i:])
+	q.sorted[i] = tq
+}
+
+func (q *fairQueue) unlink(tq *tenantQueue) {
+	for i, x := range q.sorted {
+		if x == tq {
+			q.sorted = append(q.sorted[:i], q.sorted[i+1:]...)
+			return
+		}
+	}
+}
+
+// order returns the tenants with waiting jobs in the order the queue wants them served.
+// The slice is the queue's own: do not keep it across changes.
+func (q *fairQueue) order() []*tenantQueue { return q.sorted }
 
 func before(a, b *Job) bool {
 	if a.start != b.start {
@@ -74,24 +91,31 @@ func (q *fairQueue) remove(j *Job, dispatched bool) bool {
 		return false
 	}
 	for i, x := range tq.jobs {
-		if x == j {
-			tq.jobs = append(tq.jobs[:i], tq.jobs[i+1:]...)
-			q.n--
-			if dispatched && j.start > q.vtime {
-				q.vtime = j.start
-			}
-			if len(tq.jobs) == 0 && tq.lastFinish <= q.vtime {
-				delete(q.tenants, j.Tenant) // nothing owed: forget the tenant
-			}
-			return true
+		if x != j {
+			continue
 		}
+		if i == 0 {
+			q.unlink(tq) // its head changes
+		}
+		tq.jobs = append(tq.jobs[:i], tq.jobs[i+1:]...)
+		q.n--
+		if dispatched && j.start > q.vtime {
+			q.vtime = j.start
+		}
+		switch {
+		case len(tq.jobs) > 0 && i == 0:
+			q.insert(tq)
+		case len(tq.jobs) == 0 && tq.lastFinish <= q.vtime:
+			delete(q.tenants, j.Tenant) // nothing owed: forget the tenant
+		}
+		return true
 	}
 	return false
 }
 
 // each calls f for every waiting job (any order).
 func (q *fairQueue) each(f func(*Job)) {
-	for _, tq := range q.tenants {
+	for _, tq := range q.sorted {
 		for _, j := range tq.jobs {
 			f(j)
 		}

@@ -97,7 +97,7 @@ func (c *Core) pick(now time.Time, j *Job) (*Engine, models.Candidate, int) {
 		if len(j.Blocks) > 0 {
 			prefix = float64(match) / float64(len(j.Blocks))
 		}
-		score := w.Prefix*prefix + w.Load*loadScore(e) + w.KV*(1-e.KVUse) + w.GPU*(1-e.GPUUtil) +
+		score := w.Prefix*prefix + w.Load*workScore(e) + w.KV*(1-e.KVUse) + w.GPU*(1-e.GPUUtil) +
 			w.Evict*evictScore(now, e, slot, match)
 		if score > bestScore {
 			best, bestCd, bestScore, chosen = e, cd, score, slot
@@ -125,6 +125,16 @@ func evictScore(now time.Time, e *Engine, slot, match int) float64 {
 	}
 	return float64(age) / float64(age+evictHorizon)
 }
+
+// workScore is how free an engine is: half its free slots, half how little prompt it
+// still has to process (a sequence in prefill slows every step of its engine far more
+// than one decoding, so slot counts alone stack cold prompts on the same engine).
+func workScore(e *Engine) float64 {
+	return 0.5*loadScore(e) + 0.5/(1+float64(e.prefill)/prefillScale)
+}
+
+// prefillScale is the prompt backlog (tokens) at which an engine counts as half busy.
+const prefillScale = 2048
 
 func loadScore(e *Engine) float64 {
 	return float64(len(e.Slots)-e.inflight) / float64(len(e.Slots))

@@ -10,6 +10,9 @@ import (
 // of n blocks means the engine can reuse at least about n*64 tokens.
 const BlockBytes = 256
 
+// TokensPerBlock is the tokens a block stands for in prefill estimates.
+const TokensPerBlock = BlockBytes / 4
+
 // PrefixBlocks hashes the prompt a request sends, in fixed blocks, each hash chained to
 // the one before (so equal hashes at position i mean equal prompts up to block i). Only
 // whole blocks count: a tail shorter than a block is not cached reliably anyway.

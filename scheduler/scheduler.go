@@ -144,7 +144,7 @@ func (s *Scheduler) Open(ctx context.Context, t models.Target, r *models.Request
 	}
 	cost := jobCost(r)
 	j := &Job{Model: t.Model, Candidates: t.Candidates, Priority: r.Priority, Tenant: r.Tenant,
-		Cost: cost, Tokens: int(cost), Deadline: r.Deadline}
+		Cost: cost, Tokens: int(cost), PromptTokens: promptTokens(r), Deadline: r.Deadline}
 	if s.core.cfg.Policy == PolicySluice {
 		j.Blocks = PrefixBlocks(r, nil)
 	}
@@ -182,6 +182,18 @@ func jobCost(r *models.Request) float64 {
 		out = 256
 	}
 	return float64(n/4 + out)
+}
+
+// promptTokens estimates a prompt's tokens (about 4 bytes each).
+func promptTokens(r *models.Request) int {
+	n := 0
+	for i := range r.Messages {
+		n += len(r.Messages[i].Content)
+	}
+	for _, p := range r.Prompt {
+		n += len(p)
+	}
+	return n / 4
 }
 
 func (s *Scheduler) wait(ctx context.Context, t models.Target, r *models.Request, j *Job) (models.Stream, error) {
@@ -403,6 +415,9 @@ func (h *held) Recv() (models.Chunk, error) {
 		if h.cost != nil {
 			h.cost.FirstToken()
 		}
+		h.s.mu.Lock()
+		h.s.core.Prefilled(h.j)
+		h.s.mu.Unlock()
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		h.failed = true

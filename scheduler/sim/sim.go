@@ -129,7 +129,7 @@ func prepare(cfg Config) (*state, error) {
 		r.idx, r.arrival, r.blocks, r.prompt, r.first = i, a.at, a.blocks, prompt, -1
 		// Cost and Tokens as the live scheduler estimates them: prompt plus completion.
 		r.job = scheduler.Job{Model: model, Candidates: s.cands, Tenant: s.tenants[a.tenant],
-			Cost: float64(prompt + w.OutputTokens), Tokens: prompt + w.OutputTokens}
+			Cost: float64(prompt + w.OutputTokens), Tokens: prompt + w.OutputTokens, PromptTokens: prompt}
 		// The live scheduler hashes prompts only for the sluice policy.
 		if cfg.Policy == scheduler.PolicySluice {
 			r.job.Blocks = r.blocks
@@ -262,6 +262,18 @@ func (s *state) stepEnd(ei int, at int64) {
 	e.stepping = false
 	s.done = e.advance(at, s.cfg.Workload.OutputTokens, s.done[:0])
 	now := s.now(at)
+	// First tokens that came out in this step: their prompts no longer weigh on the
+	// engine's load (the live scheduler reports this when a stream's first token arrives).
+	for _, r := range e.active {
+		if r.first == at {
+			s.core.Prefilled(&r.job)
+		}
+	}
+	for _, r := range s.done {
+		if r.first == at {
+			s.core.Prefilled(&r.job)
+		}
+	}
 	for _, r := range s.done {
 		r.completed++
 		if r.completed != 1 {
