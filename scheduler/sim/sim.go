@@ -25,7 +25,6 @@ type state struct {
 	core     *scheduler.Core
 	engines  []*engine
 	byID     map[string]int              // engine id -> index (lookups only)
-	byJob    map[*scheduler.Job]*request // lookups only
 	reqs     []request
 	arrivals []arrival
 	tenants  []string
@@ -104,7 +103,6 @@ func prepare(cfg Config) (*state, error) {
 		// queue holds every request, so every request completes.
 		core:     scheduler.NewCore(scheduler.Config{Policy: cfg.Policy, MaxQueue: w.Requests + 1}),
 		byID:     make(map[string]int, cfg.GPUs),
-		byJob:    make(map[*scheduler.Job]*request, w.Requests),
 		reqs:     make([]request, w.Requests),
 		arrivals: generate(w, cfg.TokensPerBlock, rate),
 		tenants:  tenantNames(w.Tenants),
@@ -134,7 +132,7 @@ func prepare(cfg Config) (*state, error) {
 		if cfg.Policy == scheduler.PolicySluice {
 			r.job.Blocks = r.blocks
 		}
-		s.byJob[&r.job] = r
+		r.job.ID = uint64(i)
 	}
 	return s, nil
 }
@@ -192,7 +190,7 @@ func (s *state) arrive(at int64, i int) {
 
 func (s *state) startAll(at int64, jobs []*scheduler.Job) {
 	for _, j := range jobs {
-		s.assign(s.byJob[j], at)
+		s.assign(&s.reqs[j.ID], at)
 	}
 }
 
@@ -308,7 +306,7 @@ func (s *state) refresh(at int64) {
 		s.core.SetEngine(e.id, 0, true, "", kv, util)
 	}
 	for _, j := range s.core.Expire(now) {
-		if r := s.byJob[j]; r != nil {
+		if r := &s.reqs[j.ID]; r != nil {
 			s.finished++
 		}
 	}
