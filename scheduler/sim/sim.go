@@ -24,7 +24,7 @@ type state struct {
 	base     time.Time // virtual time zero
 	core     *scheduler.Core
 	engines  []*engine
-	byID     map[string]int              // engine id -> index (lookups only)
+	byID     map[string]int // engine id -> index (lookups only)
 	reqs     []request
 	arrivals []arrival
 	tenants  []string
