@@ -1,0 +1,197 @@
+package sched
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/sluice-llm/sluice/config"
+	"github.com/sluice-llm/sluice/scheduler"
+)
+
+// Config sets up a run. Zero values take the defaults documented on each field.
+type Config struct {
+	// Engines is the number of llama-server processes (default 2), each with
+	// SlotsPerEngine slots (--parallel, default 4) and Threads threads (-t, default 1).
+	Engines, SlotsPerEngine, Threads int
+	// Context is the context per slot in tokens (default: the prompt plus the output
+	// rounded up to a power of two, at least 2048); -c gets Context*SlotsPerEngine.
+	Context int
+	// CacheRAM is llama-server's --cache-ram in MiB (default 0: off, so only the slots
+	// hold prefixes; -1 leaves llama-server's own default).
+	CacheRAM int
+	// Tenants each have their own system prompt of about SystemTokens tokens (defaults
+	// 16 and 1500); a request is that prompt plus a short unique question and asks for
+	// OutputTokens tokens (default 32; the tiny model never stops early).
+	Tenants, SystemTokens, OutputTokens int
+	// Skew is the Zipf exponent of tenant popularity (0, the default: uniform).
+	Skew float64
+	// Requests is the number of measured requests per policy and round (default 800). Duration,
+	// when set, replaces it: Requests = Duration x the arrival rate.
+	Requests int
+	Duration time.Duration
+	// Warmup requests precede the measured ones in the same arrival sequence and are not
+	// counted (default Tenants).
+	Warmup int
+	// Load is the arrival rate as a fraction of the measured no-reuse capacity (default
+	// 0.9); Rate, when set, is the arrival rate in requests per second instead.
+	Load, Rate float64
+	// SLO is the time to first token a request must meet to count as goodput (default:
+	// 5 x the unloaded time to first token of a request with no cached prefix).
+	SLO time.Duration
+	// Rounds repeats every policy's run (default 2), rotating the policies' order each
+	// round; a policy's figures pool its rounds.
+	Rounds int
+	// Seed fixes the prompts, the tenants' order and the arrival times (default 1).
+	Seed uint64
+	// Policies to compare, in run order (default round-robin, least-loaded, sluice).
+	Policies []scheduler.Policy
+	// LlamaServer and Model are paths; defaults: config.DefaultLlamaServer and a tiny
+	// model generated into the cache from Vocab (default: the cached Llama-2 vocabulary).
+	LlamaServer, Model, Vocab string
+	// SimGPUs are the fleet sizes to simulate (default 8 and 64; empty after fill only
+	// when NoSim is set), each with SimRequests requests (default 20000).
+	SimGPUs     []int
+	SimRequests int
+	NoSim       bool
+	// Progress receives a line per phase; nil: silent. Logger receives engine output.
+	Progress io.Writer
+	Logger   *slog.Logger
+	// Trace, when set, receives one CSV line per request of every policy's run (tenant,
+	// engine, slot, wait, time to first token, prompt and cached tokens, error).
+	Trace io.Writer
+}
+
+// Defaults for Config.
+const (
+	DefaultEngines      = 2
+	DefaultSlots        = 4
+	DefaultTenants      = 16
+	DefaultSystemTokens = 1500
+	DefaultOutputTokens = 32
+	DefaultRequests     = 800
+	DefaultRounds       = 2
+	DefaultLoad         = 0.9
+)
+
+// DefaultPolicies are compared when Config.Policies is empty; round-robin is the
+// reference the ratios divide by.
+func DefaultPolicies() []scheduler.Policy {
+	return []scheduler.Policy{scheduler.PolicyRoundRobin, scheduler.PolicyLeastLoaded, scheduler.PolicySluice}
+}
+
+// questionTokens bounds the tokens of the chat template and the user question.
+const questionTokens = 64
+
+func (c *Config) fill() error {
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	def(&c.Engines, DefaultEngines)
+	def(&c.SlotsPerEngine, DefaultSlots)
+	def(&c.Threads, 1)
+	def(&c.Tenants, DefaultTenants)
+	def(&c.SystemTokens, DefaultSystemTokens)
+	def(&c.OutputTokens, DefaultOutputTokens)
+	def(&c.Requests, DefaultRequests)
+	def(&c.Rounds, DefaultRounds)
+	if c.Warmup == 0 {
+		c.Warmup = c.Tenants
+	}
+	if c.Load == 0 {
+		c.Load = DefaultLoad
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if len(c.Policies) == 0 {
+		c.Policies = DefaultPolicies()
+	}
+	need := c.SystemTokens + questionTokens + c.OutputTokens
+	if c.Context == 0 {
+		c.Context = 2048
+		for c.Context < need {
+			c.Context *= 2
+		}
+	}
+	if c.LlamaServer == "" {
+		c.LlamaServer = config.DefaultLlamaServer(config.OSEnv)
+	}
+	if c.Vocab == "" {
+		c.Vocab = filepath.Join(config.CacheDir(config.OSEnv), "vocab", "llama2", "tokenizer.json")
+	}
+	if !c.NoSim && len(c.SimGPUs) == 0 {
+		c.SimGPUs = []int{8, 64}
+	}
+	def(&c.SimRequests, 20000)
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("bench sched: "+format, args...)) }
+	if c.Engines < 1 || c.SlotsPerEngine < 1 || c.Threads < 1 {
+		bad("engines, slots and threads must be at least 1")
+	}
+	if c.Tenants < 1 || c.SystemTokens < 16 || c.OutputTokens < 1 {
+		bad("tenants must be at least 1, system tokens at least 16, output tokens at least 1")
+	}
+	if c.Context < need {
+		bad("context %d per slot is below the %d tokens a request needs", c.Context, need)
+	}
+	if c.Requests < 1 || c.Rounds < 1 || c.Warmup < 0 || c.Duration < 0 {
+		bad("requests must be at least 1; warmup and duration not negative")
+	}
+	if c.Load <= 0 || c.Rate < 0 || c.SLO < 0 || c.Skew < 0 {
+		bad("load must be positive; rate, slo and skew not negative")
+	}
+	for _, p := range c.Policies {
+		switch p {
+		case scheduler.PolicyRoundRobin, scheduler.PolicyLeastLoaded, scheduler.PolicySluice:
+		default:
+			bad("unknown policy %q", p)
+		}
+	}
+	for _, g := range c.SimGPUs {
+		if g < 1 {
+			bad("simulated GPUs must be at least 1, got %d", g)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Setup records how a run was set up (printed above the tables, and in the JSON).
+type Setup struct {
+	Engines        int      `json:"engines"`
+	SlotsPerEngine int      `json:"slots_per_engine"`
+	Threads        int      `json:"threads_per_engine"`
+	ContextPerSlot int      `json:"context_per_slot"`
+	CacheRAMMiB    int      `json:"cache_ram_mib"`
+	Tenants        int      `json:"tenants"`
+	Skew           float64  `json:"tenant_zipf_skew"`
+	SystemTokens   int      `json:"system_tokens"` // measured with llama-server's /tokenize (mean)
+	PromptTokens   float64  `json:"prompt_tokens_mean"`
+	OutputTokens   int      `json:"output_tokens"`
+	Requests       int      `json:"requests_per_policy"` // per round
+	Rounds         int      `json:"rounds"`
+	Warmup         int      `json:"warmup_requests"`
+	Load           float64  `json:"load"`
+	RateRPS        float64  `json:"rate_rps"`
+	SLOMS          float64  `json:"slo_ms"`
+	Seed           uint64   `json:"seed"`
+	Policies       []string `json:"policies"`
+	Fresh          string   `json:"fresh_engines"`
+	Path           string   `json:"path"`
+	Model          string   `json:"model"`
+	CPUs           int      `json:"cpus"`
+	// LoadAvg is the host's 1-minute load average before the calibration (Linux): a
+	// value well above zero means something else competed for the CPUs.
+	LoadAvg float64 `json:"host_loadavg_before"`
+}

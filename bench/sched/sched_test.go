@@ -1,0 +1,148 @@
+package sched
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-llm/sluice/internal/enginetest"
+	"github.com/sluice-llm/sluice/models/tinymodel"
+	"github.com/sluice-llm/sluice/scheduler"
+)
+
+// TestRunRealEngines runs the whole harness on real llama-server processes, small: every
+// request of every policy must complete, and the report must carry every figure. No
+// timing is asserted (this machine's speed is not the harness's business).
+func TestRunRealEngines(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	var progress, trace bytes.Buffer
+	cfg := Config{
+		Engines: 2, SlotsPerEngine: 2, Tenants: 3, SystemTokens: 300, OutputTokens: 8,
+		Requests: 20, Rounds: 1, Warmup: 3, Load: 0.5, Seed: 7,
+		LlamaServer: enginetest.LlamaServerPath(t), Model: enginetest.TinyModel(t, tinymodel.Options{}),
+		SimGPUs: []int{2}, SimRequests: 300, Progress: &progress, Trace: &trace,
+	}
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	if len(rep.Rows) != 3 {
+		t.Fatalf("%d rows, want 3", len(rep.Rows))
+	}
+	for i, want := range DefaultPolicies() {
+		row := rep.Rows[i]
+		if row.Policy != string(want) {
+			t.Errorf("row %d is %q, want %q", i, row.Policy, want)
+		}
+		if row.Requests != 20 || row.Completed != 20 || row.Errors != 0 {
+			t.Errorf("%s: %d requests, %d completed, %d errors (%s)", row.Policy, row.Requests, row.Completed, row.Errors, row.FirstError)
+		}
+		if row.TTFTP50MS <= 0 || row.TTFTP90MS < row.TTFTP50MS || row.TTFTP99MS < row.TTFTP90MS || row.OutputTokPerSec <= 0 {
+			t.Errorf("%s: figures %+v", row.Policy, row)
+		}
+		if row.Goodput < 0 || row.Goodput > 1 || row.CachedRatio < 0 || row.CachedRatio > 1 || row.EnginesPerTenant < 1 {
+			t.Errorf("%s: ratios %+v", row.Policy, row)
+		}
+		if math.Abs(row.PromptTokensMean-float64(rep.Setup.SystemTokens)) > 80 {
+			t.Errorf("%s: %.0f prompt tokens a request for a %d-token system prompt", row.Policy, row.PromptTokensMean, rep.Setup.SystemTokens)
+		}
+		if (row.SchedHitRatio != nil) != (want == scheduler.PolicySluice) {
+			t.Errorf("%s: scheduler hit ratio %v", row.Policy, row.SchedHitRatio)
+		}
+	}
+	if s := rep.Setup.SystemTokens; s < 290 || s > 310 {
+		t.Errorf("system prompts of %d tokens, want about 300", s)
+	}
+	if rep.Calibration.CapacityRPS <= 0 || rep.Calibration.ColdTTFTMS <= 0 || rep.Setup.SLOMS <= 0 {
+		t.Errorf("calibration %+v, SLO %v ms", rep.Calibration, rep.Setup.SLOMS)
+	}
+	if got := strings.Count(trace.String(), "\n"); got != 3*(20+3) {
+		t.Errorf("trace has %d lines, want %d", got, 3*(20+3))
+	}
+
+	var tab bytes.Buffer
+	if err := rep.WriteTable(&tab); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"round-robin", "least-loaded", "sluice", "TTFT p50", "goodput", "calibration"} {
+		if !strings.Contains(tab.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, tab.String())
+		}
+	}
+	b, err := rep.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"p90_ttft_vs_round_robin", "throughput_vs_round_robin", "setup", "calibration", "policies"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("JSON lacks %q: %s", k, b)
+		}
+	}
+	if rep.P90TTFTVsRoundRobin == nil || rep.ThroughputVsRoundRobin == nil {
+		t.Errorf("headline ratios missing: %s", b)
+	}
+	if rep.SimError != "" || len(rep.Sim) != 2 {
+		t.Fatalf("simulator: %d tables, error %q", len(rep.Sim), rep.SimError)
+	}
+	for _, st := range rep.Sim {
+		if len(st.Rows) != 3 {
+			t.Errorf("%s: %d rows", st.Name, len(st.Rows))
+		}
+		for _, r := range st.Rows {
+			if r.Completed != r.Requests || r.TTFTP90MS <= 0 {
+				t.Errorf("%s: %+v", st.Name, r)
+			}
+		}
+	}
+	if _, ok := m["simulator"]; !ok {
+		t.Errorf("JSON lacks the simulator: %s", b)
+	}
+}
+
+// TestWorkloadDeterministic checks that a seed fixes the arrival sequence and the
+// prompts, and that the tenants' popularity follows the skew.
+func TestWorkloadDeterministic(t *testing.T) {
+	a, b := arrivals(3, 2000, 8, 50, 0), arrivals(3, 2000, 8, 50, 0)
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("arrival %d differs: %+v vs %+v", i, a[i], b[i])
+		}
+	}
+	if c := arrivals(4, 10, 8, 50, 0); c[0] == a[0] {
+		t.Errorf("another seed gave the same first arrival")
+	}
+	if rate := float64(len(a)) / a[len(a)-1].at.Seconds(); rate < 45 || rate > 55 {
+		t.Errorf("arrival rate %.1f/s, want about 50", rate)
+	}
+	count := func(arr []arrival) []int {
+		n := make([]int, 8)
+		for _, x := range arr {
+			n[x.tenant]++
+		}
+		return n
+	}
+	for k, n := range count(a) {
+		if n < 180 || n > 320 {
+			t.Errorf("uniform: tenant %d got %d of 2000", k, n)
+		}
+	}
+	z := count(arrivals(3, 2000, 8, 50, 1))
+	if z[0] < 3*z[7] {
+		t.Errorf("zipf 1: tenant 0 got %d, tenant 7 %d", z[0], z[7])
+	}
+	if system(1, 0, 100) != system(1, 0, 100) || system(1, 0, 100) == system(1, 1, 100) {
+		t.Errorf("system prompts are not a function of (seed, tenant)")
+	}
+	if n := len(strings.Fields(system(1, 2, 500))); n < 500 || n > 520 {
+		t.Errorf("system prompt of %d words, want 500 plus the opening", n)
+	}
+}

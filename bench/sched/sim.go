@@ -1,0 +1,148 @@
+package sched
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sluice-llm/sluice/scheduler"
+	"github.com/sluice-llm/sluice/scheduler/sim"
+)
+
+// SimRow is one policy in one simulated fleet (the real-engine row's fields where the
+// simulator has them). CachedRatio is the simulator's prefix hit ratio: prompt tokens
+// served from a cache / prompt tokens.
+type SimRow struct {
+	Policy                 string   `json:"policy"`
+	GPUs                   int      `json:"gpus"`
+	Requests               int      `json:"requests"`
+	Completed              int      `json:"completed"`
+	TTFTP50MS              float64  `json:"ttft_p50_ms"`
+	TTFTP90MS              float64  `json:"ttft_p90_ms"`
+	TTFTP99MS              float64  `json:"ttft_p99_ms"`
+	OutputTokPerSec        float64  `json:"output_tokens_per_s"`
+	Goodput                float64  `json:"goodput"`
+	CachedRatio            float64  `json:"cached_token_ratio"`
+	SimulatedS             float64  `json:"simulated_s"`
+	P90VsRoundRobin        *float64 `json:"p90_ttft_vs_round_robin,omitempty"`
+	ThroughputVsRoundRobin *float64 `json:"throughput_vs_round_robin,omitempty"`
+}
+
+// SimTable is one simulated fleet: its engine model, workload and rows.
+type SimTable struct {
+	Name         string   `json:"name"`
+	Engine       string   `json:"engine"`
+	GPUs         int      `json:"gpus"`
+	SlotsPerGPU  int      `json:"slots_per_gpu"`
+	Tenants      int      `json:"tenants"`
+	SystemTokens int      `json:"system_tokens"`
+	UserTokens   int      `json:"user_tokens"`
+	OutputTokens int      `json:"output_tokens"`
+	Load         float64  `json:"load,omitempty"` // 0: the real run's rate was used
+	RateRPS      float64  `json:"rate_rps"`
+	SLOMS        float64  `json:"slo_ms"`
+	Rows         []SimRow `json:"policies"`
+}
+
+// runSim simulates the real run's setup on the tiny-CPU engine model (a check of the
+// simulator against the measurement), then each of c.SimGPUs H100-class engines with the
+// same tenants-per-slot ratio, load and output length. Its failure is reported, not
+// fatal: the real-engine figures stand on their own.
+func runSim(ctx context.Context, c *Config, rep *Report) {
+	userTokens := int(rep.Setup.PromptTokens+0.5) - rep.Setup.SystemTokens
+	if userTokens < 1 {
+		userTokens = questionTokens / 2
+	}
+	slotsReal := c.Engines * c.SlotsPerEngine
+	type fleetSpec struct {
+		name   string
+		engine string
+		model  sim.EngineModel
+		gpus   int
+		slo    time.Duration
+		rate   float64 // arrivals per second; 0: the real run's load of the model's capacity
+	}
+	tiny := sim.TinyCPUEngine()
+	tiny.Slots = c.SlotsPerEngine
+	tiny.KVTokens = c.SlotsPerEngine * c.Context
+	specs := []fleetSpec{{name: "sim: the real run's setup", engine: "TinyCPUEngine", model: tiny, gpus: c.Engines,
+		slo: time.Duration(rep.Setup.SLOMS * float64(time.Millisecond)), rate: rep.Setup.RateRPS}}
+	for _, g := range c.SimGPUs {
+		m := sim.DefaultEngine()
+		specs = append(specs, fleetSpec{name: fmt.Sprintf("sim: %d GPUs", g), engine: "DefaultEngine (7B F16, H100-class)",
+			model: m, gpus: g, slo: 5 * coldTTFT(m, rep.Setup.SystemTokens+userTokens)})
+	}
+	for _, fs := range specs {
+		if err := ctx.Err(); err != nil {
+			rep.SimError = err.Error()
+			return
+		}
+		tenants := max(1, (c.Tenants*fs.gpus*fs.model.Slots+slotsReal/2)/slotsReal)
+		cfg := sim.Config{GPUs: fs.gpus, Engine: fs.model, SLO: fs.slo, Workload: sim.Workload{
+			Tenants: tenants, SystemTokens: rep.Setup.SystemTokens, UserTokens: userTokens, OutputTokens: c.OutputTokens,
+			Requests: c.SimRequests, Rate: fs.rate, TenantSkew: c.Skew, Seed: c.Seed}}
+		if fs.rate == 0 {
+			cfg.Workload.Load = rep.Setup.Load
+		}
+		fmt.Fprintf(c.Progress, "bench sched: simulating %s (%d tenants, %d requests)\n", fs.name, tenants, c.SimRequests)
+		res, err := sim.Compare(cfg, c.Policies...)
+		if err != nil {
+			rep.SimError = err.Error()
+			return
+		}
+		t := SimTable{Name: fs.name, Engine: fs.engine, GPUs: fs.gpus, SlotsPerGPU: fs.model.Slots, Tenants: tenants,
+			SystemTokens: rep.Setup.SystemTokens, UserTokens: userTokens, OutputTokens: c.OutputTokens,
+			Load: cfg.Workload.Load, SLOMS: ms(fs.slo)}
+		for _, r := range res {
+			t.RateRPS = r.Rate
+			t.Rows = append(t.Rows, SimRow{Policy: r.Policy, GPUs: r.GPUs, Requests: r.Requests, Completed: r.Completed,
+				TTFTP50MS: ms(r.TTFTp50), TTFTP90MS: ms(r.TTFTp90), TTFTP99MS: ms(r.TTFTp99),
+				OutputTokPerSec: r.OutputTokensPerSec, Goodput: r.Goodput, CachedRatio: r.PrefixHitRatio,
+				SimulatedS: r.Simulated.Seconds()})
+		}
+		for i := range t.Rows {
+			if scheduler.Policy(t.Rows[i].Policy) != scheduler.PolicyRoundRobin {
+				continue
+			}
+			rr := t.Rows[i]
+			for k := range t.Rows {
+				t.Rows[k].P90VsRoundRobin = ratio(rr.TTFTP90MS, t.Rows[k].TTFTP90MS)
+				t.Rows[k].ThroughputVsRoundRobin = ratio(t.Rows[k].OutputTokPerSec, rr.OutputTokPerSec)
+			}
+		}
+		rep.Sim = append(rep.Sim, t)
+	}
+}
+
+// coldTTFT is the model's unloaded time to first token for a prompt with nothing cached.
+func coldTTFT(m sim.EngineModel, prompt int) time.Duration {
+	chunk := m.PrefillChunk
+	if chunk <= 0 {
+		chunk = sim.DefaultPrefillChunk
+	}
+	steps := (prompt + chunk - 1) / chunk
+	return m.RequestOverhead + time.Duration(prompt)*m.PerPrefillToken + time.Duration(steps)*m.StepBase
+}
+
+func (t *SimTable) write(w io.Writer) error {
+	load := "the real run's arrival rate"
+	if t.Load > 0 {
+		load = fmt.Sprintf("load %.2f of the model's no-reuse capacity", t.Load)
+	}
+	if _, err := fmt.Fprintf(w, "\n%s: %d x %d slots, %s; %d tenants, %d+%d prompt tokens, %d output tokens; "+
+		"%s (%.1f req/s); SLO %.0f ms\n",
+		t.Name, t.GPUs, t.SlotsPerGPU, t.Engine, t.Tenants, t.SystemTokens, t.UserTokens, t.OutputTokens,
+		load, t.RateRPS, t.SLOMS); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "policy\tTTFT p50\tp90\tp99\ttok/s\tgoodput\tcached\tdone\tp90 vs RR\ttok/s vs RR\t")
+	for _, r := range t.Rows {
+		fmt.Fprintf(tw, "%s\t%.0f ms\t%.0f ms\t%.0f ms\t%.0f\t%.1f%%\t%.1f%%\t%d/%d\t%s\t%s\t\n", r.Policy,
+			r.TTFTP50MS, r.TTFTP90MS, r.TTFTP99MS, r.OutputTokPerSec, 100*r.Goodput, 100*r.CachedRatio,
+			r.Completed, r.Requests, times(r.P90VsRoundRobin), times(r.ThroughputVsRoundRobin))
+	}
+	return tw.Flush()
+}
