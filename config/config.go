@@ -152,6 +152,7 @@ type Weights struct {
 	KV     float64 `yaml:"kv"`
 	GPU    float64 `yaml:"gpu"`
 	Evict  float64 `yaml:"evict"`
+	Home   float64 `yaml:"home"`
 }
 
 // SLO is a time-to-first-token target per priority class.

@@ -23,14 +23,22 @@ type Weights struct {
 	Load   float64 // share of the engine's slots that are free
 	KV     float64 // share of the engine's KV cache that is free
 	GPU    float64 // share of the GPU that is idle
-	// Evict favours slots whose cached prompt is worth least: empty, or unused longest,
-	// so a new prompt does not push out one that is still being reused.
+	// Evict favours slots whose cached prompt is worth least: empty, held twice, asked
+	// for rarely, or unused longest, so a new prompt does not push out one still in use.
 	Evict float64
+	// Home favours the engine a prompt family hashes to (rendezvous hashing on its first
+	// block) when nothing is cached yet, so each engine caches its own share of the
+	// families. Off by default: in the simulator it unbalanced engines more than it saved
+	// (scheduler/sim); a tie-breaker for traffic that arrives one request at a time.
+	Home float64
 }
 
 // DefaultWeights favour a cached prefix strongly: reusing a long prompt saves more than a
-// slightly emptier engine gains.
-func DefaultWeights() Weights { return Weights{Prefix: 4, Load: 1, KV: 0.5, GPU: 0.5, Evict: 1} }
+// slightly emptier engine gains. They were tuned in scheduler/sim (`sluice bench sched`
+// prints its tables).
+func DefaultWeights() Weights {
+	return Weights{Prefix: 4, Load: 1, KV: 0.5, GPU: 0.5, Evict: 1, Home: 0}
+}
 
 // evictHorizon is the age at which a slot's cached prompt counts as half stale.
 const evictHorizon = 10 * time.Second
@@ -87,18 +95,22 @@ func (c *Core) pick(now time.Time, j *Job) (*Engine, models.Candidate, int) {
 		return best, bestCd, freeSlot(best)
 	}
 	w := c.cfg.Weights
+	home := c.home(j)
 	for _, cd := range j.Candidates {
 		e := c.engines[cd.Backend]
 		if !eligible(e, j) {
 			continue
 		}
-		slot, match := bestSlot(e, j.Blocks)
+		slot, match := bestSlot(now, e, j.Blocks)
 		prefix := 0.0
 		if len(j.Blocks) > 0 {
 			prefix = float64(match) / float64(len(j.Blocks))
 		}
 		score := w.Prefix*prefix + w.Load*workScore(e) + w.KV*(1-e.KVUse) + w.GPU*(1-e.GPUUtil) +
 			w.Evict*evictScore(now, e, slot, match)
+		if e == home {
+			score += w.Home
+		}
 		if score > bestScore {
 			best, bestCd, bestScore, chosen = e, cd, score, slot
 		}
@@ -109,21 +121,69 @@ func (c *Core) pick(now time.Time, j *Job) (*Engine, models.Candidate, int) {
 	return best, bestCd, chosen
 }
 
-// evictScore is 1 when taking the slot overwrites nothing (it is empty, or the job reuses
-// what it holds), and falls towards 0 the more recently the slot's prompt was used.
+// home is the engine j's prompt family hashes to among its candidates (rendezvous
+// hashing: adding or losing an engine moves only the families that hashed to it).
+func (c *Core) home(j *Job) *Engine {
+	if len(j.Blocks) == 0 || len(j.Candidates) < 2 {
+		return nil
+	}
+	var best *Engine
+	var bestH uint64
+	for _, cd := range j.Candidates {
+		e := c.engines[cd.Backend]
+		if e == nil || !e.Healthy {
+			continue
+		}
+		if h := mix(j.Blocks[0] ^ e.hash); best == nil || h > bestH {
+			best, bestH = e, h
+		}
+	}
+	return best
+}
+
+// mix is a 64-bit finalizer (splitmix64), enough to spread rendezvous scores.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// evictScore is 1 when taking the slot overwrites nothing of value (it is empty, the job
+// reuses what it holds, or another slot holds the same prompt family), and otherwise
+// falls with how often and how recently the slot's prompt family was asked for.
 func evictScore(now time.Time, e *Engine, slot, match int) float64 {
 	if !e.Addressable {
 		return 0.5
 	}
+	return 1 - slotValue(now, e, slot, match)
+}
+
+// slotValue is what a slot's cached prompt is worth keeping, in [0,1).
+func slotValue(now time.Time, e *Engine, slot, match int) float64 {
 	s := &e.Slots[slot]
-	if len(s.Blocks) == 0 || match == len(s.Blocks) {
-		return 1
+	if len(s.Blocks) == 0 || match == len(s.Blocks) || duplicated(e, slot) {
+		return 0
 	}
 	age := now.Sub(s.LastUsed)
 	if age < 0 {
 		age = 0
 	}
-	return float64(age) / float64(age+evictHorizon)
+	fresh := float64(evictHorizon) / float64(age+evictHorizon) // 1 just used, falls with age
+	f := e.frequency(s.Blocks[0], now)
+	return fresh * f / (1 + f)
+}
+
+// duplicated reports whether another slot of e holds the same prompt family as slot.
+func duplicated(e *Engine, slot int) bool {
+	b := e.Slots[slot].Blocks
+	for i := range e.Slots {
+		if i != slot && len(e.Slots[i].Blocks) > 0 && e.Slots[i].Blocks[0] == b[0] {
+			return true
+		}
+	}
+	return false
 }
 
 // workScore is how free an engine is: half its free slots, half how little prompt it
@@ -142,33 +202,28 @@ func loadScore(e *Engine) float64 {
 
 // bestSlot returns the free slot holding the longest prefix of blocks (for engines whose
 // slots sluice addresses; for others, the engine's recent prompts), and the match. Among
-// equal matches it takes the slot unused the longest, so that a slot holding a valuable
-// prefix is overwritten last.
-func bestSlot(e *Engine, blocks []uint64) (int, int) {
+// equal matches it takes the slot whose cached prompt is worth least, so that a prefix
+// still in use is overwritten last.
+func bestSlot(now time.Time, e *Engine, blocks []uint64) (int, int) {
 	if !e.Addressable {
 		return freeSlot(e), bestRecent(e, blocks)
 	}
-	best, bestMatch := -1, -1
+	best, bestMatch, bestValue := -1, -1, 0.0
 	for i := range e.Slots {
 		s := &e.Slots[i]
 		if s.Busy {
 			continue
 		}
 		m := matchBlocks(blocks, s.Blocks)
-		if m > bestMatch || (m == bestMatch && cheaper(s, &e.Slots[best])) {
-			best, bestMatch = i, m
+		if m < bestMatch {
+			continue
+		}
+		v := slotValue(now, e, i, m)
+		if m > bestMatch || v < bestValue || (v == bestValue && s.LastUsed.Before(e.Slots[best].LastUsed)) {
+			best, bestMatch, bestValue = i, m, v
 		}
 	}
 	return best, max(bestMatch, 0)
-}
-
-// cheaper reports whether overwriting a costs less than overwriting b: an empty slot
-// first, then the one unused longest.
-func cheaper(a, b *Slot) bool {
-	if (len(a.Blocks) == 0) != (len(b.Blocks) == 0) {
-		return len(a.Blocks) == 0
-	}
-	return a.LastUsed.Before(b.LastUsed)
 }
 
 // freeSlot is the first free slot (for engines that choose their own slot it is only

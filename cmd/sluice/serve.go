@@ -187,7 +187,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sched := scheduler.New(engines.backends(), scheduler.Options{
 		MaxQueue: sc.MaxQueue, RefreshEvery: sc.RefreshEvery, Registry: reg, Logger: log,
 		Policy:  scheduler.Policy(sc.Policy),
-		Weights: scheduler.Weights{Prefix: sc.Weights.Prefix, Load: sc.Weights.Load, KV: sc.Weights.KV, GPU: sc.Weights.GPU, Evict: sc.Weights.Evict},
+		Weights: scheduler.Weights{Prefix: sc.Weights.Prefix, Load: sc.Weights.Load, KV: sc.Weights.KV, GPU: sc.Weights.GPU, Evict: sc.Weights.Evict, Home: sc.Weights.Home},
 		SLO:     [2]time.Duration{sc.SLO.Interactive, sc.SLO.Batch}, TenantWeights: sc.TenantWeights,
 		Engines: engines.schedulerOptions(), GPUUtil: gpuUtil(mon, placed), Meters: acct.Meters(),
 	})
