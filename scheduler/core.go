@@ -30,9 +30,9 @@ type Core struct {
 // the tenant's other work).
 const lookahead = 8
 
-// affinityWindow is how many tenants, in fair order, Dispatch considers for a job whose
-// prefix a free slot holds.
-const affinityWindow = 8
+// affinityWindow is how many waiting jobs, in fair order, Dispatch considers for one
+// whose prefix a free slot holds.
+const affinityWindow = 16
 
 // Config tunes the core.
 type Config struct {
@@ -407,31 +407,38 @@ func (c *Core) Prefilled(j *Job) {
 	j.prefill = 0
 }
 
-// affine looks, among the first affinityWindow tenants in fair order, for a waiting job
-// whose prompt is mostly cached on a free slot, and starts it: near saturation this keeps
-// a slot's prefix in use instead of handing the slot to whoever is next and throwing the
-// cache away. A job is overtaken only by jobs of the few tenants due right after it.
+// affine looks, among the first affinityWindow waiting jobs in fair order (tenants in
+// their turn, each tenant's jobs in arrival order), for one whose prompt is mostly
+// cached on a free slot, and starts it: near saturation this keeps a slot's prefix in
+// use instead of handing the slot to whoever is next and throwing the cache away. A job
+// is overtaken only by the few jobs due right after it.
 func (c *Core) affine(now time.Time, q *fairQueue) *Job {
 	if c.cfg.Policy != PolicySluice {
 		return nil
 	}
 	var best *Job
-	bestMatch := 0
-	for i, tq := range q.order() {
-		if i == affinityWindow {
-			break
-		}
-		j := tq.jobs[0]
-		if len(j.Blocks) == 0 {
-			continue
-		}
-		for _, cd := range j.Candidates {
-			e := c.engines[cd.Backend]
-			if !eligible(e, j) || !e.Addressable {
+	bestMatch, seen := 0, 0
+scan:
+	for _, tq := range q.order() {
+		for k, j := range tq.jobs {
+			if k == lookahead {
+				break
+			}
+			if seen == affinityWindow {
+				break scan
+			}
+			seen++
+			if len(j.Blocks) == 0 {
 				continue
 			}
-			if _, m := bestSlot(now, e, j.Blocks); 2*m >= len(j.Blocks) && m > bestMatch {
-				best, bestMatch = j, m
+			for _, cd := range j.Candidates {
+				e := c.engines[cd.Backend]
+				if !eligible(e, j) || !e.Addressable {
+					continue
+				}
+				if _, m := bestSlot(now, e, j.Blocks); 2*m >= len(j.Blocks) && m > bestMatch {
+					best, bestMatch = j, m
+				}
 			}
 		}
 	}
