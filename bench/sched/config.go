@@ -15,7 +15,7 @@ import (
 // Config sets up a run. Zero values take the defaults documented on each field.
 type Config struct {
 	// Engines is the number of llama-server processes (default 2), each with
-	// SlotsPerEngine slots (--parallel, default 4) and Threads threads (-t, default 1).
+	// SlotsPerEngine slots (--parallel, default 8) and Threads threads (-t, default 1).
 	Engines, SlotsPerEngine, Threads int
 	// Context is the context per slot in tokens (default: the prompt plus the output
 	// rounded up to a power of two, at least 2048); -c gets Context*SlotsPerEngine.
@@ -24,12 +24,12 @@ type Config struct {
 	// hold prefixes; -1 leaves llama-server's own default).
 	CacheRAM int
 	// Tenants each have their own system prompt of about SystemTokens tokens (defaults
-	// 16 and 1500); a request is that prompt plus a short unique question and asks for
-	// OutputTokens tokens (default 32; the tiny model never stops early).
+	// 12 and 1500); a request is that prompt plus a short unique question and asks for
+	// OutputTokens tokens (default 8; the tiny model never stops early).
 	Tenants, SystemTokens, OutputTokens int
 	// Skew is the Zipf exponent of tenant popularity (0, the default: uniform).
 	Skew float64
-	// Requests is the number of measured requests per policy and round (default 800). Duration,
+	// Requests is the number of measured requests per policy and round (default 400). Duration,
 	// when set, replaces it: Requests = Duration x the arrival rate.
 	Requests int
 	Duration time.Duration
@@ -37,7 +37,7 @@ type Config struct {
 	// counted (default Tenants).
 	Warmup int
 	// Load is the arrival rate as a fraction of the measured no-reuse capacity (default
-	// 0.9); Rate, when set, is the arrival rate in requests per second instead.
+	// 1.0); Rate, when set, is the arrival rate in requests per second instead.
 	Load, Rate float64
 	// SLO is the time to first token a request must meet to count as goodput (default:
 	// 5 x the unloaded time to first token of a request with no cached prefix).
@@ -65,16 +65,20 @@ type Config struct {
 	Trace io.Writer
 }
 
-// Defaults for Config.
+// Defaults for Config. The prefixes' working set is larger than one engine holds and
+// about 75% of the cluster's slots (12 system prompts on 2 x 8 slots, as llm-d sized its
+// benchmark), the requests are short answers over a long shared context (8 tokens), and
+// arrivals come at the measured no-reuse capacity. The issue's own example (16 tenants on
+// 2 x 4 slots, 32 tokens, 0.9) is `--slots 4 --tenants 16 --output-tokens 32 --load 0.9`.
 const (
 	DefaultEngines      = 2
-	DefaultSlots        = 4
-	DefaultTenants      = 16
+	DefaultSlots        = 8
+	DefaultTenants      = 12
 	DefaultSystemTokens = 1500
-	DefaultOutputTokens = 32
-	DefaultRequests     = 800
+	DefaultOutputTokens = 8
+	DefaultRequests     = 400
 	DefaultRounds       = 2
-	DefaultLoad         = 0.9
+	DefaultLoad         = 1.0
 )
 
 // DefaultPolicies are compared when Config.Policies is empty; round-robin is the
