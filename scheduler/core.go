@@ -31,8 +31,12 @@ type Core struct {
 const lookahead = 8
 
 // affinityWindow is how many waiting jobs, in fair order, Dispatch considers for one
-// whose prefix a free slot holds.
-const affinityWindow = 16
+// whose prefix a free slot holds; maxOvertaken is how often a waiting job may be
+// passed that way before fair order resumes.
+const (
+	affinityWindow = 32
+	maxOvertaken   = 32
+)
 
 // Config tunes the core.
 type Config struct {
@@ -123,6 +127,7 @@ type Job struct {
 
 	state          jobState
 	prefill        int // uncached prompt tokens charged to the engine until Prefilled
+	overtaken      int // times a job behind it ran first for its cached prefix
 	seq            uint64
 	start, finish  float64
 	slotIdx        int
@@ -411,22 +416,25 @@ func (c *Core) Prefilled(j *Job) {
 // their turn, each tenant's jobs in arrival order), for one whose prompt is mostly
 // cached on a free slot, and starts it: near saturation this keeps a slot's prefix in
 // use instead of handing the slot to whoever is next and throwing the cache away. A job
-// is overtaken only by the few jobs due right after it.
+// is overtaken only by jobs in the window behind it, and at most maxOvertaken times:
+// then fair order resumes until it runs.
 func (c *Core) affine(now time.Time, q *fairQueue) *Job {
 	if c.cfg.Policy != PolicySluice {
 		return nil
 	}
 	var best *Job
-	bestMatch, seen := 0, 0
+	bestMatch, seen, bestAt := 0, 0, 0
+	var window [affinityWindow]*Job
 scan:
 	for _, tq := range q.order() {
-		for k, j := range tq.jobs {
-			if k == lookahead {
-				break
-			}
+		for _, j := range tq.jobs {
 			if seen == affinityWindow {
 				break scan
 			}
+			if seen == 0 && j.overtaken >= maxOvertaken {
+				return nil // the first in line has waited its share: no more overtaking
+			}
+			window[seen] = j
 			seen++
 			if len(j.Blocks) == 0 {
 				continue
@@ -437,15 +445,18 @@ scan:
 					continue
 				}
 				if _, m := bestSlot(now, e, j.Blocks); 2*m >= len(j.Blocks) && m > bestMatch {
-					best, bestMatch = j, m
+					best, bestMatch, bestAt = j, m, seen-1
 				}
 			}
 		}
 	}
-	if best != nil && c.place(now, best) {
-		return best
+	if best == nil || !c.place(now, best) {
+		return nil
 	}
-	return nil
+	for _, j := range window[:bestAt] {
+		j.overtaken++
+	}
+	return best
 }
 
 // Release ends a running job: it frees the slot and feeds the engine's service-time

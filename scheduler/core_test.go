@@ -265,3 +265,42 @@ func TestKVBudget(t *testing.T) {
 		t.Fatal("the waiting job runs once its KV fits")
 	}
 }
+
+// TestAffinityBoundedOvertaking: a waiting job whose prefix is cached on the slot that
+// frees runs before the head of the line, but the head is passed at most maxOvertaken
+// times.
+func TestAffinityBoundedOvertaking(t *testing.T) {
+	c := NewCore(Config{MaxQueue: 1000})
+	c.AddEngine("a", 1, true, false)
+	hot := []uint64{7, 8, 9}
+	run := job("t", 0, hot, "a")
+	_ = c.Submit(t0, run)
+	head := job("t", 0, []uint64{1, 2, 3}, "a")
+	_ = c.Submit(t0, head)
+	now := t0
+	passed := 0
+	for i := range 2 * maxOvertaken {
+		j := job("t", 0, hot, "a") // another request for the cached prefix
+		_ = c.Submit(now, j)
+		now = now.Add(time.Second)
+		c.Release(now, run, true, 0)
+		got := c.Dispatch(now)
+		if len(got) != 1 {
+			t.Fatalf("step %d: dispatched %d", i, len(got))
+		}
+		run = got[0]
+		if run == head {
+			break
+		}
+		passed++
+		if run.Matched != 3 {
+			t.Fatalf("step %d: the cached prefix was not reused", i)
+		}
+	}
+	if !head.Running() && head.state != jobDone {
+		t.Fatalf("head never ran")
+	}
+	if passed != maxOvertaken {
+		t.Fatalf("head passed %d times, want exactly %d", passed, maxOvertaken)
+	}
+}
