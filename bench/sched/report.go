@@ -79,12 +79,14 @@ type Row struct {
 	OfferedTokVsRoundRobin *float64 `json:"open_loop_tokens_per_s_vs_round_robin,omitempty"`
 }
 
-// Calibration is what was measured before the runs, on prompts sharing no prefix.
+// Calibration is what was measured before the runs: unloaded times to first token (cold: a
+// prompt sharing no prefix; warm: one already cached) and round-robin's closed-loop capacity
+// on the workload.
 type Calibration struct {
 	ColdTTFTMS        float64 `json:"unloaded_cold_ttft_ms"`
 	WarmTTFTMS        float64 `json:"unloaded_warm_ttft_ms"`
-	CapacityRPS       float64 `json:"no_reuse_capacity_rps"`
-	CapacityTokPerSec float64 `json:"no_reuse_capacity_output_tokens_per_s"`
+	CapacityRPS       float64 `json:"round_robin_capacity_rps"`
+	CapacityTokPerSec float64 `json:"round_robin_capacity_output_tokens_per_s"`
 	Requests          int     `json:"requests"`
 	Concurrency       int     `json:"concurrency"`
 	OtherCPUs         float64 `json:"other_processes_cpus"`
@@ -259,7 +261,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(&b, "workload: %d tenants (zipf skew %g), system prompt %d tokens, %.0f prompt tokens/request, %d output tokens; "+
 		"%d measured requests per policy and round after %d warm-up, %d round(s), Poisson %.1f req/s (seed %d)\n",
 		s.Tenants, s.Skew, s.SystemTokens, s.PromptTokens, s.OutputTokens, s.Requests, s.Warmup, s.Rounds, s.RateRPS, s.Seed)
-	fmt.Fprintf(&b, "calibration (no shared prefix): unloaded TTFT cold %.1f ms, warm %.1f ms; capacity %.1f req/s, %.0f output tok/s "+
+	fmt.Fprintf(&b, "calibration: unloaded TTFT cold %.1f ms, warm %.1f ms; round-robin capacity on this workload %.1f req/s, %.0f output tok/s "+
 		"(closed loop, %d in flight; other processes used %.2f CPUs); load %.2f of it; SLO: TTFT <= %.0f ms\n",
 		cal.ColdTTFTMS, cal.WarmTTFTMS, cal.CapacityRPS, cal.CapacityTokPerSec, cal.Concurrency, cal.OtherCPUs, s.Load, s.SLOMS)
 	fmt.Fprintf(&b, "%s; path: %s\n\n", s.Fresh, s.Path)

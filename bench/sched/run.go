@@ -130,46 +130,18 @@ func calibrate(ctx context.Context, c *Config, model string, rep *Report) (*work
 		}
 	}
 	cal := Calibration{ColdTTFTMS: median(coldT), WarmTTFTMS: median(warmT),
-		Concurrency: c.Engines * c.SlotsPerEngine}
-	// Closed loop: every slot busy with prompts that share nothing.
-	n := max(8*cal.Concurrency, 48)
+		Concurrency: 2 * c.Engines * c.SlotsPerEngine}
+	// Round-robin's capacity on this very workload (its tenants and prompts, closed loop,
+	// a queue behind every slot): "near capacity" means near the baseline's capacity.
+	w.arr = arrivals(c.Seed+1, max(8*c.Engines*c.SlotsPerEngine, 64), c.Tenants, 1, c.Skew)
 	cpu0 := sampleCPU(f.pids())
-	var mu sync.Mutex
-	var tokens int
-	var firstErr error
-	next := 0
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range cal.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				if next >= n || firstErr != nil {
-					mu.Unlock()
-					return
-				}
-				next++
-				sys, q := cold(next), question(rng, -1000-next)
-				mu.Unlock()
-				o := cl.chat(ctx, sys, q, c.OutputTokens)
-				mu.Lock()
-				if o.err != nil && firstErr == nil {
-					firstErr = o.err
-				}
-				tokens += o.completion
-				mu.Unlock()
-			}
-		}()
+	tokPerSec, rps, err := closedLoop(ctx, c, cl, w)
+	if err != nil {
+		return nil, err
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, fmt.Errorf("bench sched: capacity run: %w", firstErr)
-	}
-	el := time.Since(start).Seconds()
+	n := max(6*c.Engines*c.SlotsPerEngine, 48)
 	cal.OtherCPUs = foreignCPU(cpu0, sampleCPU(f.pids()))
-	cal.Requests, cal.CapacityRPS, cal.CapacityTokPerSec = n, float64(n)/el, float64(tokens)/el
+	cal.Requests, cal.CapacityRPS, cal.CapacityTokPerSec = n, rps, tokPerSec
 	rep.Calibration = cal
 
 	w.rate = c.Rate
@@ -196,7 +168,7 @@ func calibrate(ctx context.Context, c *Config, model string, rep *Report) (*work
 		rep.Setup.Policies = append(rep.Setup.Policies, string(p))
 	}
 	fmt.Fprintf(c.Progress, "bench sched: calibration: system prompts %.0f tokens; unloaded TTFT cold %.1f ms, warm %.1f ms; "+
-		"no-reuse capacity %.1f req/s (%.0f output tok/s, %d requests, %d in flight, other processes %.2f CPUs); rate %.1f req/s (load %.2f), SLO %v\n",
+		"round-robin capacity on the workload %.1f req/s (%.0f output tok/s, %d requests, %d in flight, other processes %.2f CPUs); rate %.1f req/s (load %.2f), SLO %v\n",
 		sysTokens, cal.ColdTTFTMS, cal.WarmTTFTMS, cal.CapacityRPS, cal.CapacityTokPerSec, cal.Requests, cal.Concurrency, cal.OtherCPUs,
 		w.rate, rep.Setup.Load, w.slo)
 	return w, nil

@@ -19,7 +19,7 @@ const benchSchedUsage = `Usage: sluice bench sched [flags]
 Compares the scheduler's placement policies (round-robin, least-loaded, sluice) on real
 llama-server processes running a generated tiny model, under a shared-prefix workload:
 tenants with long system prompts, Poisson arrivals at a fraction of the measured
-no-reuse capacity. Every policy gets fresh engines and the same arrival sequence, sent
+round-robin's capacity on the same workload. Every policy gets fresh engines and the same arrival sequence, sent
 through sluice's gateway. Then the simulator (scheduler/sim) runs the same comparison on
 the real run's setup and on fleets of H100-class GPUs.
 
@@ -50,7 +50,7 @@ func benchSched(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&c.Duration, "duration", 0, "arrival window per policy; replaces --requests (requests = duration x rate)")
 	fs.IntVar(&c.Rounds, "rounds", sched.DefaultRounds, "runs per policy, the policies' order rotating each round; figures pool the rounds")
 	fs.IntVar(&c.Warmup, "warmup", 0, "unmeasured requests before the measured ones (default: --tenants)")
-	fs.Float64Var(&c.Load, "load", sched.DefaultLoad, "arrival rate as a fraction of the measured no-reuse capacity")
+	fs.Float64Var(&c.Load, "load", sched.DefaultLoad, "arrival rate as a fraction of round-robin's capacity measured on the workload")
 	fs.Float64Var(&c.Rate, "rate", 0, "arrival rate in requests per second (replaces --load)")
 	fs.DurationVar(&c.SLO, "slo", 0, "TTFT target for goodput (default: 5 x the unloaded cold TTFT)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of prompts, tenants and arrivals")
