@@ -1,12 +1,15 @@
-// Package scheduler admits requests to backends: it holds each backend's slots, queues
-// requests when every slot is busy, rejects at once when the queue is full, hands a
-// freed slot straight to the next waiter, and removes a cancelled request from the queue
-// immediately. It declares the Backend interface it drives.
+// Package scheduler decides which request runs where and when. Core holds every engine
+// (its slots, the prompt each slot's KV cache holds, its load) and the waiting requests
+// (a fair queue per priority class), and makes every decision: the engine and slot for a
+// request (policy: filters and weighted scorers over one view of the state, with prefix
+// affinity for llama-server's slots), which waiting request runs when a slot frees
+// (work-conserving, fair across tenants, batch after interactive), and which request is
+// refused (queue full, no engine, expected to miss its SLO: the saturation signal).
 //
-// Admission runs in the caller's goroutine under one mutex per backend: a request that
-// finds a free slot is dispatched without any goroutine hand-off (the gateway's latency
-// budget is tens of microseconds), and a request that waits is woken by the one that
-// frees a slot.
+// Core is plain single-threaded code without clocks, so the simulator (scheduler/sim)
+// runs it on virtual time. Scheduler runs it live under one mutex: the decision runs in
+// the goroutine that arrives or in the one that frees a slot, with no goroutine hand-off
+// on the fast path. Scheduler declares the Backend interface it drives.
 //
 // It must not import gateway, router or runtime/*.
 package scheduler
