@@ -4,13 +4,100 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 )
+
+// TestMain lets this test binary serve as a hop process for TestRunSeparate: run as
+// "bench.test gateway-hop HOP UPSTREAM" it serves that hop (ServeHop) instead of testing.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 4 && os.Args[1] == "gateway-hop" {
+		if err := ServeHop(context.Background(), os.Args[2], os.Args[3], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestRunSeparate runs every hop in a process of its own, as "sluice bench gateway"
+// does by default: all targets answer, the hops' own counters come back (sluice's RSS,
+// allocations, the engine's connections), and no hop process outlives the run.
+func TestRunSeparate(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(t.Context(), Config{Rates: []int{200}, Duration: 300 * time.Millisecond, Warmup: 50 * time.Millisecond,
+		Workers: 8, Rounds: 1, Exec: []string{exe, "gateway-hop"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Errors != 0 || len(rep.Runs) != 8 {
+		t.Fatalf("errors %d, %d rows; want 0 and 8: %+v", rep.Errors, len(rep.Runs), rep.Runs)
+	}
+	if rep.RSSScope != rssScopeSluice || rep.RSSMB <= 0 || rep.RSSMB > 1024 {
+		t.Errorf("rss %v MiB (%s), want sluice's process alone, above 0", rep.RSSMB, rep.RSSScope)
+	}
+	for _, r := range rep.Runs {
+		if r.P50US <= 0 || r.CPUPerReqUS <= 0 {
+			t.Errorf("row %s/%s: p50 %v µs, cpu/req %v µs; want both above 0", r.Mode, r.Target, r.P50US, r.CPUPerReqUS)
+		}
+		// Every hop keeps its connections to the engine: after the warm-up, at most
+		// the few extra ones a burst needs are opened.
+		if r.EngineConns > 8 {
+			t.Errorf("row %s/%s: %d engine connections opened while measuring, want few (reuse)", r.Mode, r.Target, r.EngineConns)
+		}
+		if r.Target == TargetSluice && r.AllocsPerReq <= 0 {
+			t.Errorf("sluice row %s: %v allocs/req, want the hop's own count above 0", r.Mode, r.AllocsPerReq)
+		}
+	}
+	if !strings.Contains(rep.Config.Hops, "own process") {
+		t.Errorf("config.hops = %q", rep.Config.Hops)
+	}
+	if kids := children(t); len(kids) > 0 {
+		t.Errorf("hop processes still running after Run: %v", kids)
+	}
+}
+
+// children lists this process's live child processes (from /proc).
+func children(t *testing.T) []string {
+	t.Helper()
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []string
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid ...; comm may hold spaces, so cut after its ')'.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) && f[0] != "Z" {
+			kids = append(kids, p)
+		}
+	}
+	return kids
+}
+
+func TestServeHopRejectsUnknownHop(t *testing.T) {
+	var out bytes.Buffer
+	err := ServeHop(t.Context(), "router", "-", strings.NewReader(""), &out)
+	if err == nil || !strings.Contains(err.Error(), "unknown hop") {
+		t.Fatalf("err = %v, want unknown hop", err)
+	}
+}
 
 // TestRunShort proves the harness end to end: every target is measured in both modes,
 // nothing fails, and the JSON report carries the headline fields. It asserts no timing:

@@ -29,7 +29,7 @@ type Row struct {
 	AddedP99US       float64  `json:"added_p99_us"`
 	RatioP50         *float64 `json:"ratio_p50,omitempty"`
 	RatioP99         *float64 `json:"ratio_p99,omitempty"`
-	CPUPerReqUS      float64  `json:"cpu_us_per_req"` // whole process: load generator and fake engine included
+	CPUPerReqUS      float64  `json:"cpu_us_per_req"` // the hop's process (in process: the whole benchmark)
 	AllocBytesPerReq float64  `json:"alloc_bytes_per_req"`
 	AllocsPerReq     float64  `json:"allocs_per_req"`
 	// EngineConns is how many connections to the engine were opened while measuring: a
@@ -57,7 +57,7 @@ type Report struct {
 	// p99 is reported, never gated: two identical proxies differ several-fold there.
 	Pass     bool         `json:"pass"`
 	Errors   int          `json:"errors"` // all targets, rates and modes, warm-ups included
-	RSSMB    float64      `json:"rss_mb"` // peak RSS (VmHWM) of the whole benchmark process
+	RSSMB    float64      `json:"rss_mb"` // peak RSS (VmHWM): sluice's process, or the whole benchmark in process
 	RSSScope string       `json:"rss_scope"`
 	Config   ReportConfig `json:"config"`
 	Runs     []Row        `json:"runs"`
@@ -74,20 +74,37 @@ type ReportConfig struct {
 	GOMAXPROCS int    `json:"gomaxprocs"`
 	NumCPU     int    `json:"num_cpu"`
 	GoVersion  string `json:"go_version"`
+	Hops       string `json:"hops"` // where the hops ran
 }
 
 func reportConfig(c *Config) (rc ReportConfig) {
 	rc.Rates, rc.Modes = slices.Clone(c.Rates), slices.Clone(c.Modes)
 	rc.Duration, rc.Rounds, rc.Warmup, rc.Workers = c.Duration.String(), c.Rounds, c.Warmup.String(), c.Workers
 	rc.GOMAXPROCS, rc.NumCPU, rc.GoVersion = runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.Version()
+	rc.Hops = hopsSeparate
+	if len(c.Exec) == 0 {
+		rc.Hops = hopsInProcess
+	}
 	return rc
 }
 
-const rssScope = "whole benchmark process: load generator, fake engine, both null proxies and sluice together"
+// Where the hops ran, as the report says it.
+const (
+	hopsSeparate = "each hop in its own process (load generator, fake engine, null, control, sluice): " +
+		"cpu/req and allocs/req are the hop's own process"
+	hopsInProcess = "every hop in one process (--in-process): cpu/req and allocs/req are process-wide " +
+		"(load generator and fake engine included): compare rows, not absolutes"
+)
+
+// What rss_mb measures.
+const (
+	rssScopeSluice    = "sluice's process alone (peak RSS, VmHWM)"
+	rssScopeInProcess = "whole benchmark process: load generator, fake engine, both null proxies and sluice together"
+)
 
 // summarize fills the headline figures from Runs.
-func (r *Report) summarize(target float64) {
-	r.TargetRatioP50, r.RSSScope = target, rssScope
+func (r *Report) summarize(target float64, scope string) {
+	r.TargetRatioP50, r.RSSScope = target, scope
 	r.Errors = 0
 	for _, row := range r.Runs {
 		r.Errors += row.Errors + row.WarmupErrors
@@ -163,10 +180,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		"noise control (identical null proxy) / null: p50 %s / %s, p99 %s / %s\n"+
 		"errors: %d; peak RSS %.1f MiB (%s)\n"+
 		"%s\n"+
-		"cpu/req and allocs/req are process-wide per request (the load generator and fake engine included): compare rows, not absolutes.\n",
+		"%s\n",
 		r.RefRate, ptr(r.RatioP50), ptr(r.StreamRatioP50), r.TargetRatioP50, ptr(r.RatioP99), ptr(r.StreamRatioP99),
 		ptr(r.ControlRatioP50), ptr(r.StreamControlRatioP50), ptr(r.ControlRatioP99), ptr(r.StreamControlRatioP99),
-		r.Errors, r.RSSMB, r.RSSScope, verdict)
+		r.Errors, r.RSSMB, r.RSSScope, verdict, r.Config.Hops)
 	return err
 }
 

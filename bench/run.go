@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"runtime/metrics"
 	"runtime/pprof"
 	"time"
 )
@@ -22,6 +21,11 @@ type Config struct {
 	TargetRatio float64
 	// Progress receives a line per rate and mode as the run goes; nil: silent.
 	Progress io.Writer
+	// Exec, when set, runs each hop (the fake engine, each null proxy, sluice) in a process
+	// of its own, as deployed: the command and its first arguments, to which the hop's
+	// name and the engine's address are appended; that process must call ServeHop
+	// (`sluice bench gateway-hop` does). Empty: every hop runs in this process.
+	Exec []string
 }
 
 // DefaultRates are the request rates a default run uses.
@@ -81,41 +85,93 @@ const (
 	TargetSluice  = "sluice"  // sluice's full pipeline
 )
 
-// Run starts the fake engine, the two null proxies and sluice's pipeline in this process
-// and measures them at every rate and mode of cfg.
+// Run starts the fake engine, the two null proxies and sluice's pipeline (each in a
+// process of its own when cfg.Exec is set, else in this one) and measures them at every
+// rate and mode of cfg.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	up, err := startUpstream()
-	if err != nil {
-		return nil, fmt.Errorf("bench: fake engine: %w", err)
-	}
-	defer up.close()
-	var targets []*loadTarget
+	var (
+		targets []*loadTarget
+		read    []func() (resources, error) // per target: its counters
+		rss     func() (int64, error)
+		scope   = rssScopeInProcess
+	)
 	defer func() {
 		for _, t := range targets {
 			t.close()
 		}
 	}()
-	targets = append(targets, newLoadTarget(TargetDirect, up.addr(), cfg.Workers))
-	for _, name := range []string{TargetNull, TargetControl} {
-		p, err := startNullProxy(name, up.addr())
-		if err != nil {
-			return nil, fmt.Errorf("bench: null proxy: %w", err)
+	if len(cfg.Exec) > 0 {
+		var hops []*hopProc
+		defer func() {
+			for i := len(hops) - 1; i >= 0; i-- {
+				hops[i].close()
+			}
+		}()
+		start := func(name, hop, upstream string) (*hopProc, error) {
+			h, err := startHop(cfg.Exec, name, hop, upstream)
+			if err != nil {
+				return nil, err
+			}
+			hops = append(hops, h)
+			return h, nil
 		}
-		defer p.close()
-		targets = append(targets, newLoadTarget(name, p.addr(), cfg.Workers))
+		engine, err := start(TargetDirect, HopEngine, "")
+		if err != nil {
+			return nil, err
+		}
+		for _, tg := range []struct{ name, hop string }{{TargetDirect, ""}, {TargetNull, HopNull}, {TargetControl, HopNull},
+			{TargetSluice, HopSluice}} {
+			h := engine
+			if tg.hop != "" {
+				if h, err = start(tg.name, tg.hop, engine.addr); err != nil {
+					return nil, err
+				}
+			}
+			targets = append(targets, newLoadTarget(tg.name, h.addr, cfg.Workers))
+			read = append(read, func() (resources, error) { return hopResources(h, engine) })
+			if tg.name == TargetSluice {
+				rss = func() (int64, error) {
+					st, err := h.stats()
+					return st.RSSBytes, err
+				}
+			}
+		}
+		scope = rssScopeSluice
+	} else {
+		up, err := startUpstream()
+		if err != nil {
+			return nil, fmt.Errorf("bench: fake engine: %w", err)
+		}
+		defer up.close()
+		targets = append(targets, newLoadTarget(TargetDirect, up.addr(), cfg.Workers))
+		for _, name := range []string{TargetNull, TargetControl} {
+			p, err := startNullProxy(name, up.addr())
+			if err != nil {
+				return nil, fmt.Errorf("bench: null proxy: %w", err)
+			}
+			defer p.close()
+			targets = append(targets, newLoadTarget(name, p.addr(), cfg.Workers))
+		}
+		pl, err := newPipeline(ctx, up.addr())
+		if err != nil {
+			return nil, err
+		}
+		defer pl.close()
+		if err := pl.serve(); err != nil {
+			return nil, fmt.Errorf("bench: sluice listener: %w", err)
+		}
+		targets = append(targets, newLoadTarget(TargetSluice, pl.addr(), cfg.Workers))
+		for range targets {
+			read = append(read, func() (resources, error) {
+				runtime.GC() // one heap for all: start each segment clean, nobody pays for another's garbage
+				return selfResources(up), nil
+			})
+		}
+		rss = peakRSS
 	}
-	pl, err := newPipeline(ctx, up.addr())
-	if err != nil {
-		return nil, err
-	}
-	defer pl.close()
-	if err := pl.serve(); err != nil {
-		return nil, fmt.Errorf("bench: sluice listener: %w", err)
-	}
-	targets = append(targets, newLoadTarget(TargetSluice, pl.addr(), cfg.Workers))
 
 	gen, err := newGenerator(cfg.Workers)
 	if err != nil {
@@ -126,7 +182,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{Config: reportConfig(&cfg)}
 	for _, rate := range cfg.Rates {
 		for _, mode := range cfg.Modes {
-			rows, err := measure(ctx, gen, up, targets, &cfg, rate, mode)
+			rows, err := measure(ctx, gen, targets, read, &cfg, rate, mode)
 			if err != nil {
 				return nil, err
 			}
@@ -136,17 +192,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 		}
 	}
-	rss, err := peakRSS()
-	if err == nil {
-		rep.RSSMB = round(float64(rss)/(1<<20), 1)
+	if b, err := rss(); err == nil {
+		rep.RSSMB = round(float64(b)/(1<<20), 1)
 	}
-	rep.summarize(cfg.TargetRatio)
+	rep.summarize(cfg.TargetRatio, scope)
 	return rep, nil
 }
 
 // measure runs one rate and mode: a warm-up per target, then Rounds rounds with the
 // targets in rotating order, and returns a row per target.
-func measure(ctx context.Context, gen *generator, up *upstream, targets []*loadTarget, cfg *Config, rate int, mode Mode) ([]Row, error) {
+func measure(ctx context.Context, gen *generator, targets []*loadTarget, read []func() (resources, error), cfg *Config,
+	rate int, mode Mode) ([]Row, error) {
 	body := chatRequest(mode)
 	acc := make([]accum, len(targets))
 	for i, t := range targets {
@@ -158,17 +214,21 @@ func measure(ctx context.Context, gen *generator, up *upstream, targets []*loadT
 		acc[i].noteErr(seg.firstErr)
 	}
 	per := cfg.Duration / time.Duration(cfg.Rounds)
-	var before, after resources
 	for r := range cfg.Rounds {
 		for k := range targets {
 			i := (k + r) % len(targets)
-			runtime.GC() // start each segment with a clean heap: nobody pays for another's garbage
-			before.read(up)
+			before, err := read[i]()
+			if err != nil {
+				return nil, err
+			}
 			seg, err := gen.run(ctx, targets[i], mode, body, rate, per)
 			if err != nil {
 				return nil, err
 			}
-			after.read(up)
+			after, err := read[i]()
+			if err != nil {
+				return nil, err
+			}
 			acc[i].add(seg, after.sub(before))
 		}
 	}
@@ -180,7 +240,7 @@ func measure(ctx context.Context, gen *generator, up *upstream, targets []*loadT
 	return rows, nil
 }
 
-// resources are process-wide counters read around a segment.
+// resources are a process's counters, read around a segment.
 type resources struct {
 	cpu          time.Duration
 	allocBytes   uint64
@@ -188,17 +248,29 @@ type resources struct {
 	engineConns  int64 // connections the fake engine accepted
 }
 
-func (r *resources) read(up *upstream) {
-	r.engineConns = up.accepted.Load()
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/allocs:objects"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() == metrics.KindUint64 {
-		r.allocBytes = s[0].Value.Uint64()
+// selfResources reads this process's counters (every hop in one process).
+func selfResources(up *upstream) resources {
+	r := resources{engineConns: up.accepted.Load(), cpu: processCPU()}
+	r.allocBytes, r.allocObjects = heapAllocs()
+	return r
+}
+
+// hopResources reads a hop process's counters, and the engine's connection count.
+func hopResources(h, engine *hopProc) (resources, error) {
+	st, err := h.stats()
+	if err != nil {
+		return resources{}, err
 	}
-	if s[1].Value.Kind() == metrics.KindUint64 {
-		r.allocObjects = s[1].Value.Uint64()
+	r := resources{cpu: time.Duration(st.CPUNS), allocBytes: st.AllocBytes, allocObjects: st.AllocObjects,
+		engineConns: st.EngineConns}
+	if h != engine {
+		es, err := engine.stats()
+		if err != nil {
+			return resources{}, err
+		}
+		r.engineConns = es.EngineConns
 	}
-	r.cpu = processCPU()
+	return r, nil
 }
 
 func (r resources) sub(o resources) resources {

@@ -19,10 +19,12 @@ const benchUsage = `Usage: sluice bench gateway [flags]
        sluice bench smoke [flags]   (GPU smoke test; see "sluice bench smoke -h")
        sluice bench sched [flags]   (scheduling policies on real engines; see "sluice bench sched -h")
 
-Measures the latency sluice's gateway adds, in one process: a fast fake OpenAI engine
-called directly, through a do-nothing fasthttp proxy (and an identical second one as a
-noise control), and through sluice's full pipeline, at fixed request rates (open loop,
-latency from each request's scheduled send time), streaming and not.
+Measures the latency sluice's gateway adds: a fast fake OpenAI engine called directly,
+through a do-nothing fasthttp proxy (and an identical second one as a noise control), and
+through sluice's full pipeline, at fixed request rates (open loop, latency from each
+request's scheduled send time), streaming and not. Each hop runs in a process of its own,
+as deployed (this binary re-run as "sluice bench gateway-hop"); --in-process runs them
+all in this one.
 
 Flags:
 `
@@ -37,6 +39,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch args[0] {
 	case "gateway":
+	case "gateway-hop": // internal: one hop of "bench gateway", started by it
+		if len(args) != 3 {
+			return errors.New("bench gateway-hop: want HOP UPSTREAM (started by \"sluice bench gateway\")")
+		}
+		return sbench.ServeHop(ctx, args[1], args[2], os.Stdin, stdout)
 	case "smoke":
 		return benchSmoke(ctx, args[1:], stdout, stderr)
 	case "sched":
@@ -58,6 +65,13 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := o.config(stderr)
 	if err != nil {
 		return err
+	}
+	if !o.inProcess {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("bench gateway: finding this binary to run the hops: %w (or use --in-process)", err)
+		}
+		cfg.Exec = []string{exe, "bench", "gateway-hop"}
 	}
 	fmt.Fprintf(stderr, "bench gateway: rates %v, modes %v, %v per target per rate and mode in %d rounds (about %v in all)\n",
 		cfg.Rates, cfg.Modes, cfg.Duration, cfg.Rounds, cfg.Estimate().Round(time.Second))
@@ -97,6 +111,7 @@ type benchOpts struct {
 	rounds       int
 	workers      int
 	json, gate   bool
+	inProcess    bool
 	cpuprofile   string
 }
 
@@ -115,8 +130,9 @@ func benchFlags(stderr io.Writer, o *benchOpts) *flag.FlagSet {
 	fs.IntVar(&o.workers, "workers", 128, "concurrent requests at most per target (load generator)")
 	fs.BoolVar(&o.json, "json", false, "after the table, print the figures as one JSON object on the last line")
 	fs.BoolVar(&o.gate, "gate", false, "exit 1 when the p50 target is missed or any request failed")
-	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file; samples carry a hop label\n"+
-		"(sluice, null, control, engine, loadgen): go tool pprof -tagfocus hop=sluice FILE")
+	fs.BoolVar(&o.inProcess, "in-process", false, "run every hop (fake engine, null proxies, sluice) in this process instead of one process each")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file (with --in-process: samples carry a hop\n"+
+		"label (sluice, null, control, engine, loadgen): go tool pprof -tagfocus hop=sluice FILE)")
 	return fs
 }
 

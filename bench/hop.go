@@ -1,0 +1,208 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime/metrics"
+	"strings"
+	"time"
+)
+
+// Hops a benchmark can run in a process of its own (Config.Exec): the fake engine, a
+// do-nothing proxy, or sluice's pipeline.
+const (
+	HopEngine = "engine"
+	HopNull   = "null"
+	HopSluice = "sluice"
+)
+
+// hopStats is what a hop process reports about itself on request.
+type hopStats struct {
+	CPUNS        int64  `json:"cpu_ns"`
+	AllocBytes   uint64 `json:"alloc_bytes"`
+	AllocObjects uint64 `json:"alloc_objects"`
+	EngineConns  int64  `json:"engine_conns"` // the fake engine only: connections accepted
+	RSSBytes     int64  `json:"rss_bytes"`    // peak (VmHWM)
+}
+
+// ServeHop runs one hop of the benchmark in this process, for Run with Config.Exec set:
+// the fake engine (upstream is ignored), a do-nothing proxy or sluice's pipeline in front
+// of the engine at upstream. It listens on a loopback port and writes "listening ADDR"
+// to out; then each line "stats" on in is answered with one JSON line on out, and the
+// end of in (the parent went away) stops the hop.
+func ServeHop(ctx context.Context, hop, upstream string, in io.Reader, out io.Writer) error {
+	var (
+		addr   string
+		conns  func() int64
+		closer func()
+	)
+	switch hop {
+	case HopEngine:
+		up, err := startUpstream()
+		if err != nil {
+			return err
+		}
+		addr, conns, closer = up.addr(), up.accepted.Load, up.close
+	case HopNull:
+		p, err := startNullProxy(hop, upstream)
+		if err != nil {
+			return err
+		}
+		addr, closer = p.addr(), p.close
+	case HopSluice:
+		pl, err := newPipeline(ctx, upstream)
+		if err != nil {
+			return err
+		}
+		if err := pl.serve(); err != nil {
+			pl.close()
+			return err
+		}
+		addr, closer = pl.addr(), pl.close
+	default:
+		return fmt.Errorf("bench: unknown hop %q (want %s, %s or %s)", hop, HopEngine, HopNull, HopSluice)
+	}
+	defer closer()
+	if _, err := fmt.Fprintf(out, "listening %s\n", addr); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		switch strings.TrimSpace(sc.Text()) {
+		case "stats":
+			st := hopStats{CPUNS: int64(processCPU())}
+			st.AllocBytes, st.AllocObjects = heapAllocs()
+			if conns != nil {
+				st.EngineConns = conns()
+			}
+			st.RSSBytes, _ = peakRSS()
+			b, err := json.Marshal(st)
+			if err != nil {
+				return err
+			}
+			if _, err := fmt.Fprintf(out, "%s\n", b); err != nil {
+				return err
+			}
+		case "":
+		default:
+			if _, err := fmt.Fprintf(out, "error unknown command %q\n", sc.Text()); err != nil {
+				return err
+			}
+		}
+	}
+	return sc.Err()
+}
+
+// heapAllocs are the process's cumulative heap allocations (bytes, objects).
+func heapAllocs() (bytes, objects uint64) {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/allocs:objects"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		bytes = s[0].Value.Uint64()
+	}
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		objects = s[1].Value.Uint64()
+	}
+	return bytes, objects
+}
+
+// hopProc is a hop running in a child process.
+type hopProc struct {
+	name  string
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	out   *bufio.Reader
+	addr  string
+	waitc chan error
+}
+
+// startHop starts exe... hop upstream and waits for its "listening" line.
+func startHop(exe []string, name, hop, upstream string) (*hopProc, error) {
+	if upstream == "" {
+		upstream = "-"
+	}
+	args := append(append([]string{}, exe[1:]...), hop, upstream)
+	cmd := exec.Command(exe[0], args...)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	outR, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench: start %s hop: %w", name, err)
+	}
+	h := &hopProc{name: name, cmd: cmd, in: in, out: bufio.NewReader(outR), waitc: make(chan error, 1)}
+	line, err := h.line(10 * time.Second)
+	if err != nil {
+		h.close()
+		return nil, fmt.Errorf("bench: %s hop did not start: %w", name, err)
+	}
+	addr, ok := strings.CutPrefix(line, "listening ")
+	if !ok {
+		h.close()
+		return nil, fmt.Errorf("bench: %s hop: unexpected first line %q", name, line)
+	}
+	h.addr = addr
+	return h, nil
+}
+
+// line reads one line of the hop's output within d.
+func (h *hopProc) line(d time.Duration) (string, error) {
+	type res struct {
+		s   string
+		err error
+	}
+	c := make(chan res, 1)
+	go func() {
+		s, err := h.out.ReadString('\n')
+		c <- res{strings.TrimSpace(s), err}
+	}()
+	select {
+	case r := <-c:
+		if r.err != nil {
+			return "", fmt.Errorf("reading its output: %w", r.err)
+		}
+		return r.s, nil
+	case <-time.After(d):
+		_ = h.cmd.Process.Kill() // unblocks the reader
+		<-c
+		return "", fmt.Errorf("no answer within %v", d)
+	}
+}
+
+func (h *hopProc) stats() (hopStats, error) {
+	var st hopStats
+	if _, err := io.WriteString(h.in, "stats\n"); err != nil {
+		return st, fmt.Errorf("bench: %s hop: %w", h.name, err)
+	}
+	line, err := h.line(10 * time.Second)
+	if err != nil {
+		return st, fmt.Errorf("bench: %s hop stats: %w", h.name, err)
+	}
+	if err := json.Unmarshal([]byte(line), &st); err != nil {
+		return st, fmt.Errorf("bench: %s hop stats %q: %w", h.name, line, err)
+	}
+	return st, nil
+}
+
+// close ends the hop: closing its input asks it to stop; it is killed if it has not
+// within five seconds.
+func (h *hopProc) close() {
+	_ = h.in.Close()
+	go func() { h.waitc <- h.cmd.Wait() }()
+	select {
+	case <-h.waitc:
+	case <-time.After(5 * time.Second):
+		_ = h.cmd.Process.Kill()
+		<-h.waitc
+	}
+}
