@@ -1,11 +1,12 @@
 // Package bench owns sluice's benchmark harnesses. Its first one, Run, measures the
-// latency the gateway adds: in one process it starts a fast fake OpenAI engine on
-// loopback, two identical do-nothing fasthttp reverse proxies (the baseline and a noise
+// latency the gateway adds: it starts a fast fake OpenAI engine on loopback, two identical do-nothing fasthttp reverse proxies (the baseline and a noise
 // control) and sluice's full pipeline (gateway, router, scheduler and the openai backend,
 // wired as cmd/sluice wires them, with a real Prometheus registry), then drives each with
 // an open-loop load generator at fixed request rates, streaming and not, and reports
 // latency percentiles, the latency each hop adds over calling the engine directly, and
-// the ratio of sluice's added latency to the null proxy's.
+// the ratio of sluice's added latency to the null proxy's. Each hop runs in a process of
+// its own (Config.Exec: the process calls ServeHop), as client, gateway and engine do in
+// production, or all in the caller's process.
 //
 // Latency is measured from each request's scheduled send time, so a target that falls
 // behind is charged for the queueing it causes (no coordinated omission). Targets run in
