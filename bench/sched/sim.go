@@ -67,8 +67,16 @@ func runSim(ctx context.Context, c *Config, rep *Report) {
 	tiny := sim.TinyCPUEngine()
 	tiny.Slots = c.SlotsPerEngine
 	tiny.KVTokens = c.SlotsPerEngine * c.Context
+	slo := time.Duration(rep.Setup.SLOMS * float64(time.Millisecond))
 	specs := []fleetSpec{{name: "sim: the real run's setup", engine: "TinyCPUEngine", model: tiny, gpus: c.Engines,
-		slo: time.Duration(rep.Setup.SLOMS * float64(time.Millisecond)), rate: rep.Setup.RateRPS}}
+		slo: slo, rate: rep.Setup.RateRPS}}
+	if fit, ok := fitTiny(tiny, rep.Calibration, rep.Setup.SystemTokens, userTokens); ok {
+		specs = append(specs, fleetSpec{name: "sim: the real run's setup, fitted to its calibration",
+			engine: fmt.Sprintf("TinyCPUEngine fitted (overhead %v, %v/prompt token, step %v + %v/sequence)",
+				fit.RequestOverhead.Round(100*time.Microsecond), fit.PerPrefillToken.Round(time.Microsecond),
+				fit.StepBase.Round(10*time.Microsecond), fit.PerDecodeToken.Round(10*time.Microsecond)),
+			model: fit, gpus: c.Engines, slo: slo, rate: rep.Setup.RateRPS})
+	}
 	for _, g := range c.SimGPUs {
 		m := sim.DefaultEngine()
 		specs = append(specs, fleetSpec{name: fmt.Sprintf("sim: %d GPUs", g), engine: "DefaultEngine (7B F16, H100-class)",
@@ -114,6 +122,36 @@ func runSim(ctx context.Context, c *Config, rep *Report) {
 		}
 		rep.Sim = append(rep.Sim, t)
 	}
+}
+
+// fitTiny fits the tiny-CPU model to what the calibration measured on this machine (two
+// engines, the gateway and the client sharing its CPUs, which TinyCPUEngine, measured on
+// one engine alone, does not see): the request overhead and the per-token costs are
+// solved from the unloaded cold and warm times to first token, and the decode costs scale
+// with the prompt cost (the same machine slowed down alike). ok is false when the
+// measurements cannot be fitted (warm not faster than cold).
+func fitTiny(m sim.EngineModel, cal Calibration, systemTokens, userTokens int) (sim.EngineModel, bool) {
+	cold := time.Duration(cal.ColdTTFTMS * float64(time.Millisecond))
+	warm := time.Duration(cal.WarmTTFTMS * float64(time.Millisecond))
+	if cold <= warm || warm <= 0 || systemTokens <= 0 || m.PerPrefillToken <= 0 {
+		return m, false
+	}
+	chunk := m.PrefillChunk
+	if chunk <= 0 {
+		chunk = sim.DefaultPrefillChunk
+	}
+	prompt := systemTokens + userTokens
+	steps := (prompt + chunk - 1) / chunk
+	// cold - warm = system x p + (steps-1) x StepBase x s, with p = PerPrefillToken x s.
+	base := float64(m.StepBase) / float64(m.PerPrefillToken)
+	p := float64(cold-warm) / (float64(systemTokens) + float64(steps-1)*base)
+	scale := p / float64(m.PerPrefillToken)
+	f := m
+	f.PerPrefillToken = time.Duration(p)
+	f.StepBase = time.Duration(float64(m.StepBase) * scale)
+	f.PerDecodeToken = time.Duration(float64(m.PerDecodeToken) * scale)
+	f.RequestOverhead = max(0, warm-time.Duration(float64(userTokens)*p)-f.StepBase)
+	return f, true
 }
 
 // coldTTFT is the model's unloaded time to first token for a prompt with nothing cached.
