@@ -29,8 +29,10 @@ type Config struct {
 	Tenants, SystemTokens, OutputTokens int
 	// Skew is the Zipf exponent of tenant popularity (0, the default: uniform).
 	Skew float64
-	// Requests is the number of measured requests per policy and round (default 400). Duration,
-	// when set, replaces it: Requests = Duration x the arrival rate.
+	// Requests is the number of measured requests per policy and round (default 1,500:
+	// shorter runs are dominated by the fresh engines' first minute and by bursts, and
+	// round-robin's P90 then varies several-fold between identical runs). Duration, when
+	// set, replaces it: Requests = Duration x the arrival rate.
 	Requests int
 	Duration time.Duration
 	// Warmup requests precede the measured ones in the same arrival sequence and are not
@@ -77,7 +79,7 @@ const (
 	DefaultTenants      = 12
 	DefaultSystemTokens = 1500
 	DefaultOutputTokens = 8
-	DefaultRequests     = 400
+	DefaultRequests     = 1500
 	DefaultRounds       = 2
 	DefaultLoad         = 0.95
 )
