@@ -422,8 +422,9 @@ func (c *Core) affine(now time.Time, q *fairQueue) *Job {
 	if c.cfg.Policy != PolicySluice {
 		return nil
 	}
-	var best *Job
-	bestMatch, seen, bestAt := 0, 0, 0
+	var best, cold *Job
+	bestMatch, seen, bestAt, coldAt := 0, 0, 0, 0
+	headCached := false
 	var window [affinityWindow]*Job
 scan:
 	for _, tq := range q.order() {
@@ -448,7 +449,21 @@ scan:
 					best, bestMatch, bestAt = j, m, seen-1
 				}
 			}
+			if best == nil {
+				cached := c.cachedAnywhere(j)
+				if seen == 1 {
+					headCached = cached
+				} else if headCached && cold == nil && !cached {
+					cold, coldAt = j, seen-1
+				}
+			}
 		}
+	}
+	if best == nil && cold != nil {
+		// No waiting prompt is cached on a free slot, and the first in line has its
+		// prompt cached on a busy one: a job that would miss anywhere takes the free
+		// slot, and the first in line waits for its own (at most maxOvertaken times).
+		best, bestAt = cold, coldAt
 	}
 	if best == nil || !c.place(now, best) {
 		return nil
@@ -457,6 +472,23 @@ scan:
 		j.overtaken++
 	}
 	return best
+}
+
+// cachedAnywhere reports whether half of j's prompt or more is cached on some slot,
+// busy or free, of an engine that can serve it.
+func (c *Core) cachedAnywhere(j *Job) bool {
+	for _, cd := range j.Candidates {
+		e := c.engines[cd.Backend]
+		if e == nil || !e.Healthy || !e.Addressable {
+			continue
+		}
+		for i := range e.Slots {
+			if 2*matchBlocks(j.Blocks, e.Slots[i].Blocks) >= len(j.Blocks) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Release ends a running job: it frees the slot and feeds the engine's service-time

@@ -304,3 +304,49 @@ func TestAffinityBoundedOvertaking(t *testing.T) {
 		t.Fatalf("head passed %d times, want exactly %d", passed, maxOvertaken)
 	}
 }
+
+// TestColdJobTakesForeignSlot: when a slot frees whose prompt no waiting job shares, and
+// the first in line has its prompt cached on a busy slot, a job whose prompt is cached
+// nowhere takes the free slot (it misses anyway) and the first in line waits for its
+// own; with no such job the first in line takes the slot (work conservation).
+func TestColdJobTakesForeignSlot(t *testing.T) {
+	for _, withCold := range []bool{true, false} {
+		c := NewCore(Config{MaxQueue: 100})
+		c.AddEngine("a", 2, true, false)
+		x, y, z := []uint64{1, 2, 3}, []uint64{4, 5, 6}, []uint64{7, 8, 9}
+		runX, runY := job("x", 0, x, "a"), job("y", 0, y, "a")
+		_ = c.Submit(t0, runX)
+		_ = c.Submit(t0, runY)
+		if !runX.Running() || !runY.Running() || runX.Slot == runY.Slot {
+			t.Fatal("setup: x and y should run on both slots")
+		}
+		head := job("x", 0, x, "a") // cached on x's slot, still busy
+		_ = c.Submit(t0.Add(time.Millisecond), head)
+		var cold *Job
+		if withCold {
+			cold = job("z", 0, z, "a") // cached nowhere
+			_ = c.Submit(t0.Add(2*time.Millisecond), cold)
+		}
+		now := t0.Add(time.Second)
+		c.Release(now, runY, true, 0) // y's slot frees; nobody waits for y's prompt
+		got := c.Dispatch(now)
+		want := head
+		if withCold {
+			want = cold
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Fatalf("withCold=%v: dispatched %v, want only %s's job", withCold, got, want.Tenant)
+		}
+		if !withCold {
+			continue
+		}
+		if !head.Queued() || head.overtaken != 1 {
+			t.Fatalf("head: queued %v, overtaken %d; want still queued, passed once", head.Queued(), head.overtaken)
+		}
+		c.Release(now.Add(time.Second), runX, true, 0)
+		got = c.Dispatch(now.Add(time.Second))
+		if len(got) != 1 || got[0] != head || head.Slot != runX.Slot || head.Matched != 3 {
+			t.Fatalf("head went to slot %d (matched %d), want x's slot %d with its prompt cached", head.Slot, head.Matched, runX.Slot)
+		}
+	}
+}

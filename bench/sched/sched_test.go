@@ -117,7 +117,7 @@ func TestFitTiny(t *testing.T) {
 	base := sim.TinyCPUEngine()
 	truth := base
 	truth.PerPrefillToken, truth.StepBase, truth.PerDecodeToken = 2*base.PerPrefillToken, 2*base.StepBase, 2*base.PerDecodeToken
-	truth.RequestOverhead = 40 * time.Millisecond
+	truth.RequestOverhead, truth.RequestBusy = 0, 40*time.Millisecond
 	const system, user = 1500, 60
 	cold, warm := coldTTFT(truth, system+user), coldTTFT(truth, user)
 	cal := Calibration{ColdTTFTMS: ms(cold), WarmTTFTMS: ms(warm)}
@@ -133,7 +133,10 @@ func TestFitTiny(t *testing.T) {
 	near("per prompt token", fit.PerPrefillToken, truth.PerPrefillToken)
 	near("step base", fit.StepBase, truth.StepBase)
 	near("per decode token", fit.PerDecodeToken, truth.PerDecodeToken)
-	near("overhead", fit.RequestOverhead, truth.RequestOverhead)
+	near("engine time per request", fit.RequestBusy, truth.RequestBusy)
+	if fit.RequestOverhead != 0 {
+		t.Errorf("overhead beside the engine = %v, want 0 (the fixed cost is engine time)", fit.RequestOverhead)
+	}
 	near("cold TTFT", coldTTFT(fit, system+user), cold)
 	if _, ok := fitTiny(base, Calibration{ColdTTFTMS: 50, WarmTTFTMS: 60}, system, user); ok {
 		t.Error("fitted a warm TTFT slower than the cold one")

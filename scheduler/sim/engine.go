@@ -20,6 +20,7 @@ type request struct {
 	reserved   int // KV tokens held while in the batch
 	remaining  int // prompt tokens still to prefill
 	chunk      int // prompt tokens processed in the current step (0: decoding)
+	started    bool // its first prompt chunk has been planned (RequestBusy charged)
 	out        int // tokens generated
 	first      int64
 	reused     int // prompt tokens restored from a cache
@@ -192,6 +193,10 @@ func (e *engine) plan(m *EngineModel) time.Duration {
 		if r.remaining > 0 {
 			r.chunk = min(m.PrefillChunk, r.remaining)
 			d += time.Duration(r.chunk) * m.PerPrefillToken
+			if !r.started {
+				r.started = true
+				d += m.RequestBusy
+			}
 		} else {
 			r.chunk = 0
 			d += m.PerDecodeToken

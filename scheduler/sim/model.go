@@ -36,6 +36,12 @@ type EngineModel struct {
 	// tokenization): the sequence joins the batch that long after dispatch. It costs
 	// no GPU time.
 	RequestOverhead time.Duration
+	// RequestBusy is engine time every request costs once, in the step that starts its
+	// prompt, cached or not (on llama-server with the tiny CPU model: evaluating the
+	// uncached tail in a small batch and the first logits, ~35 ms a request on the 2-vCPU
+	// machine with two engines, measured by `sluice bench sched`). It delays the whole
+	// batch, unlike RequestOverhead.
+	RequestBusy time.Duration
 }
 
 // DefaultEngine resembles llama-server with a 7B model in F16 on one H100, 8 slots of
@@ -186,8 +192,8 @@ func (c Config) fill() (Config, error) {
 	if e.Slots < 1 {
 		bad("engine.slots: need at least 1, got %d", e.Slots)
 	}
-	if e.StepBase <= 0 || e.PerDecodeToken < 0 || e.PerPrefillToken < 0 || e.RequestOverhead < 0 {
-		bad("engine: step base must be positive, per-token costs and overhead not negative")
+	if e.StepBase <= 0 || e.PerDecodeToken < 0 || e.PerPrefillToken < 0 || e.RequestOverhead < 0 || e.RequestBusy < 0 {
+		bad("engine: step base must be positive, per-token costs and overheads not negative")
 	}
 	if w.SystemTokens < 0 || w.UserTokens < 0 || w.SystemTokens+w.UserTokens < 1 {
 		bad("workload: a prompt needs at least 1 token (system %d, user %d)", w.SystemTokens, w.UserTokens)
@@ -224,7 +230,7 @@ func Capacity(cfg Config) float64 {
 		conc = max(1, min(conc, e.KVTokens/(prompt+w.OutputTokens)))
 	}
 	steps := (prompt+e.PrefillChunk-1)/e.PrefillChunk + w.OutputTokens - 1
-	perReq := float64(prompt)*e.PerPrefillToken.Seconds() +
+	perReq := e.RequestBusy.Seconds() + float64(prompt)*e.PerPrefillToken.Seconds() +
 		float64(w.OutputTokens-1)*e.PerDecodeToken.Seconds() +
 		float64(steps)*e.StepBase.Seconds()/float64(conc)
 	if perReq <= 0 {
