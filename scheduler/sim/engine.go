@@ -17,11 +17,11 @@ type request struct {
 	eng        *engine
 	slot       int
 	dispatched int64
-	reserved   int // KV tokens held while in the batch
-	remaining  int // prompt tokens still to prefill
-	chunk      int // prompt tokens processed in the current step (0: decoding)
+	reserved   int  // KV tokens held while in the batch
+	remaining  int  // prompt tokens still to prefill
+	chunk      int  // prompt tokens processed in the current step (0: decoding)
 	started    bool // its first prompt chunk has been planned (RequestBusy charged)
-	out        int // tokens generated
+	out        int  // tokens generated
 	first      int64
 	reused     int // prompt tokens restored from a cache
 	completed  int // times completed (must end at exactly 1)
