@@ -134,13 +134,13 @@ func calibrate(ctx context.Context, c *Config, model string, rep *Report) (*work
 		Concurrency: 2 * c.Engines * c.SlotsPerEngine}
 	// Round-robin's capacity on this very workload (its tenants and prompts, closed loop,
 	// a queue behind every slot): "near capacity" means near the baseline's capacity.
-	w.arr = arrivals(c.Seed+1, max(16*c.Engines*c.SlotsPerEngine, 128), c.Tenants, 1, c.Skew)
+	n := closedLoopRequests(c)
+	w.arr = arrivals(c.Seed+1, n, c.Tenants, 1, c.Skew)
 	cpu0 := sampleCPU(f.pids())
 	tokPerSec, rps, err := closedLoop(ctx, c, cl, w)
 	if err != nil {
 		return nil, err
 	}
-	n := max(16*c.Engines*c.SlotsPerEngine, 128)
 	cal.OtherCPUs = foreignCPU(cpu0, sampleCPU(f.pids()))
 	cal.Requests, cal.CapacityRPS, cal.CapacityTokPerSec = n, rps, tokPerSec
 	rep.Calibration = cal
@@ -263,8 +263,7 @@ func runPolicy(ctx context.Context, c *Config, model string, w *workload, pol sc
 // of work and slots empty). Counting the whole run, as an earlier version did, put the
 // calibrated capacity anywhere from 19 to 28 req/s on the same machine.
 func closedLoop(ctx context.Context, c *Config, cl *client, w *workload) (tokPerSec, rps float64, err error) {
-	slots := c.Engines * c.SlotsPerEngine
-	n, conc := max(16*slots, 128), 2*slots
+	n, conc := closedLoopRequests(c), 2*c.Engines*c.SlotsPerEngine
 	var mu sync.Mutex
 	type done struct {
 		at     time.Time
@@ -324,6 +323,10 @@ func closedLoop(ctx context.Context, c *Config, cl *client, w *workload) (tokPer
 	}
 	return float64(tokens) / el, float64(to-from) / el, nil
 }
+
+// closedLoopRequests is how many requests a closed-loop run sends: 16 per slot, so that
+// its steady part holds enough of them.
+func closedLoopRequests(c *Config) int { return max(16*c.Engines*c.SlotsPerEngine, 128) }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
