@@ -87,6 +87,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint stri
 		t = ts.Target() // the backend the scheduler chose, for accounting
 	}
 	ctx.Response.Header.Set("X-Request-Id", r.ID)
+	setTraceHeaders(&ctx.Response.Header, r, t)
 	if r.Stream && kind != models.KindEmbedding {
 		s.stream(ctx, endpoint, t, r, st)
 		return
@@ -190,7 +191,44 @@ func requestOptions(ctx *fasthttp.RequestCtx, r *models.Request) error {
 		}
 		r.Deadline = r.Arrived.Add(time.Duration(ms) * time.Millisecond)
 	}
+	if v := ctx.Request.Header.Peek("X-Sluice-Feature"); len(v) > 0 {
+		if len(v) > 128 {
+			return models.InvalidParam("X-Sluice-Feature", "header X-Sluice-Feature must be at most 128 bytes, got %d", len(v))
+		}
+		r.Feature = string(v)
+	}
 	return nil
+}
+
+// setTraceHeaders reports what the stages did with the request (models.Trace): the
+// cache's verdict, the compression ratio, the route and the region the answer came from.
+func setTraceHeaders(h *fasthttp.ResponseHeader, r *models.Request, t models.Target) {
+	tr := &r.Trace
+	if tr.Cache != "" {
+		v := tr.Cache
+		if tr.Cache == "hit-semantic" {
+			v += "; similarity=" + strconv.FormatFloat(tr.CacheSimilarity, 'f', 3, 64)
+		}
+		h.Set("X-Sluice-Cache", v)
+	}
+	if tr.PromptTokensBefore > 0 && tr.PromptTokensAfter > 0 {
+		ratio := float64(tr.PromptTokensBefore) / float64(tr.PromptTokensAfter)
+		h.Set("X-Sluice-Compression", strconv.FormatFloat(ratio, 'f', 2, 64)+"; tokens="+
+			strconv.Itoa(tr.PromptTokensBefore)+"->"+strconv.Itoa(tr.PromptTokensAfter))
+	}
+	if tr.Route != "" {
+		h.Set("X-Sluice-Route", tr.Route)
+	}
+	region := tr.Region
+	if region == "" {
+		region = t.Region
+	}
+	if region != "" {
+		h.Set("X-Sluice-Region", region)
+	}
+	if tr.Overflow != "" {
+		h.Set("X-Sluice-Overflow", tr.Overflow)
+	}
 }
 
 func idPrefix(k models.Kind) string {

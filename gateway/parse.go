@@ -33,8 +33,11 @@ func parseRequest(p *fastjson.Parser, kind models.Kind, body []byte, r *models.R
 	r.Model = model
 	if u, err := str(v, "user", false); err != nil {
 		return err
-	} else if u != "" && r.Tenant == "" {
-		r.Tenant = u
+	} else if u != "" {
+		r.User = u
+		if r.Tenant == "" {
+			r.Tenant = u
+		}
 	}
 	switch kind {
 	case models.KindChat:

@@ -67,6 +67,11 @@ type Request struct {
 	Stream   bool
 	Priority Priority
 	Tenant   string // key or tenant id; scopes caches and budgets
+	// Key is the authenticated API key and its policy (nil: authentication is off).
+	Key *Key
+	// User is the OpenAI "user" field; Feature the X-Sluice-Feature header (for reports).
+	User    string
+	Feature string
 
 	// IncludeUsage: the client asked for a usage chunk at the end of a stream.
 	IncludeUsage bool
@@ -90,6 +95,9 @@ type Request struct {
 
 	Arrived  time.Time
 	Deadline time.Time // zero: none
+
+	// Trace is filled in by the stages the request passes through.
+	Trace Trace
 }
 
 // PromptText returns the text of the prompt (messages or completion prompts), used to
@@ -142,6 +150,7 @@ func joinLines(s []string) string {
 type Candidate struct {
 	Backend       string
 	UpstreamModel string
+	Region        string // "local" for the box's own engines; a provider region otherwise
 }
 
 // Target is where a request goes. The router fills Model and Candidates (every backend
@@ -154,6 +163,7 @@ type Target struct {
 	Backend       string // backend id
 	UpstreamModel string // name sent to the engine
 	Tier          string // small, large, cloud...
+	Region        string // region of Backend ("local", "eu", "us", ...)
 	// Slot is the engine slot chosen for the request when HasSlot is set (llama-server's
 	// id_slot); otherwise the engine picks one.
 	Slot    int

@@ -199,9 +199,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The request path runs one way: gateway → router → stages → scheduler → runtime.
+	// Each stage has the scheduler's Open(ctx, Target, *Request) and wraps the next one;
+	// they are added here innermost first (the scheduler is the last stop).
+	var chain gateway.Scheduler = sched
 	gw, err := gateway.New(gateway.Options{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, RequestTimeout: cfg.Server.RequestTimeout,
-		APIKeys: cfg.Server.KeyDigests(), Router: rt, Scheduler: sched, Models: rt.Models,
+		APIKeys: cfg.Server.KeyDigests(), Router: rt, Scheduler: chain, Models: rt.Models,
 		Ready: sched.Ready, Registry: reg, Logger: log,
 		AdminKeys: cfg.Server.AdminKeyDigests(),
 		Record:    func(r *models.Request, t models.Target, u *models.Usage) { acct.Record(t.Backend, t.Model, u) },
