@@ -40,6 +40,8 @@ func statusOf(err error) (status int, typ, code string) {
 		return pick(fasthttp.StatusTooManyRequests, "insufficient_quota", "budget_exceeded")
 	case errors.Is(err, models.ErrUpstream):
 		return pick(fasthttp.StatusBadGateway, "server_error", "engine_error")
+	case errors.Is(err, models.ErrOverloaded):
+		return pick(fasthttp.StatusServiceUnavailable, "server_error", "engine_overloaded")
 	case errors.Is(err, models.ErrUnavailable), errors.Is(err, models.ErrNoCapacity):
 		return pick(fasthttp.StatusServiceUnavailable, "server_error", "engine_unavailable")
 	case errors.Is(err, models.ErrTimeout):
