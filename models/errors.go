@@ -8,23 +8,23 @@ import (
 
 // Error categories. Stages wrap them with %w; the gateway maps them to HTTP status codes.
 var (
-	ErrInvalid     = errors.New("invalid request")     // 400
-	ErrAuth        = errors.New("unauthorized")        // 401
-	ErrForbidden   = errors.New("forbidden")           // 403
-	ErrNotFound    = errors.New("not found")           // 404 (model, route)
-	ErrTooLarge    = errors.New("request too large")   // 413
-	ErrRejected    = errors.New("rejected")            // 429: queue full, rate limit
-	ErrOverBudget  = errors.New("over budget")         // 429 (budget)
-	ErrUpstream    = errors.New("engine error")        // 502
-	ErrUnavailable = errors.New("engine unavailable")  // 503: the engine is down
+	ErrInvalid     = errors.New("invalid request")    // 400
+	ErrAuth        = errors.New("unauthorized")       // 401
+	ErrForbidden   = errors.New("forbidden")          // 403
+	ErrNotFound    = errors.New("not found")          // 404 (model, route)
+	ErrTooLarge    = errors.New("request too large")  // 413
+	ErrRejected    = errors.New("rejected")           // 429: queue full, rate limit
+	ErrOverBudget  = errors.New("over budget")        // 429 (budget)
+	ErrUpstream    = errors.New("engine error")       // 502
+	ErrUnavailable = errors.New("engine unavailable") // 503: the engine is down
 	// ErrOverloaded: the engine (or cloud provider) is up but refuses work for now (its
 	// own queue is full, 429/503/529 with Retry-After). Not an outage: the engine stays
 	// in rotation, and another target may take the request.
-	ErrOverloaded = errors.New("engine overloaded") // 503 with Retry-After
-	ErrNoCapacity  = errors.New("no capacity")         // 503
-	ErrTimeout     = errors.New("timed out")           // 504
-	ErrCanceled    = errors.New("canceled by client")  // 499
-	ErrSaturated   = errors.New("local capacity full") // overflow signal
+	ErrOverloaded = errors.New("engine overloaded")   // 503 with Retry-After
+	ErrNoCapacity = errors.New("no capacity")         // 503
+	ErrTimeout    = errors.New("timed out")           // 504
+	ErrCanceled   = errors.New("canceled by client")  // 499
+	ErrSaturated  = errors.New("local capacity full") // overflow signal
 )
 
 // Error is an error with what the client needs to act on it.
