@@ -29,14 +29,20 @@ const MaxTensorNameLen = 63
 // maxDims is GGML_MAX_DIMS.
 const maxDims = 4
 
-// Type is a ggml tensor data type. Only the unquantized float types are supported.
+// Type is a ggml tensor data type: the float types F32 and F16, and the block
+// quantizations Q4_0 and Q8_0 (written as raw blocks with AddQuantTensor).
 type Type uint32
 
 // Tensor data types (their ggml_type numbers).
 const (
-	TypeF32 Type = 0
-	TypeF16 Type = 1
+	TypeF32  Type = 0
+	TypeF16  Type = 1
+	TypeQ4_0 Type = 2
+	TypeQ8_0 Type = 8
 )
+
+// QuantBlock is how many values one Q4_0 or Q8_0 block holds.
+const QuantBlock = 32
 
 // String returns the ggml name of the type.
 func (t Type) String() string {
@@ -45,12 +51,16 @@ func (t Type) String() string {
 		return "F32"
 	case TypeF16:
 		return "F16"
+	case TypeQ4_0:
+		return "Q4_0"
+	case TypeQ8_0:
+		return "Q8_0"
 	default:
 		return fmt.Sprintf("Type(%d)", uint32(t))
 	}
 }
 
-// size is the number of bytes one element takes, or 0 for an unsupported type.
+// size is the number of bytes one element takes, or 0 for an unsupported or block type.
 func (t Type) size() int {
 	switch t {
 	case TypeF32:
@@ -61,6 +71,23 @@ func (t Type) size() int {
 		return 0
 	}
 }
+
+// BlockBytes is the size of one QuantBlock-value block of a quantized type: an F16
+// scale and 32 signed bytes (Q8_0), or an F16 scale and 32 nibbles (Q4_0). It is 0 for
+// other types.
+func (t Type) BlockBytes() int {
+	switch t {
+	case TypeQ4_0:
+		return 2 + QuantBlock/2
+	case TypeQ8_0:
+		return 2 + QuantBlock
+	default:
+		return 0
+	}
+}
+
+// quantized reports whether t is a block quantization.
+func (t Type) quantized() bool { return t.BlockBytes() > 0 }
 
 // valueType is a GGUF metadata value type.
 type valueType uint32
@@ -84,13 +111,14 @@ type kv struct {
 	value any
 }
 
-// tensor is one tensor to write: either data or fill is set.
+// tensor is one tensor to write: data or fill (float types), or rows (quantized).
 type tensor struct {
 	name string
 	dims []uint64
 	typ  Type
 	data []float32
 	fill func(dst []float32)
+	rows func(row uint64, dst []byte)
 }
 
 // Writer collects metadata and tensors and writes them as one GGUF v3 file. The zero
@@ -150,12 +178,21 @@ func (w *Writer) AddTensorFunc(name string, dims []uint64, typ Type, fill func(d
 	w.tensors = append(w.tensors, tensor{name: name, dims: dims, typ: typ, fill: fill})
 }
 
+// AddQuantTensor adds a tensor of a quantized type (TypeQ4_0 or TypeQ8_0) whose raw
+// blocks are produced while writing, one row at a time: WriteTo calls fill for each
+// row in order (row r covers values [r*dims[0], (r+1)*dims[0])) with a zeroed slice of
+// dims[0]/QuantBlock blocks. dims[0] must be a multiple of QuantBlock.
+func (w *Writer) AddQuantTensor(name string, dims []uint64, typ Type, fill func(row uint64, dst []byte)) {
+	w.tensors = append(w.tensors, tensor{name: name, dims: dims, typ: typ, rows: fill})
+}
+
 // layout is the validated plan for one file.
 type layout struct {
 	align   uint64
 	offsets []uint64 // per tensor, relative to the start of the data section
 	counts  []uint64 // elements per tensor
 	maxFill uint64   // largest element count of a fill tensor
+	maxRow  uint64   // largest row, in bytes, of a quantized tensor
 }
 
 // plan validates the Writer's contents and computes the tensor layout.
@@ -195,9 +232,12 @@ func (w *Writer) plan() (layout, error) {
 			return l, fmt.Errorf("gguf: tensor %q: added twice", t.name)
 		}
 		names[t.name] = struct{}{}
-		size, err := mul(n, uint64(t.typ.size()))
+		size, err := t.bytes(n)
 		if err != nil {
 			return l, fmt.Errorf("gguf: tensor %q: %w", t.name, err)
+		}
+		if t.typ.quantized() {
+			l.maxRow = max(l.maxRow, t.dims[0]/QuantBlock*uint64(t.typ.BlockBytes()))
 		}
 		l.offsets = append(l.offsets, off)
 		l.counts = append(l.counts, n)
@@ -219,8 +259,14 @@ func (t tensor) validate() (uint64, error) {
 	if len(t.name) > MaxTensorNameLen {
 		return 0, fmt.Errorf("gguf: tensor %q: name longer than %d bytes", t.name, MaxTensorNameLen)
 	}
-	if t.typ.size() == 0 {
+	if t.typ.size() == 0 && !t.typ.quantized() {
 		return 0, fmt.Errorf("gguf: tensor %q: unsupported type %v", t.name, t.typ)
+	}
+	if t.typ.quantized() != (t.rows != nil) {
+		if t.rows != nil {
+			return 0, fmt.Errorf("gguf: tensor %q: %v is not a quantized type: use AddTensor", t.name, t.typ)
+		}
+		return 0, fmt.Errorf("gguf: tensor %q: %v takes raw blocks: use AddQuantTensor", t.name, t.typ)
 	}
 	if len(t.dims) == 0 || len(t.dims) > maxDims {
 		return 0, fmt.Errorf("gguf: tensor %q: %d dimensions, want 1 to %d", t.name, len(t.dims), maxDims)
@@ -238,10 +284,21 @@ func (t tensor) validate() (uint64, error) {
 	if n > math.MaxInt/4 {
 		return 0, fmt.Errorf("gguf: tensor %q: %d elements is too many", t.name, n)
 	}
-	if t.fill == nil && uint64(len(t.data)) != n {
+	if t.typ.quantized() && t.dims[0]%QuantBlock != 0 {
+		return 0, fmt.Errorf("gguf: tensor %q: %v needs rows of a multiple of %d values, got %d", t.name, t.typ, QuantBlock, t.dims[0])
+	}
+	if t.fill == nil && t.rows == nil && uint64(len(t.data)) != n {
 		return 0, fmt.Errorf("gguf: tensor %q: %d values for shape %v, want %d", t.name, len(t.data), t.dims, n)
 	}
 	return n, nil
+}
+
+// bytes is the size of the tensor's data, n values.
+func (t tensor) bytes(n uint64) (uint64, error) {
+	if t.typ.quantized() {
+		return mul(n/QuantBlock, uint64(t.typ.BlockBytes()))
+	}
+	return mul(n, uint64(t.typ.size()))
 }
 
 func mul(a, b uint64) (uint64, error) {
@@ -297,7 +354,24 @@ func (w *Writer) WriteTo(out io.Writer) (int64, error) {
 	if l.maxFill > 0 {
 		scratch = make([]float32, l.maxFill)
 	}
+	var rowBuf []byte
+	if l.maxRow > 0 {
+		rowBuf = make([]byte, l.maxRow)
+	}
 	for i, t := range w.tensors {
+		if t.rows != nil {
+			row := rowBuf[:t.dims[0]/QuantBlock*uint64(t.typ.BlockBytes())]
+			for r := range l.counts[i] / t.dims[0] {
+				if e.err != nil {
+					break
+				}
+				clear(row)
+				t.rows(r, row)
+				e.bytes(row)
+			}
+			e.pad(l.align)
+			continue
+		}
 		data := t.data
 		if t.fill != nil {
 			data = scratch[:l.counts[i]]

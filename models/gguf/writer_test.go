@@ -358,7 +358,10 @@ func TestWriteToInvalid(t *testing.T) {
 		{"five dims", func(w *Writer) { w.AddTensor("t", []uint64{1, 1, 1, 1, 1}, TypeF32, []float32{1}) }, "5 dimensions"},
 		{"zero dim", func(w *Writer) { w.AddTensor("t", []uint64{2, 0}, TypeF32, nil) }, "dimension 1 is zero"},
 		{"short data", func(w *Writer) { w.AddTensor("t", []uint64{2, 2}, TypeF16, []float32{1, 2, 3}) }, "3 values for shape [2 2], want 4"},
-		{"bad type", func(w *Writer) { w.AddTensor("t", []uint64{1}, Type(2), []float32{1}) }, "unsupported type Type(2)"},
+		{"bad type", func(w *Writer) { w.AddTensor("t", []uint64{1}, Type(3), []float32{1}) }, "unsupported type Type(3)"},
+		{"floats as quant", func(w *Writer) { w.AddTensor("t", []uint64{32}, TypeQ8_0, make([]float32, 32)) }, "takes raw blocks"},
+		{"blocks as float", func(w *Writer) { w.AddQuantTensor("t", []uint64{32}, TypeF16, func(uint64, []byte) {}) }, "not a quantized type"},
+		{"ragged row", func(w *Writer) { w.AddQuantTensor("t", []uint64{33, 2}, TypeQ4_0, func(uint64, []byte) {}) }, "multiple of 32"},
 		{"overflow", func(w *Writer) { w.AddTensorFunc("t", []uint64{1 << 40, 1 << 40}, TypeF32, func([]float32) {}) }, "overflows"},
 	}
 	for _, tc := range tests {
@@ -474,5 +477,66 @@ func TestF32ToF16Exhaustive(t *testing.T) {
 				t.Fatalf("just above midpoint after %#04x: %#04x", hv, got)
 			}
 		}
+	}
+}
+
+// TestQuantTensors writes Q8_0 and Q4_0 tensors row by row and checks, with
+// gguf-parser-go, their types, offsets and sizes, and the raw blocks in the file.
+func TestQuantTensors(t *testing.T) {
+	w := NewWriter()
+	w.AddString("general.architecture", "llama")
+	rowsSeen := map[string][]uint64{}
+	fillRow := func(name string, typ Type) func(uint64, []byte) {
+		return func(r uint64, dst []byte) {
+			rowsSeen[name] = append(rowsSeen[name], r)
+			if len(dst)%typ.BlockBytes() != 0 {
+				t.Errorf("%s: row of %d bytes, not whole blocks", name, len(dst))
+			}
+			for i := range dst {
+				dst[i] = byte(r) ^ byte(i)
+			}
+		}
+	}
+	w.AddQuantTensor("q8", []uint64{64, 3}, TypeQ8_0, fillRow("q8", TypeQ8_0))
+	w.AddTensor("f", []uint64{3}, TypeF32, []float32{1, 2, 3})
+	w.AddQuantTensor("q4", []uint64{96, 2}, TypeQ4_0, fillRow("q4", TypeQ4_0))
+	path, raw := writeFile(t, w)
+	f, err := parser.ParseGGUFFile(path)
+	if err != nil {
+		t.Fatalf("ParseGGUFFile: %v", err)
+	}
+	want := []struct {
+		name       string
+		typ        parser.GGMLType
+		rows, rowB uint64
+	}{{"q8", parser.GGMLTypeQ8_0, 3, 2 * 34}, {"f", parser.GGMLTypeF32, 1, 12}, {"q4", parser.GGMLTypeQ4_0, 2, 3 * 18}}
+	var off uint64
+	for i, wt := range want {
+		ti := f.TensorInfos[i]
+		if ti.Name != wt.name || ti.Type != wt.typ {
+			t.Fatalf("tensor %d: %s %v, want %s %v", i, ti.Name, ti.Type, wt.name, wt.typ)
+		}
+		size := wt.rows * wt.rowB
+		if ti.Offset != off || ti.Bytes() != size {
+			t.Errorf("%s: offset %d size %d, want %d and %d", wt.name, ti.Offset, ti.Bytes(), off, size)
+		}
+		if wt.typ != parser.GGMLTypeF32 {
+			start := uint64(f.TensorDataStartOffset) + ti.Offset
+			for r := range wt.rows {
+				row := raw[start+r*wt.rowB : start+(r+1)*wt.rowB]
+				for j, b := range row {
+					if b != byte(r)^byte(j) {
+						t.Fatalf("%s row %d byte %d = %d, want %d", wt.name, r, j, b, byte(r)^byte(j))
+					}
+				}
+			}
+			if got := rowsSeen[wt.name]; len(got) != int(wt.rows) {
+				t.Errorf("%s: fill called for rows %v", wt.name, got)
+			}
+		}
+		off += (size + DefaultAlignment - 1) / DefaultAlignment * DefaultAlignment
+	}
+	if uint64(f.ModelSize) != off { // the data section, padding included
+		t.Errorf("ModelSize %d, want %d", f.ModelSize, off)
 	}
 }
