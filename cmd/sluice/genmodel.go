@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/sluice-llm/sluice/config"
 	"github.com/sluice-llm/sluice/models/tinymodel"
@@ -29,8 +31,29 @@ func genModel(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Context, "context", 0, "training context length (default 2048)")
 	fs.Uint64Var(&o.Seed, "seed", 0, "random seed for the weights")
 	fs.StringVar(&o.Name, "name", "", "general.name")
+	shape := fs.String("shape", "", "write a real model's architecture with random quantized weights: "+shapeNames())
+	quant := fs.String("quant", tinymodel.QuantQ8_0, "quantization of a --shape model: q8_0 or q4_0")
+	list := fs.Bool("list-shapes", false, "list the shapes --shape knows")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *list {
+		fmt.Fprintf(stdout, "%-14s %-6s %6s %6s %6s %5s %7s %7s %8s\n", "shape", "arch", "params", "dim", "layers", "heads", "kv", "ff", "vocab")
+		for _, s := range tinymodel.Shapes() {
+			fmt.Fprintf(stdout, "%-14s %-6s %5.2fB %6d %6d %5d %7d %7d %8d\n", s.Name, s.Arch, float64(s.Params())/1e9,
+				s.Dim, s.Layers, s.Heads, s.KVHeads, s.FF, s.Vocab)
+		}
+		return nil
+	}
+	var sh tinymodel.Shape
+	if *shape != "" {
+		var err error
+		if sh, err = tinymodel.ShapeNamed(*shape); err != nil {
+			return fmt.Errorf("gen-model: %w", err)
+		}
+		if !flagSet(fs, "out") {
+			*out = filepath.Join(cache, "models", sh.Name+"-"+*quant+".gguf")
+		}
 	}
 	v, err := tinymodel.LoadVocab(*vocab)
 	if err != nil {
@@ -47,8 +70,13 @@ func genModel(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err := tinymodel.Generate(bw, v, o); err != nil {
+	start := time.Now()
+	bw := bufio.NewWriterSize(tmp, 4<<20)
+	gen := func() error { return tinymodel.Generate(bw, v, o) }
+	if *shape != "" {
+		gen = func() error { return tinymodel.GenerateShape(bw, v, sh, *quant, o.Seed) }
+	}
+	if err := gen(); err != nil {
 		tmp.Close()
 		return fmt.Errorf("gen-model: %w", err)
 	}
@@ -63,6 +91,23 @@ func genModel(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	st, _ := os.Stat(*out)
-	fmt.Fprintf(stdout, "wrote %s (%.1f MB)\n", *out, float64(st.Size())/1e6)
+	el := time.Since(start)
+	fmt.Fprintf(stdout, "wrote %s (%.1f MB in %.1fs, %.0f MB/s)\n", *out, float64(st.Size())/1e6, el.Seconds(),
+		float64(st.Size())/1e6/max(el.Seconds(), 1e-3))
 	return nil
+}
+
+func shapeNames() string {
+	var n []string
+	for _, s := range tinymodel.Shapes() {
+		n = append(n, s.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+// flagSet reports whether the command line set flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -311,3 +311,45 @@ func OllamaCreate(t testing.TB, p *Proc, name, gguf string) {
 		t.Logf("ollama create output: %s", out)
 	}
 }
+
+// ShapeModel returns the path of a generated real-shape model (tinymodel.Shapes) in
+// quantization quant, generating it once into the cache.
+func ShapeModel(t testing.TB, shape, quant string) string {
+	t.Helper()
+	vocab := VocabPath(t)
+	s, err := tinymodel.ShapeNamed(shape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(CacheDir(), "models", "test")
+	path := filepath.Join(dir, "shape-"+s.Name+"-"+quant+".gguf")
+	modelMu.Lock()
+	defer modelMu.Unlock()
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	v, err := tinymodel.LoadVocab(vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := os.CreateTemp(dir, "gen-*.tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriterSize(tmp, 4<<20)
+	if err := tinymodel.GenerateShape(bw, v, s, quant, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := bw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_ = tmp.Close()
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

@@ -50,3 +50,7 @@ func roundShift(m uint32, shift uint) uint32 {
 	}
 	return q
 }
+
+// Float16 returns f as IEEE 754 binary16 bits (round to nearest, ties to even), the
+// way ggml stores F16 values and the scales of quantized blocks.
+func Float16(f float32) uint16 { return f32ToF16(f) }

@@ -193,6 +193,8 @@ type layout struct {
 	counts  []uint64 // elements per tensor
 	maxFill uint64   // largest element count of a fill tensor
 	maxRow  uint64   // largest row, in bytes, of a quantized tensor
+	// dataBytes is the size of the data section, padding included.
+	dataBytes uint64
 }
 
 // plan validates the Writer's contents and computes the tensor layout.
@@ -248,6 +250,7 @@ func (w *Writer) plan() (layout, error) {
 			return l, fmt.Errorf("gguf: tensor %q: %w", t.name, err)
 		}
 	}
+	l.dataBytes = off
 	return l, nil
 }
 
@@ -329,7 +332,39 @@ func (w *Writer) WriteTo(out io.Writer) (int64, error) {
 	}
 	cw := &countingWriter{w: out}
 	e := &encoder{w: bufio.NewWriterSize(cw, 1<<16)}
+	w.header(e, l)
+	w.data(e, l)
+	if e.err == nil {
+		e.err = e.w.Flush()
+	}
+	if e.err != nil {
+		return cw.n, fmt.Errorf("gguf: write: %w", e.err)
+	}
+	return cw.n, nil
+}
 
+// WriteHeader writes only the file's header (metadata and tensor index, padded to the
+// data alignment) and returns its size and the size of the tensor data that WriteTo
+// would write after it. A file of header+data bytes whose data section is left as a
+// hole describes the same model without producing its weights (tests of big shapes).
+func (w *Writer) WriteHeader(out io.Writer) (header, data int64, err error) {
+	l, err := w.plan()
+	if err != nil {
+		return 0, 0, err
+	}
+	cw := &countingWriter{w: out}
+	e := &encoder{w: bufio.NewWriterSize(cw, 1<<16)}
+	w.header(e, l)
+	if e.err == nil {
+		e.err = e.w.Flush()
+	}
+	if e.err != nil {
+		return cw.n, 0, fmt.Errorf("gguf: write: %w", e.err)
+	}
+	return cw.n, int64(l.dataBytes), nil
+}
+
+func (w *Writer) header(e *encoder, l layout) {
 	e.bytes([]byte(Magic))
 	e.u32(Version)
 	e.u64(uint64(len(w.tensors)))
@@ -349,7 +384,9 @@ func (w *Writer) WriteTo(out io.Writer) (int64, error) {
 		e.u64(l.offsets[i])
 	}
 	e.pad(l.align)
+}
 
+func (w *Writer) data(e *encoder, l layout) {
 	var scratch []float32
 	if l.maxFill > 0 {
 		scratch = make([]float32, l.maxFill)
@@ -381,13 +418,6 @@ func (w *Writer) WriteTo(out io.Writer) (int64, error) {
 		e.floats(data, t.typ)
 		e.pad(l.align)
 	}
-	if e.err == nil {
-		e.err = e.w.Flush()
-	}
-	if e.err != nil {
-		return cw.n, fmt.Errorf("gguf: write: %w", e.err)
-	}
-	return cw.n, nil
 }
 
 // countingWriter counts the bytes that reached the underlying writer.
