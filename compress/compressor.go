@@ -1,6 +1,7 @@
 package compress
 
 import (
+	"context"
 	"math"
 	"slices"
 	"sync"
@@ -35,7 +36,7 @@ type Result struct {
 // the units the coarse stage kept and fills bits[i] for words[i] (self-information in
 // bits, higher is more informative); it returns false to fall back to the LM.
 type WordScorer interface {
-	Bits(text []string, spans [][2]int32, bits []float32) bool
+	Bits(ctx context.Context, text []string, spans [][2]int32, bits []float32) bool
 }
 
 // Compressor prunes prompts: coarse (rank sentences and lines by relevance to the
@@ -141,7 +142,7 @@ const (
 
 // Compress compresses parts to the budget, using question (may be empty) to judge
 // relevance. scorer may be nil (the statistical LM).
-func (c *Compressor) Compress(parts []Part, question string, b Budget, scorer WordScorer) Result {
+func (c *Compressor) Compress(ctx context.Context, parts []Part, question string, b Budget, scorer WordScorer) Result {
 	w := c.get()
 	defer c.pool.Put(w)
 	w.seg.reset()
@@ -189,7 +190,7 @@ func (c *Compressor) Compress(parts []Part, question string, b Budget, scorer Wo
 	}
 	c.rankUnits(w, parts, question)
 	structKept := c.coarse(w, budget)
-	c.fine(w, budget-structKept, scorer, parts)
+	c.fine(ctx, w, budget-structKept, scorer, parts)
 	after := fixed
 	for i, p := range parts {
 		if p.Fixed {
@@ -533,7 +534,7 @@ func (c *Compressor) coarse(w *work, budget int) int {
 // fine scores the words of kept prose units and keeps the most informative ones that
 // fit the budget; protected words (numbers, identifiers, URLs) and groups (quotes, names)
 // are never cut.
-func (c *Compressor) fine(w *work, budget int, scorer WordScorer, parts []Part) {
+func (c *Compressor) fine(ctx context.Context, w *work, budget int, scorer WordScorer, parts []Part) {
 	units, words := w.seg.units, w.seg.words
 	w.scores = slices.Grow(w.scores[:0], len(words))[:len(words)]
 	nKept := 0
@@ -556,7 +557,7 @@ func (c *Compressor) fine(w *work, budget int, scorer WordScorer, parts []Part) 
 				w.spans = append(w.spans, [2]int32{u.w0, u.w1})
 			}
 		}
-		usedScorer = c.modelBits(w, scorer)
+		usedScorer = c.modelBits(ctx, w, scorer)
 	}
 	// The most relevant units, up to Verbatim of the budget, are kept whole.
 	whole := c.Tuning.Verbatim * float64(budget)
@@ -919,8 +920,9 @@ func (c *Compressor) learn(w *work) {
 	c.lm.Observe(hs)
 }
 
-// modelBits asks the scorer for the words' information and writes it to w.scores.
-func (c *Compressor) modelBits(w *work, scorer WordScorer) bool {
+// modelBits asks the scorer for the words' information and writes it to w.scores (the
+// LM's where the scorer gave none).
+func (c *Compressor) modelBits(ctx context.Context, w *work, scorer WordScorer) bool {
 	n := 0
 	for _, sp := range w.spans {
 		n += int(sp[1] - sp[0])
@@ -935,13 +937,17 @@ func (c *Compressor) modelBits(w *work, scorer WordScorer) bool {
 			texts = append(texts, w.texts[i])
 		}
 	}
-	if !scorer.Bits(texts, spans, bits) {
+	if !scorer.Bits(ctx, texts, spans, bits) {
 		return false
 	}
 	k := 0
 	for _, sp := range w.spans {
 		for j := sp[0]; j < sp[1]; j++ {
-			w.scores[j] = bits[k]
+			b := bits[k]
+			if b != b { // NaN: not scored
+				b = c.lm.Bits(w.seg.words[j].hash)
+			}
+			w.scores[j] = b
 			k++
 		}
 	}

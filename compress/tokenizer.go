@@ -32,10 +32,16 @@ func LoadTokenizer(path string) (t *Tokenizer, err error) {
 	return &Tokenizer{tk: tk}, nil
 }
 
-// Encode returns the token ids of text (no BOS/EOS).
-func (t *Tokenizer) Encode(text string) ([]int, error) {
+// Encode returns the token ids of text (no BOS/EOS). A panic in the library (some
+// pre-tokenizer patterns it cannot run) becomes an error.
+func (t *Tokenizer) Encode(text string) (ids []int, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			ids, err = nil, fmt.Errorf("compress: tokenizer failed: %v", r)
+		}
+	}()
 	enc, err := t.tk.EncodeSingle(text, false)
 	if err != nil {
 		return nil, err
@@ -43,14 +49,32 @@ func (t *Tokenizer) Encode(text string) ([]int, error) {
 	return enc.Ids, nil
 }
 
-// CountTokens returns the number of tokens in text (~4 bytes a token if encoding fails).
+// CountTokens returns the number of tokens in text (EstimateTokens if encoding fails).
 func (t *Tokenizer) CountTokens(text string) int {
 	if text == "" {
 		return 0
 	}
 	ids, err := t.Encode(text)
 	if err != nil {
-		return (len(text) + 3) / 4
+		return EstimateTokens(text)
 	}
 	return len(ids)
+}
+
+// NewCounter returns a token counter for the tokenizer.json at path: the tokenizer
+// when it loads and encodes a probe, else the fast estimate and the reason (for a log
+// line). An empty path is the estimate.
+func NewCounter(path string) (models.TokenCounter, error) {
+	if path == "" {
+		return Estimator{}, nil
+	}
+	tk, err := LoadTokenizer(path)
+	if err != nil {
+		return Estimator{}, err
+	}
+	// Some files load but panic on their first text (Llama-3-style split patterns).
+	if _, err := tk.Encode("Hello, world! 123 l'été"); err != nil {
+		return Estimator{}, fmt.Errorf("compress: tokenizer %s: %w", path, err)
+	}
+	return tk, nil
 }

@@ -1,6 +1,7 @@
 package compress
 
 import (
+	"context"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -27,7 +28,7 @@ type sluiceMethod struct{ c *compress.Compressor }
 func (m sluiceMethod) Name() string { return "sluice" }
 
 func (m sluiceMethod) Compress(c *Case, ratio float64) string {
-	r := m.c.Compress([]compress.Part{{Text: c.Context}, {Text: c.Question, Fixed: true}}, c.Question,
+	r := m.c.Compress(context.Background(), []compress.Part{{Text: c.Context}, {Text: c.Question, Fixed: true}}, c.Question,
 		compress.Budget{Ratio: ratio}, nil)
 	return r.Texts[0]
 }
