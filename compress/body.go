@@ -12,27 +12,28 @@ import (
 // stringContents reports, per message, whether its content is a plain string in the
 // client's body (an array of parts, with images or audio, is left untouched). Without
 // a body, every message without images is.
-func stringContents(r *models.Request) []bool {
+func stringContents(r *models.Request) ([]bool, error) {
 	out := make([]bool, len(r.Messages))
 	if len(r.Body) == 0 {
 		for i := range r.Messages {
 			out[i] = len(r.Messages[i].Images) == 0
 		}
-		return out
+		return out, nil
 	}
 	var p fastjson.Parser
 	v, err := p.ParseBytes(r.Body)
 	if err != nil {
-		return out
+		return nil, fmt.Errorf("compress: request body: %w", err)
 	}
 	arr := v.GetArray("messages")
-	for i := range out {
-		if i < len(arr) {
-			c := arr[i].Get("content")
-			out[i] = c != nil && c.Type() == fastjson.TypeString
-		}
+	if len(arr) != len(out) {
+		return nil, errBody
 	}
-	return out
+	for i := range out {
+		c := arr[i].Get("content")
+		out[i] = c != nil && c.Type() == fastjson.TypeString
+	}
+	return out, nil
 }
 
 var errBody = errors.New("compress: request body has no messages array matching the request")

@@ -143,7 +143,11 @@ func (s *Stage) apply(ctx context.Context, t models.Target, r *models.Request, b
 			s.fail(r, fmt.Errorf("panic: %v", p))
 		}
 	}()
-	pl := planRequest(r)
+	pl, err := planRequest(r)
+	if err != nil {
+		s.fail(r, err)
+		return
+	}
 	if pl == nil {
 		s.m.requests.WithLabelValues("skipped").Inc()
 		return
@@ -214,16 +218,19 @@ type msgParts struct {
 	sep    string // between context and question in the original
 }
 
-func planRequest(r *models.Request) *plan {
+func planRequest(r *models.Request) (*plan, error) {
 	pl := &plan{}
 	if r.Kind == models.KindCompletion {
 		if len(r.Prompt) != 1 {
-			return nil
+			return nil, nil
 		}
 		pl.addSplit(r.Prompt[0])
-		return pl.finish()
+		return pl.finish(), nil
 	}
-	strContent := stringContents(r)
+	strContent, err := stringContents(r)
+	if err != nil {
+		return nil, err
+	}
 	last := -1
 	for i := len(r.Messages) - 1; i >= 0; i-- {
 		if r.Messages[i].Role == "user" {
@@ -232,7 +239,7 @@ func planRequest(r *models.Request) *plan {
 		}
 	}
 	if last < 0 {
-		return nil
+		return nil, nil
 	}
 	for i := range r.Messages {
 		m := &r.Messages[i]
@@ -247,7 +254,7 @@ func planRequest(r *models.Request) *plan {
 			pl.parts = append(pl.parts, Part{Text: m.Content})
 		}
 	}
-	return pl.finish()
+	return pl.finish(), nil
 }
 
 func (pl *plan) finish() *plan {
