@@ -156,21 +156,45 @@ func (s *Stage) apply(ctx context.Context, t models.Target, r *models.Request, b
 		s.m.requests.WithLabelValues("short").Inc()
 		return
 	}
-	res := s.comp.Compress(ctx, pl.parts, pl.question, b, s.o.Scorer)
-	if !res.Changed {
-		s.m.requests.WithLabelValues("unchanged").Inc()
-		return
-	}
+	// Count the prompt in the target model's tokens and express the budget in the
+	// compressor's estimated tokens, so the ratio reported is the ratio asked for.
 	counter := s.counter(t)
-	before, after := 0, 0
+	counts := make([]int, len(pl.parts))
+	before, est := 0, 0
 	for i, p := range pl.parts {
-		n := counter.CountTokens(p.Text)
-		before += n
-		if p.Fixed || res.Texts[i] == p.Text {
-			after += n
-		} else {
-			after += counter.CountTokens(res.Texts[i])
+		counts[i] = counter.CountTokens(p.Text)
+		before += counts[i]
+		est += EstimateTokens(p.Text)
+	}
+	target := b.Tokens
+	if target <= 0 {
+		target = int(float64(before) / b.Ratio)
+	}
+	var res Result
+	after := 0
+	for try := 0; try < 2; try++ {
+		if before > 0 && est > 0 {
+			b = Budget{Tokens: max(1, int(float64(target)*float64(est)/float64(before)))}
 		}
+		res = s.comp.Compress(ctx, pl.parts, pl.question, b, s.o.Scorer)
+		if !res.Changed {
+			s.m.requests.WithLabelValues("unchanged").Inc()
+			return
+		}
+		after = 0
+		for i, p := range pl.parts {
+			if p.Fixed || res.Texts[i] == p.Text {
+				after += counts[i]
+			} else {
+				after += counter.CountTokens(res.Texts[i])
+			}
+		}
+		// Pruned text has more tokens per word than the original (it keeps the rare
+		// words): when that overshoots the target by more than 3 %, cut once more.
+		if after*100 <= target*103 || res.After <= 0 {
+			break
+		}
+		est = est * target / after
 	}
 	if err := pl.rewrite(r, res.Texts); err != nil {
 		s.fail(r, err)
