@@ -20,6 +20,7 @@ type Config struct {
 	SQuAD     string    // SQuAD v1.1 file (XQuAD by default)
 	QMSum     string    // QMSum JSONL ("" to skip)
 	QMSumMax  int       // QMSum queries to use (0: all)
+	Limit     int       // SQuAD questions per set (0: all; evenly spread)
 	Ratios    []float64 // target ratios
 	Counter   models.TokenCounter
 	Tokenizer string // what Counter is, for the report
@@ -76,6 +77,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	paras, articles = spread(paras, c.Limit), spread(articles, c.Limit)
 	sets := []struct {
 		name  string
 		cases []Case
@@ -207,6 +209,18 @@ func runOne(c *Config, set string, cases []Case, before []int, m method, r float
 	tok *= float64(repeat)
 	row.TokensPerSec = tok / cpu
 	return row, tok, cpu
+}
+
+// spread keeps n cases evenly spread over cs (all when n is 0 or more than there are).
+func spread(cs []Case, n int) []Case {
+	if n <= 0 || n >= len(cs) {
+		return cs
+	}
+	out := make([]Case, 0, n)
+	for i := range n {
+		out = append(out, cs[i*len(cs)/n])
+	}
+	return out
 }
 
 // count counts with the counter, remembering contexts (articles repeat per question).
