@@ -258,3 +258,35 @@ func TestSplitQuestion(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkStageOff is the cost of the stage for a request it does not compress (no
+// rule, no header): one comparison before the next stage.
+func BenchmarkStageOff(b *testing.B) {
+	s := NewStage(nopNext{}, newTestCompressor(b), StageOptions{Header: true})
+	r := chatRequest(b, "")
+	ctx := context.Background()
+	t := models.Target{Model: "tiny"}
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = s.Open(ctx, t, r)
+	}
+}
+
+// BenchmarkStageCompress compresses a RAG prompt of about 500 tokens at 2x.
+func BenchmarkStageCompress(b *testing.B) {
+	s := NewStage(nopNext{}, newTestCompressor(b), StageOptions{Header: true, MinTokens: 10})
+	ctx := context.Background()
+	t := models.Target{Model: "tiny"}
+	b.ReportAllocs()
+	for b.Loop() {
+		r := chatRequest(b, "")
+		r.Compress = "ratio=2"
+		_, _ = s.Open(ctx, t, r)
+	}
+}
+
+type nopNext struct{}
+
+func (nopNext) Open(context.Context, models.Target, *models.Request) (models.Stream, error) {
+	return emptyStream{}, nil
+}

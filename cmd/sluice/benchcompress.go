@@ -41,6 +41,7 @@ func benchCompress(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fs.StringVar(&c.SQuAD, "squad", "../shared/data/compress/xquad.en.json", "SQuAD v1.1 file: questions against their paragraph and their 5-paragraph article")
 	fs.StringVar(&c.QMSum, "qmsum", "../shared/data/compress/qmsum_ALL/test.jsonl", "QMSum JSONL (long meeting transcripts); empty to skip")
+	fs.IntVar(&c.Limit, "limit", 0, "SQuAD questions per set, evenly spread (0: all)")
 	fs.IntVar(&c.QMSumMax, "qmsum-max", 60, "QMSum queries to use (0: all)")
 	fs.StringVar(&ratios, "ratios", "2,3,5", "target ratios, comma-separated")
 	fs.StringVar(&tokenizer, "tokenizer", "", "tokenizer.json to count tokens with (default: the Llama-2 vocabulary in the cache, else an estimate)")
