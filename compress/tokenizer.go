@@ -2,6 +2,7 @@ package compress
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/sluice-llm/sluice/models"
@@ -11,8 +12,9 @@ import (
 
 // Tokenizer counts and splits text into a model's tokens.
 type Tokenizer struct {
-	mu sync.Mutex // the library's encoder keeps caches that are not safe for concurrent use
-	tk *tokenizer.Tokenizer
+	mu   sync.Mutex // the library's encoder keeps caches that are not safe for concurrent use
+	tk   *tokenizer.Tokenizer
+	memo map[string]int // piece → tokens (CountTokens)
 }
 
 var _ models.TokenCounter = (*Tokenizer)(nil)
@@ -50,47 +52,55 @@ func (t *Tokenizer) Encode(text string) (ids []int, err error) {
 }
 
 // CountTokens returns the number of tokens in text (EstimateTokens if encoding fails).
-// Long texts are counted in pieces cut at single spaces between words: the library's
-// BPE runs over a whole pre-token, which for SentencePiece vocabularies (Llama-2) is
-// the whole text, in time quadratic in its length. A piece starts at a word, and the
-// space the cut removed comes back as the normaliser's "▁" prefix, so for those
-// vocabularies the count is the same.
+// The text is counted in pieces cut at the single spaces between words, each piece's
+// count remembered: the library's BPE runs over a whole pre-token, which for
+// SentencePiece vocabularies (Llama-2: no pre-tokenizer) is the whole text, in time
+// quadratic in its length. A piece starts at a word, and the space the cut removed comes
+// back as the normaliser's "▁" prefix; such vocabularies have no token with "▁" inside,
+// so the count is the same.
 func (t *Tokenizer) CountTokens(text string) int {
-	if text == "" {
-		return 0
-	}
 	n := 0
 	for len(text) > 0 {
+		cut := -1
+		for i := 1; i+1 < len(text); i++ {
+			if text[i] == ' ' && !isSpace(text[i-1]) && !isSpace(text[i+1]) {
+				cut = i
+				break
+			}
+		}
 		piece := text
-		if len(text) > countPiece {
-			cut := -1
-			for i := countPiece; i < len(text)-1 && i < countPiece*4; i++ {
-				if text[i] == ' ' && !isSpace(text[i-1]) && !isSpace(text[i+1]) {
-					cut = i
-					break
-				}
-			}
-			if cut > 0 {
-				piece = text[:cut]
-				text = text[cut+1:]
-			} else {
-				text = ""
-			}
+		if cut > 0 {
+			piece, text = text[:cut], text[cut+1:]
 		} else {
 			text = ""
 		}
-		ids, err := t.Encode(piece)
-		if err != nil {
-			n += EstimateTokens(piece)
-			continue
-		}
-		n += len(ids)
+		n += t.countPiece(piece)
 	}
 	return n
 }
 
-// countPiece is the length of text CountTokens encodes at once.
-const countPiece = 256
+// memoMax bounds the remembered pieces (cleared when full).
+const memoMax = 1 << 17
+
+func (t *Tokenizer) countPiece(piece string) int {
+	t.mu.Lock()
+	n, ok := t.memo[piece]
+	t.mu.Unlock()
+	if ok {
+		return n
+	}
+	ids, err := t.Encode(piece)
+	if err != nil {
+		return EstimateTokens(piece)
+	}
+	t.mu.Lock()
+	if t.memo == nil || len(t.memo) >= memoMax {
+		t.memo = make(map[string]int, 1024)
+	}
+	t.memo[strings.Clone(piece)] = len(ids)
+	t.mu.Unlock()
+	return len(ids)
+}
 
 // NewCounter returns a token counter for the tokenizer.json at path: the tokenizer
 // when it loads and encodes a probe, else the fast estimate and the reason (for a log
