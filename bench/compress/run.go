@@ -31,6 +31,7 @@ type Config struct {
 	Progress    io.Writer
 
 	cache map[string]int
+	rare  map[string]map[string]bool
 }
 
 // Row is one method at one ratio on one set.
@@ -44,7 +45,8 @@ type Row struct {
 	// KeptNorm after SQuAD's answer normalisation (case, punctuation, articles).
 	Kept     float64 `json:"kept_pct"`
 	KeptNorm float64 `json:"kept_norm_pct"`
-	// Relevant is the share of the relevant turns' words kept (QMSum).
+	// Relevant is the share of the relevant turns' distinctive words (those at most twice
+	// in the transcript) that the output kept (QMSum).
 	Relevant     float64 `json:"relevant_kept_pct,omitempty"`
 	TokensPerSec float64 `json:"tokens_per_sec_per_core"`
 	Cases        int     `json:"cases"`
@@ -179,16 +181,20 @@ func runOne(c *Config, set string, cases []Case, before []int, m method, r float
 			}
 		}
 		if len(cs.Relevant) > 0 {
-			have := map[string]int{}
+			// Words rare in the transcript (at most twice) identify where they came
+			// from: the share of those in the relevant turns that the output kept.
+			rare := c.rareWords(cs.Context)
+			have := map[string]bool{}
 			for _, w := range strings.Fields(out[i]) {
-				have[w]++
+				have[normWord(w)] = true
 			}
 			for _, t := range cs.Relevant {
 				for _, w := range strings.Fields(t) {
-					relTotal++
-					if have[w] > 0 {
-						have[w]--
-						relKept++
+					if w = normWord(w); rare[w] {
+						relTotal++
+						if have[w] {
+							relKept++
+						}
 					}
 				}
 			}
@@ -234,6 +240,34 @@ func (c *Config) count(s string) int {
 	n := c.Counter.CountTokens(s)
 	c.cache[s] = n
 	return n
+}
+
+// rareWords are the words (of 3 letters or more) that occur at most twice in text.
+func (c *Config) rareWords(text string) map[string]bool {
+	if m, ok := c.rare[text]; ok {
+		return m
+	}
+	n := map[string]int{}
+	for _, w := range strings.Fields(text) {
+		if w = normWord(w); len(w) >= 3 {
+			n[w]++
+		}
+	}
+	m := map[string]bool{}
+	for w, k := range n {
+		if k <= 2 {
+			m[w] = true
+		}
+	}
+	if c.rare == nil {
+		c.rare = map[string]map[string]bool{}
+	}
+	c.rare[text] = m
+	return m
+}
+
+func normWord(w string) string {
+	return strings.ToLower(strings.TrimFunc(w, func(r rune) bool { return unicode.IsPunct(r) }))
 }
 
 // squash collapses runs of white space.
