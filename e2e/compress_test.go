@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -145,6 +146,14 @@ func TestCompressionReachesEngine(t *testing.T) {
 	}
 	if got := float64(full) / float64(small); got < ratio*0.85 {
 		t.Errorf("engine ratio %.2f, reported %.2f", got, ratio)
+	}
+	// A malformed or oversized header is the client's error, named.
+	for _, bad := range []string{"ratio=banana", strings.Repeat("x", 65)} {
+		_, err := c.Chat.Completions.New(ctx, params, option.WithHeader("X-Sluice-Compress", bad))
+		var apiErr *oai.Error
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || apiErr.Param != "X-Sluice-Compress" {
+			t.Errorf("X-Sluice-Compress %.20q: %v", bad, err)
+		}
 	}
 	// Streaming goes the same way.
 	p := params
