@@ -201,7 +201,7 @@ func (e *extractor) extract(r *models.Request) features {
 	d := &f.dense
 	d[fLength] = clip(float32(math.Log1p(float64(userChars)) / math.Log1p(lengthNorm)))
 	d[fLong] = b2f(userChars > longChars)
-	d[fTurns] = sat(userTurns-1, 3)
+	d[fTurns] = sat(max(userTurns-1, 0), 3)
 	d[fSystem] = b2f(system)
 	d[fTools] = b2f(rawPresent(r.Tools))
 	d[fJSONMode] = b2f(rawPresent(r.ResponseFormat) && bytes.Contains(r.ResponseFormat, []byte("json")))
@@ -255,6 +255,23 @@ func (e *extractor) scan(s string) {
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
+		if c == 0xe2 || c == 0xc2 {
+			// U+2000–U+2FFF (typographic quotes and dashes, arrows, mathematical
+			// operators) and U+0080–U+00BF (NBSP, «», °, ±) separate words.
+			if e.h != 0 {
+				e.endWord()
+			}
+			if c == 0xe2 && i+1 < len(s) && s[i+1] >= 0x88 && s[i+1] <= 0x8b {
+				e.mathSyn++ // U+2200–U+22FF: ∑ ∫ √ ≤ ≠ ...
+			}
+			if c == 0xe2 {
+				i += 2
+			} else {
+				i++
+			}
+			e.backticks, e.pendingOp = 0, false
+			continue
+		}
 		if isWordByte(c) || (c == '\'' && e.h != 0 && i+1 < len(s) && isLetter(s[i+1])) {
 			if e.lineStart {
 				e.lineStart = false
@@ -276,10 +293,14 @@ func (e *extractor) scan(s string) {
 			} else {
 				e.digits++
 			}
-			if c >= 0x80 {
-				e.utf8Lead(c)
-			} else {
+			switch {
+			case c < 0x80:
 				e.letters++
+			case c >= 0xc3 && c != 0xef:
+				// the lead byte of a letter of another script (Latin-1 and Latin
+				// Extended, Greek, Cyrillic, ..., CJK, Hangul); EF: specials, BOM,
+				// full-width forms
+				e.nonASCII++
 			}
 			if e.pendingOp && e.wordLen == 1 && '0' <= c && c <= '9' {
 				e.mathSyn++
@@ -396,27 +417,6 @@ func (e *extractor) hashed(h uint64) {
 	} else {
 		e.sink = append(e.sink, b)
 	}
-}
-
-// utf8Lead classifies the lead byte of a multi-byte UTF-8 character: letters of other
-// scripts (Latin-1 and Latin Extended, Greek, Cyrillic, ..., CJK, Hangul) count toward
-// the language feature; U+2000–U+2FFF (E2 xx xx: typographic punctuation such as curly
-// quotes and dashes, arrows, mathematical operators) does not, and its mathematical
-// operators (U+2200–U+22FF) count as math syntax. Continuation bytes are ignored.
-func (e *extractor) utf8Lead(c byte) {
-	switch {
-	case c < 0xc3: // continuation bytes, and C2 (Latin-1 punctuation: NBSP, °, ±, ²)
-	case c == 0xe2:
-		e.symbolLead = true
-		return
-	case c == 0xef: // specials, BOM, full-width forms
-	default:
-		e.nonASCII++
-	}
-	if e.symbolLead && c >= 0x88 && c <= 0x8b && c < 0xc0 {
-		e.mathSyn++
-	}
-	e.symbolLead = false
 }
 
 // isChoice reports whether s[i:] opens a multiple-choice option: "A." "B)" "C:" or, after

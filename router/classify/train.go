@@ -97,6 +97,9 @@ func featurise(xs []Example, bits int, label string) (*dataset, error) {
 			span = max(span, math.Abs(*x.Strong-*x.Weak))
 		}
 	}
+	if !finite64(span) {
+		return nil, errors.New("the strong and weak scores differ by more than a float64 holds")
+	}
 	lex := newLexicon()
 	ds := &dataset{samples: make([]sample, len(xs)), bits: bits}
 	var mask uint64
