@@ -1,6 +1,7 @@
 package route
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -92,5 +93,11 @@ func (r *Report) JSON() ([]byte, error) {
 	all["parts"] = parts
 	all["targets_met"] = len(misses) == 0
 	all["targets_missed"] = misses
-	return json.Marshal(all)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(all); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

@@ -15,8 +15,8 @@ type Row struct {
 	Router    string  `json:"router"`
 	APGR      float64 `json:"apgr"`
 	ShareAt95 float64 `json:"strong_share_at_95"`
-	// PGR at 0%, 10%, ..., 100% strong calls.
-	PGR  [11]float64 `json:"pgr_by_decile"`
+	// PGR at 0%, 10%, ..., 100% strong calls (none for the random draws).
+	PGR  []float64 `json:"pgr_by_decile,omitempty"`
 	Eval Eval        `json:"-"`
 }
 
@@ -69,7 +69,7 @@ func Compare(m *Model, xs []Example) (*Comparison, error) {
 			return err
 		}
 		c.Strong, c.Weak = ev.Strong, ev.Weak
-		row := Row{Router: name, APGR: ev.APGR, ShareAt95: ev.ShareAt95, Eval: ev}
+		row := Row{Router: name, APGR: ev.APGR, ShareAt95: ev.ShareAt95, Eval: ev, PGR: make([]float64, 11)}
 		for k := range row.PGR {
 			row.PGR[k] = ev.PGRAt(float64(k) / 10)
 		}
@@ -93,7 +93,7 @@ func Compare(m *Model, xs []Example) (*Comparison, error) {
 	if err != nil {
 		return nil, err
 	}
-	row := Row{Router: RowExpected, APGR: exp.APGR, ShareAt95: exp.ShareAt95, Eval: exp}
+	row := Row{Router: RowExpected, APGR: exp.APGR, ShareAt95: exp.ShareAt95, Eval: exp, PGR: make([]float64, 11)}
 	for k := range row.PGR {
 		row.PGR[k] = exp.PGRAt(float64(k) / 10)
 	}
@@ -161,7 +161,7 @@ func (c *Comparison) WriteTable(w io.Writer, title string) error {
 	for _, r := range c.Rows {
 		fmt.Fprintf(tw, "%s\t%.3f\t%.1f%%\t", r.Router, r.APGR, 100*r.ShareAt95)
 		for k := 1; k < 10; k++ {
-			if r.Router == RowRandom {
+			if len(r.PGR) != 11 {
 				fmt.Fprint(tw, "-\t")
 				continue
 			}
