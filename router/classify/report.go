@@ -17,7 +17,7 @@ type Row struct {
 	ShareAt95 float64 `json:"strong_share_at_95"`
 	// PGR at 0%, 10%, ..., 100% strong calls (none for the random draws).
 	PGR  []float64 `json:"pgr_by_decile,omitempty"`
-	Eval Eval        `json:"-"`
+	Eval Eval      `json:"-"`
 }
 
 // Comparison evaluates the classifier against the baselines on one labelled set.
