@@ -43,8 +43,12 @@ type ClassifyConfig struct {
 type ClassifyResult struct {
 	Weights string // "embedded", a path, or "trained in this run"
 
-	// Latency of Model.Score over MT-Bench's 160 requests, timed one call at a time.
+	// Latency of Model.Score over MT-Bench's 160 requests, timed one call at a time and
+	// per pass over all of them. NS is the median over passes of a pass's mean per call:
+	// the figure least disturbed by other processes on a shared machine. MeanNS is the
+	// mean of every call.
 	Calls     int
+	NS        float64
 	MeanNS    float64
 	P50NS     float64
 	P99NS     float64
@@ -139,17 +143,22 @@ func (res *ClassifyResult) time(m *classify.Model, reqs []*models.Request, d tim
 	}
 	const maxCalls = 1 << 20
 	ns := make([]float64, 0, maxCalls+len(reqs))
+	passes := make([]float64, 0, maxCalls/len(reqs)+1)
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	start := time.Now()
-	for (time.Since(start) < d && len(ns) < maxCalls) || len(ns) < len(reqs) {
+	for (time.Since(start) < d && len(ns) < maxCalls) || len(passes) < 3 {
+		p0 := time.Now()
 		for _, r := range reqs {
 			t0 := time.Now()
 			m.Score(r)
 			ns = append(ns, float64(time.Since(t0).Nanoseconds()))
 		}
+		passes = append(passes, float64(time.Since(p0).Nanoseconds())/float64(len(reqs)))
 	}
 	runtime.ReadMemStats(&ms1)
+	slices.Sort(passes)
+	res.NS = passes[len(passes)/2]
 	res.Calls = len(ns)
 	res.AllocsPer = float64(ms1.Mallocs-ms0.Mallocs) / float64(len(ns))
 	var sum float64
@@ -177,8 +186,8 @@ func (res *ClassifyResult) Name() string { return "classify" }
 
 // WriteTable prints the latency and both MT-Bench evaluations.
 func (res *ClassifyResult) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "classifier (%s): %d calls, mean %.0f ns, p50 %.0f ns, p99 %.0f ns, max %.0f ns, %.2f allocs/call; 64 KiB prompt %.0f ns\n\n",
-		res.Weights, res.Calls, res.MeanNS, res.P50NS, res.P99NS, res.MaxNS, res.AllocsPer, res.LongNS)
+	fmt.Fprintf(w, "classifier (%s weights): %.0f ns per request (median pass over MT-Bench's requests); %d calls: mean %.0f ns, p50 %.0f ns, p99 %.0f ns, max %.0f ns; %.2f allocs per call; a 64 KiB prompt %.0f ns\n\n",
+		res.Weights, res.NS, res.Calls, res.MeanNS, res.P50NS, res.P99NS, res.MaxNS, res.AllocsPer, res.LongNS)
 	if err := res.PerTurn.WriteTable(w, "MT-Bench, each turn routed as sent (headline)"); err != nil {
 		return err
 	}
@@ -202,7 +211,8 @@ func (res *ClassifyResult) Figures() map[string]any {
 	cls1 := res.row(res.FirstTurn, classify.RowClassifier)
 	re1 := res.row(res.FirstTurn, classify.RowRegex)
 	return map[string]any{
-		"classify_ns":                        round1(res.MeanNS),
+		"classify_ns":                        round1(res.NS),
+		"classify_mean_ns":                   round1(res.MeanNS),
 		"classify_p99_ns":                    round1(res.P99NS),
 		"classify_allocs":                    round3(res.AllocsPer),
 		"classify_long_ns":                   round1(res.LongNS),
@@ -229,8 +239,8 @@ func (res *ClassifyResult) Misses() []string {
 	if cls.ShareAt95 > TargetShareAt95 {
 		out = append(out, fmt.Sprintf("strong share at 95%% quality on MT-Bench %.1f%% > %.0f%%", 100*cls.ShareAt95, 100*TargetShareAt95))
 	}
-	if res.MeanNS > TargetClassifyNS {
-		out = append(out, fmt.Sprintf("classification %.0f ns > %d ns (on a loaded machine, rerun quiet)", res.MeanNS, TargetClassifyNS))
+	if res.NS > TargetClassifyNS {
+		out = append(out, fmt.Sprintf("classification %.0f ns > %d ns (on a loaded machine, rerun quiet)", res.NS, TargetClassifyNS))
 	}
 	return out
 }

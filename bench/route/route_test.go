@@ -56,7 +56,7 @@ func TestRunClassify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Calls < 10 || res.MeanNS <= 0 || res.P99NS < res.P50NS || res.LongNS <= 0 {
+	if res.Calls < 30 || res.NS <= 0 || res.MeanNS <= 0 || res.P99NS < res.P50NS || res.LongNS <= 0 {
 		t.Errorf("latency figures %+v", res)
 	}
 	if res.PerTurn.N != 10 || res.FirstTurn.N != 5 {

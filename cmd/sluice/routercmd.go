@@ -175,8 +175,8 @@ func routerTrain(args []string, stdout, stderr io.Writer) error {
 	if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "trained on %d examples (%.1f%% labelled strong, weighted): wrote %s (%d bytes)\n",
-		f.Training.Examples, 100*f.Training.Positives, *out, len(b)+1)
+	fmt.Fprintf(stdout, "trained on %d examples (%.1f%% labelled strong, weighted) in %d iterations (converged: %v, loss %.6f): wrote %s (%d bytes)\n",
+		f.Training.Examples, 100*f.Training.Positives, f.Training.Iterations, f.Training.Converged, f.Training.Loss, *out, len(b)+1)
 	fmt.Fprintln(stdout, "dense weights:")
 	for i, n := range f.Features {
 		fmt.Fprintf(stdout, "  %-14s %+.3f  (mean %.3f)\n", n, f.Weights[i], f.Means[i])
@@ -229,7 +229,7 @@ func writeCV(w io.Writer, xs []classify.Example, scores []float64, folds []int, 
 			fmt.Fprintf(w, "  %-8s n=%d: %v\n", g, len(groups[g]), err)
 			continue
 		}
-		fmt.Fprintf(w, "  %-8s n=%-6d AUC %.3f  APGR %.3f  strong share @95%% %.1f%%\n",
+		fmt.Fprintf(w, "  %-8s n=%-6d AUC %.4f  APGR %.4f  strong share @95%% %.1f%%\n",
 			g, len(groups[g]), classify.AUC(groups[g]), ev.APGR, 100*ev.ShareAt95)
 	}
 	if len(apgrs) > 1 {

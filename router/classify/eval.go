@@ -225,3 +225,46 @@ func AUC(items []Item) float64 {
 	}
 	return (rankSum - npos*(npos+1)/2) / (npos * nneg)
 }
+
+// BootstrapAPGR resamples the evaluated set (clusters of items that belong together, such
+// as a question's two turns, drawn whole; cluster[i] names item i's cluster) with
+// replacement, draws times, and returns the 2.5th and 97.5th percentiles of the APGR:
+// how much the figure owes to which requests happen to be in a small set.
+func BootstrapAPGR(items []Item, cluster []string, draws int, seed uint64) (lo, hi float64, err error) {
+	if len(cluster) != len(items) {
+		return 0, 0, fmt.Errorf("classify: bootstrap: %d clusters for %d items", len(cluster), len(items))
+	}
+	if draws < 10 {
+		return 0, 0, fmt.Errorf("classify: bootstrap: %d draws, want at least 10", draws)
+	}
+	idx := map[string]int{}
+	var groups [][]Item
+	for i, c := range cluster {
+		g, ok := idx[c]
+		if !ok {
+			g = len(groups)
+			idx[c] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], items[i])
+	}
+	rng := rand.New(rand.NewPCG(seed, 0xb007))
+	apgrs := make([]float64, 0, draws)
+	sample := make([]Item, 0, len(items))
+	for len(apgrs) < draws {
+		sample = sample[:0]
+		for range groups {
+			sample = append(sample, groups[rng.IntN(len(groups))]...)
+		}
+		ev, err := Evaluate(sample)
+		if errors.Is(err, ErrNoGap) {
+			continue // a resample where the models tie: no PGR to measure
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		apgrs = append(apgrs, ev.APGR)
+	}
+	slices.Sort(apgrs)
+	return apgrs[draws*25/1000], apgrs[draws*975/1000], nil
+}

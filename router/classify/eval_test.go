@@ -151,3 +151,38 @@ func TestAUC(t *testing.T) {
 		t.Error("AUC with one class is not NaN")
 	}
 }
+
+func TestBootstrapAPGR(t *testing.T) {
+	var items []Item
+	var cluster []string
+	for i := range 40 {
+		gain := 0.0
+		if i%4 == 0 {
+			gain = 2
+		}
+		// A router that is mostly right: the gaining requests score high, with noise.
+		items = append(items, Item{Score: gain + float64(i%7)/4, Strong: 8 + gain, Weak: 8})
+		cluster = append(cluster, string(rune('a'+i/2))) // pairs drawn together
+	}
+	ev, err := Evaluate(items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi, err := BootstrapAPGR(items, cluster, 500, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(lo <= ev.APGR && ev.APGR <= hi && lo < hi) {
+		t.Errorf("interval [%v, %v] around APGR %v", lo, hi, ev.APGR)
+	}
+	lo2, hi2, _ := BootstrapAPGR(items, cluster, 500, 3)
+	if lo != lo2 || hi != hi2 {
+		t.Error("not reproducible for a seed")
+	}
+	if _, _, err := BootstrapAPGR(items, cluster[:3], 500, 3); err == nil {
+		t.Error("cluster count mismatch: no error")
+	}
+	if _, _, err := BootstrapAPGR(items, cluster, 5, 3); err == nil {
+		t.Error("5 draws: no error")
+	}
+}

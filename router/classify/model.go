@@ -54,6 +54,10 @@ type Training struct {
 	Positives float64      `json:"positives"` // weighted share of examples labelled strong
 	DataHash  string       `json:"data_sha256"`
 	Options   TrainOptions `json:"options"`
+	// Iterations of the optimiser; Converged is false when it stopped at MaxIter.
+	Iterations int     `json:"iterations"`
+	Converged  bool    `json:"converged"`
+	Loss       float64 `json:"loss"`
 }
 
 // Model scores requests. It is immutable and safe for concurrent use.
@@ -181,6 +185,9 @@ func (m *Model) Score(r *models.Request) (score float64, reason string) {
 		return 0, "embedding"
 	}
 	z, groups := m.logit(r)
+	for i := range groups {
+		groups[i] *= m.calA // in the calibrated log-odds the score is made of
+	}
 	return sigmoid(m.calA*z + m.calB), m.reason(&groups)
 }
 

@@ -26,6 +26,10 @@ type Comparison struct {
 	Strong float64 `json:"strong"`
 	Weak   float64 `json:"weak"`
 	Rows   []Row   `json:"rows"`
+	// APGRLow and APGRHigh bound the classifier's APGR: the 95% interval over bootstrap
+	// resamples of the set (a request's turns, ids "q/1" and "q/2", drawn together).
+	APGRLow  float64 `json:"apgr_low"`
+	APGRHigh float64 `json:"apgr_high"`
 	// Categories is the classifier's mean score per example category (when the data
 	// names categories), highest first.
 	Categories []CategoryScore `json:"categories,omitempty"`
@@ -77,6 +81,16 @@ func Compare(m *Model, xs []Example) (*Comparison, error) {
 		return nil
 	}
 	if err := add(RowClassifier, items); err != nil {
+		return nil, err
+	}
+	cluster := make([]string, len(xs))
+	for i := range xs {
+		cluster[i] = fmt.Sprint("#", i)
+		if id, _, _ := strings.Cut(xs[i].ID, "/"); id != "" {
+			cluster[i] = id
+		}
+	}
+	if c.APGRLow, c.APGRHigh, err = BootstrapAPGR(items, cluster, 1000, 1); err != nil {
 		return nil, err
 	}
 	re := NewRegexRouter()
@@ -172,6 +186,7 @@ func (c *Comparison) WriteTable(w io.Writer, title string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprintf(w, "classifier's APGR, 95%% bootstrap interval over resampled requests: %.3f to %.3f\n", c.APGRLow, c.APGRHigh)
 	if len(c.Categories) > 0 {
 		fmt.Fprint(w, "classifier's mean score by category (gap = strong - weak quality):")
 		for i, cs := range c.Categories {

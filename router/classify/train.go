@@ -41,7 +41,7 @@ type TrainOptions struct {
 
 // DefaultTrainOptions are the options the embedded weights were trained with.
 func DefaultTrainOptions() TrainOptions {
-	return TrainOptions{HashBits: 12, L2: 1e-4, L2Hash: 1e-3, MaxIter: 300, Seed: 1, BalanceSources: true}
+	return TrainOptions{HashBits: 12, L2: 3e-2, L2Hash: 1e-3, MaxIter: 500, Seed: 1, BalanceSources: true, Label: "win"}
 }
 
 func (o TrainOptions) withDefaults() TrainOptions {
@@ -220,7 +220,7 @@ func Train(xs []Example, o TrainOptions) (*File, error) {
 	if err := ds.weigh(xs, o); err != nil {
 		return nil, fmt.Errorf("classify: train: %w", err)
 	}
-	p := fit(ds, o)
+	p, st := fit(ds, o)
 	f := p.file(ds)
 	f.Calibration = p.calibrate(ds, xs)
 	h := sha256.New()
@@ -237,10 +237,13 @@ func Train(xs []Example, o TrainOptions) (*File, error) {
 		pos += float64(s.w * s.y)
 	}
 	f.Training = &Training{
-		Examples:  len(xs),
-		Positives: round6(pos / float64(len(ds.samples))),
-		DataHash:  hex.EncodeToString(h.Sum(nil)),
-		Options:   o,
+		Examples:   len(xs),
+		Positives:  round6(pos / float64(len(ds.samples))),
+		DataHash:   hex.EncodeToString(h.Sum(nil)),
+		Options:    o,
+		Iterations: st.Iterations,
+		Converged:  st.Converged,
+		Loss:       round6(st.Loss),
 	}
 	return f, nil
 }
@@ -322,7 +325,7 @@ func (ds *dataset) objective(theta, grad []float64, o TrainOptions) float64 {
 
 // fit minimises the objective with L-BFGS (full batch, backtracking line search): the
 // problem is convex, so the answer does not depend on any ordering or seed.
-func fit(ds *dataset, o TrainOptions) *params {
+func fit(ds *dataset, o TrainOptions) (*params, fitStats) {
 	n := offHash + hashSize(ds.bits)
 	theta := make([]float64, n)
 	grad := make([]float64, n)
@@ -335,7 +338,9 @@ func fit(ds *dataset, o TrainOptions) *params {
 	gnext := make([]float64, n)
 	alpha := make([]float64, hist)
 	g0 := norm(grad)
-	for range o.MaxIter {
+	var st fitStats
+	for st.Iterations < o.MaxIter {
+		st.Iterations++
 		// two-loop recursion: dir = -H·grad
 		copy(dir, grad)
 		for k := len(sHist) - 1; k >= 0; k-- {
@@ -388,9 +393,11 @@ func fit(ds *dataset, o TrainOptions) *params {
 			sHist, yHist, rho = append(sHist, sv), append(yHist, yv), append(rho, 1/sy)
 		}
 		if done || norm(grad) <= 1e-6*g0 {
+			st.Converged = true
 			break
 		}
 	}
+	st.Loss = f
 	p := &params{bias: float32(theta[0]), hash: make([]float32, hashSize(ds.bits))}
 	for d := range numDense {
 		p.dense[d] = float32(theta[offDense+d])
@@ -398,7 +405,14 @@ func fit(ds *dataset, o TrainOptions) *params {
 	for b := range p.hash {
 		p.hash[b] = float32(theta[offHash+b])
 	}
-	return p
+	return p, st
+}
+
+// fitStats says how the optimiser ended.
+type fitStats struct {
+	Iterations int
+	Converged  bool    // the loss stopped falling before MaxIter
+	Loss       float64 // the objective at the end (weighted log loss + penalties)
 }
 
 func dot(a, b []float64) float64 {
