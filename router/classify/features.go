@@ -118,7 +118,6 @@ type extractor struct {
 	words     float32
 	nWords    int
 	numbers   int
-	digits    int
 	nonASCII  int // letters outside ASCII (lead bytes of multi-byte UTF-8 letters)
 	letters   int // ASCII letters and digits
 	scanned   int
@@ -131,12 +130,10 @@ type extractor struct {
 	choices   int
 
 	// word state
-	h        uint64 // hash of the word being read (0: none)
-	wordLen  int
-	isNumber bool
-	prev     uint64 // hash of the previous word, for bigrams (0: none)
-	first    bool   // the next word is the first of the last user message
-	firstQ   bool   // that first word is a question word
+	prev       uint64 // hash of the previous word, for bigrams (0: none)
+	prevPhrase bool   // the previous word opens a two-word lexicon phrase
+	first      bool   // the next word is the first of the last user message
+	firstQ     bool   // that first word is a question word
 
 	// byte state
 	lineStart  bool
@@ -144,7 +141,6 @@ type extractor struct {
 	prevNonSp  byte
 	pendingOp  bool
 	backticks  int
-	symbolLead bool // the last byte opened an E2 (U+2000–U+2FFF) character
 }
 
 func (e *extractor) extract(r *models.Request) features {
@@ -250,16 +246,30 @@ func (e *extractor) scanMessage(s string, isLast bool) {
 func (e *extractor) scan(s string) {
 	e.scanned += len(s)
 	e.lineStart, e.lineSpaces, e.prev, e.pendingOp, e.backticks = true, 0, 0, false, 0
+	// The per-byte state lives in locals (registers), the rest in e.
+	var h uint64 // hash of the word being read (0: none)
+	isNumber := false
+	letters := 0
+	prevNonSp := e.prevNonSp
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
+		if h != 0 && 'a' <= c && c <= 'z' {
+			// the common case: a letter inside a word
+			h = (h ^ uint64(c)) * fnvPrime
+			isNumber = false
+			letters++
+			prevNonSp = c
+			continue
+		}
 		if c == 0xe2 || c == 0xc2 {
 			// U+2000–U+2FFF (typographic quotes and dashes, arrows, mathematical
 			// operators) and U+0080–U+00BF (NBSP, «», °, ±) separate words.
-			if e.h != 0 {
-				e.endWord()
+			if h != 0 {
+				e.endWord(h, isNumber)
+				h = 0
 			}
 			if c == 0xe2 && i+1 < len(s) && s[i+1] >= 0x88 && s[i+1] <= 0x8b {
 				e.mathSyn++ // U+2200–U+22FF: ∑ ∫ √ ≤ ≠ ...
@@ -272,7 +282,7 @@ func (e *extractor) scan(s string) {
 			e.backticks, e.pendingOp = 0, false
 			continue
 		}
-		if isWordByte(c) || (c == '\'' && e.h != 0 && i+1 < len(s) && isLetter(s[i+1])) {
+		if isWordByte(c) || (c == '\'' && h != 0 && i+1 < len(s) && isLetter(s[i+1])) {
 			if e.lineStart {
 				e.lineStart = false
 				if e.lineSpaces >= 4 {
@@ -282,35 +292,35 @@ func (e *extractor) scan(s string) {
 					e.choices++
 				}
 			}
-			if e.h == 0 {
-				e.h = fnvOffset
-				e.isNumber = true
+			start := h == 0
+			if start {
+				h = fnvOffset
+				isNumber = true
 			}
-			e.h = (e.h ^ uint64(c)) * fnvPrime
-			e.wordLen++
-			if c < '0' || c > '9' {
-				e.isNumber = false
-			} else {
-				e.digits++
+			h = (h ^ uint64(c)) * fnvPrime
+			digit := '0' <= c && c <= '9'
+			if !digit {
+				isNumber = false
 			}
 			switch {
 			case c < 0x80:
-				e.letters++
+				letters++
 			case c >= 0xc3 && c != 0xef:
 				// the lead byte of a letter of another script (Latin-1 and Latin
 				// Extended, Greek, Cyrillic, ..., CJK, Hangul); EF: specials, BOM,
 				// full-width forms
 				e.nonASCII++
 			}
-			if e.pendingOp && e.wordLen == 1 && '0' <= c && c <= '9' {
+			if e.pendingOp && start && digit {
 				e.mathSyn++
 			}
 			e.pendingOp = false
-			e.prevNonSp = c
+			prevNonSp = c
 			continue
 		}
-		if e.h != 0 {
-			e.endWord()
+		if h != 0 {
+			e.endWord(h, isNumber)
+			h = 0
 		}
 		switch c {
 		case ' ', '\t', '\r':
@@ -347,7 +357,7 @@ func (e *extractor) scan(s string) {
 		case '{', '}', ';', '_', '[', ']', '<', '>', '#', '\\', '|':
 			e.codeSyn++
 		case '+', '*', '/', '^', '=', '%', '-':
-			if isDigit(e.prevNonSp) || e.prevNonSp == ')' {
+			if isDigit(prevNonSp) || prevNonSp == ')' {
 				e.mathSyn++
 			} else if c != '-' {
 				e.pendingOp = true
@@ -357,7 +367,7 @@ func (e *extractor) scan(s string) {
 			e.sentences++
 			e.prev = 0
 		case '.', '!':
-			if isLetter(e.prevNonSp) {
+			if isLetter(prevNonSp) {
 				e.sentences++
 			}
 			e.prev = 0
@@ -370,35 +380,42 @@ func (e *extractor) scan(s string) {
 		if c != '+' && c != '*' && c != '/' && c != '^' && c != '=' && c != '%' {
 			e.pendingOp = false
 		}
-		e.prevNonSp = c
+		prevNonSp = c
 	}
-	if e.h != 0 {
-		e.endWord()
+	if h != 0 {
+		e.endWord(h, isNumber)
 	}
+	e.letters += letters
+	e.prevNonSp = prevNonSp
 	e.first = false
 }
 
 // endWord looks the finished word (and the bigram it ends) up in the lexicon and the
 // hashed-word table.
-func (e *extractor) endWord() {
-	h := e.h
-	if e.isNumber {
+func (e *extractor) endWord(h uint64, isNumber bool) {
+	if isNumber {
 		e.numbers++
 		h = numberHash
 	}
+	mh := mix(h)
+	bits := e.lex.lookupMixed(h, mh)
 	if e.first {
 		e.first = false
-		e.firstQ = e.lex.lookup(h)&(1<<cueQWord) != 0
+		e.firstQ = bits&(1<<cueQWord) != 0
 	}
-	e.count(e.lex.lookup(h))
-	e.hashed(mix(h))
+	if bits&cueMask != 0 {
+		e.count(bits & cueMask)
+	}
+	e.hashed(mh)
 	if e.prev != 0 {
 		bg := bigram(e.prev, h)
-		e.count(e.lex.lookup(bg))
-		e.hashed(mix(bg))
+		mb := mix(bg)
+		if e.prevPhrase { // only words that open a lexicon phrase need the bigram looked up
+			e.count(e.lex.lookupMixed(bg, mb) & cueMask)
+		}
+		e.hashed(mb)
 	}
-	e.prev = h
-	e.h, e.wordLen, e.isNumber = 0, 0, false
+	e.prev, e.prevPhrase = h, bits&phraseStart != 0
 }
 
 func (e *extractor) count(bits uint16) {

@@ -16,6 +16,9 @@ const (
 	cueExtract
 	cueQWord
 	numCueKinds
+
+	cueMask     = 1<<numCueKinds - 1
+	phraseStart = 1 << 15 // the word opens a two-word phrase (set on the first word's entry)
 )
 
 // cueWords lists, per cue kind, the lowercase words and two-word phrases that signal it.
@@ -114,6 +117,7 @@ func newLexicon() *lexicon {
 			var h uint64
 			if a, b, ok := strings.Cut(w, "_"); ok && a != "" && b != "" {
 				h = bigram(hashWord(a), hashWord(b))
+				l.add(hashWord(a), phraseStart)
 			} else {
 				h = hashWord(strings.Trim(w, "_"))
 			}
@@ -136,8 +140,11 @@ func (l *lexicon) add(h uint64, bit uint16) {
 	}
 }
 
-func (l *lexicon) lookup(h uint64) uint16 {
-	for i := mix(h) & (lexSize - 1); ; i = (i + 1) & (lexSize - 1) {
+func (l *lexicon) lookup(h uint64) uint16 { return l.lookupMixed(h, mix(h)) }
+
+// lookupMixed is lookup with mix(h) already computed.
+func (l *lexicon) lookupMixed(h, mh uint64) uint16 {
+	for i := mh & (lexSize - 1); ; i = (i + 1) & (lexSize - 1) {
 		switch l.keys[i] {
 		case h:
 			return l.vals[i]
