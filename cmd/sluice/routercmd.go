@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/sluice-llm/sluice/models"
 	"github.com/sluice-llm/sluice/router/classify"
@@ -214,7 +215,10 @@ func writeCV(w io.Writer, xs []classify.Example, scores []float64, folds []int, 
 			continue
 		}
 		it := classify.Item{Score: scores[i], Strong: *xs[i].Strong, Weak: *xs[i].Weak}
-		src, _, _ := cutSource(xs[i].Source)
+		src, _, _ := strings.Cut(xs[i].Source, "/")
+		if src == "" {
+			src = "(none)"
+		}
 		for _, g := range []string{"all", src} {
 			if _, ok := groups[g]; !ok {
 				names = append(names, g)
@@ -245,18 +249,6 @@ func writeCV(w io.Writer, xs []classify.Example, scores []float64, folds []int, 
 		fmt.Fprintf(w, "  per-fold APGR mean %.4f, standard error %.4f\n", mean, se)
 	}
 	return nil
-}
-
-func cutSource(s string) (top, rest string, ok bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '/' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	if s == "" {
-		return "(none)", "", false
-	}
-	return s, "", false
 }
 
 func loadModel(path string) (*classify.Model, error) {
