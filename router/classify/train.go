@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 )
 
@@ -443,7 +444,7 @@ func (p *params) file(ds *dataset) *File {
 	f := &File{
 		Format:         FileFormat,
 		FeatureVersion: featureVersion,
-		Features:       denseNames[:],
+		Features:       slices.Clone(denseNames[:]),
 		Weights:        make([]float32, numDense),
 		Bias:           p.bias,
 		Means:          make([]float32, numDense),
