@@ -62,11 +62,6 @@ func (p *pool) hasLocal() bool {
 	return false
 }
 
-func localFirst(a, b models.Candidate) bool {
-	la, lb := a.Region == models.RegionLocal, b.Region == models.RegionLocal
-	return la && !lb
-}
-
 // allowed returns p's candidates that policy admits: all of them, and the local ones.
 func (p *pool) allowed(pol int) (all, local []models.Candidate) {
 	for _, c := range p.candidates {

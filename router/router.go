@@ -98,7 +98,8 @@ type pool struct {
 	rank       int
 	ctx        int  // the smallest declared context window among its backends (0: unknown)
 	caps       Caps // 0: undeclared
-	price      float64
+	price      float64            // the cheapest backend's input + output price
+	cprice     map[string]float64 // by backend
 	candidates []models.Candidate
 	// plans[policy]: this model first, then the fallbacks.
 	plans [nPolicies]*plan
@@ -191,16 +192,25 @@ func NewWithOptions(entries []Entry, opts Options) (*Router, error) {
 		if e.ContextWindow > 0 && (p.ctx == 0 || e.ContextWindow < p.ctx) {
 			p.ctx = e.ContextWindow
 		}
-		if price := e.InputPrice + e.OutputPrice; len(p.candidates) == 0 || price < p.price {
+		price := e.InputPrice + e.OutputPrice
+		if len(p.candidates) == 0 || price < p.price {
 			p.price = price
 		}
+		if p.cprice == nil {
+			p.cprice = map[string]float64{}
+		}
+		p.cprice[e.Backend] = price
 		p.candidates = append(p.candidates, models.Candidate{Backend: e.Backend, UpstreamModel: e.UpstreamModel,
 			Region: e.Region, Model: e.Name, Tier: e.Tier, ContextWindow: e.ContextWindow})
 	}
 	for _, p := range r.pools {
 		// Local backends first, then remote ones cheapest first (stable: config order).
 		sort.SliceStable(p.candidates, func(i, j int) bool {
-			return localFirst(p.candidates[i], p.candidates[j])
+			a, b := p.candidates[i], p.candidates[j]
+			if la, lb := a.Region == models.RegionLocal, b.Region == models.RegionLocal; la != lb {
+				return la
+			}
+			return p.cprice[a.Backend] < p.cprice[b.Backend]
 		})
 	}
 	if len(opts.Tiers) > 0 {

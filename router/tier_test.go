@@ -242,3 +242,18 @@ func BenchmarkHeuristic(b *testing.B) {
 		Heuristic{}.Score(req)
 	}
 }
+
+func TestPoolRemoteCheapestFirst(t *testing.T) {
+	r, err := NewWithOptions([]Entry{
+		{Name: "m", Backend: "dear", Region: "eu", InputPrice: 3, OutputPrice: 9},
+		{Name: "m", Backend: "cheap", Region: "us", InputPrice: 1, OutputPrice: 2},
+		{Name: "m", Backend: "gpu"},
+	}, Options{Tiers: []string{"small"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgt, _ := r.Route(context.Background(), chat("m", nil))
+	if got := backends(tgt.Candidates); got != "gpu/m,cheap/m,dear/m" {
+		t.Errorf("pool order = %s", got)
+	}
+}

@@ -53,8 +53,18 @@ type Server struct {
 	live atomic.Int64
 	peak atomic.Int64
 
+	fail atomic.Pointer[func(int) int]
 	mu   sync.Mutex
 	reqs []Request
+}
+
+// SetFail replaces Options.Fail (nil: answer normally).
+func (s *Server) SetFail(f func(n int) int) {
+	if f == nil {
+		s.fail.Store(nil)
+		return
+	}
+	s.fail.Store(&f)
 }
 
 // Start serves a fake cloud on a loopback port until Close.
@@ -73,6 +83,7 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: opts, ln: ln, URL: "http://" + ln.Addr().String() + "/v1"}
+	s.SetFail(opts.Fail)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/chat/completions", s.chat)
 	mux.HandleFunc("GET /v1/models", s.models)
@@ -178,8 +189,8 @@ func (s *Server) chat(w http.ResponseWriter, hr *http.Request) {
 		prompt += len(m)/4 + 1
 	}
 	status := 0
-	if s.opts.Fail != nil {
-		status = s.opts.Fail(n)
+	if f := s.fail.Load(); f != nil {
+		status = (*f)(n)
 	}
 	if status == 0 && s.opts.ContextWindow > 0 && prompt+out > s.opts.ContextWindow {
 		status = 400
