@@ -248,7 +248,7 @@ func TestPoolRemoteCheapestFirst(t *testing.T) {
 		{Name: "m", Backend: "dear", Region: "eu", InputPrice: 3, OutputPrice: 9},
 		{Name: "m", Backend: "cheap", Region: "us", InputPrice: 1, OutputPrice: 2},
 		{Name: "m", Backend: "gpu"},
-	}, Options{Tiers: []string{"small"}})
+	}, Options{Tiers: []string{"small"}, Remote: true})
 	if err != nil {
 		t.Fatal(err)
 	}
