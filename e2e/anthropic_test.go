@@ -62,7 +62,7 @@ func TestAnthropicGoSDK(t *testing.T) {
 			t.Fatal(err)
 		}
 		if types["message_start"] != 1 || types["content_block_start"] != 1 || types["content_block_delta"] < 2 ||
-			types["content_block_stop"] != 1 || types["message_delta"] != 1 || types["message_stop"] != 1 || types["ping"] != 1 {
+			types["content_block_stop"] != 1 || types["message_delta"] != 1 || types["message_stop"] != 1 {
 			t.Fatalf("events = %v", types)
 		}
 		if m.Content[0].Text == "" || m.StopReason != anthropic.StopReasonMaxTokens || m.Usage.OutputTokens != 12 || m.Usage.InputTokens == 0 {
