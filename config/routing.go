@@ -54,6 +54,11 @@ type Overflow struct {
 	// MaxConcurrency caps requests in flight on each remote engine that sets no
 	// max_concurrency of its own (default 32).
 	MaxConcurrency int `yaml:"max_concurrency"`
+	// MaxWait bounds how long an interactive request that may overflow waits for its
+	// first local token, from its arrival; past it, it goes to the cloud (default 0:
+	// no bound, the scheduler's SLO estimate alone decides). Set it to the TTFT you
+	// promise minus the cloud's own TTFT.
+	MaxWait time.Duration `yaml:"max_wait"`
 	// Breaker opens a remote engine's circuit after Failures consecutive failures and
 	// lets one probe through after Cooldown (defaults 5 and 30s).
 	Breaker Breaker `yaml:"breaker"`
@@ -224,6 +229,9 @@ func (r *Routing) validate(c *Config, bad func(path, format string, args ...any)
 	}
 	if f.MinRetries < 0 {
 		bad("routing.fallback.min_retries", "must not be negative")
+	}
+	if r.Overflow.MaxWait < 0 {
+		bad("routing.overflow.max_wait", "must not be negative")
 	}
 	if r.Overflow.MaxConcurrency < 1 {
 		bad("routing.overflow.max_concurrency", "must be at least 1")

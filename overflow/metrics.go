@@ -12,6 +12,7 @@ const (
 	reasonUnavailable = "unavailable"    // down or unreachable
 	reasonUpstream    = "upstream_error" // 5xx or a broken answer
 	reasonTimeout     = "timeout"
+	reasonWait        = "max_wait"       // no first local token within Options.MaxWait
 	reasonContext     = "context_length" // prompt too long for the model's context
 	reasonBreaker     = "breaker_open"
 	reasonBusy        = "provider_busy" // at the provider's concurrency limit

@@ -218,6 +218,7 @@ func runConfig(t *testing.T, seed uint64, v *violations, served, failed, overflo
 		next = &saturating{next: sched, rate: []float64{0.3, 0.9, 1}[rng.IntN(3)], rng: lr}
 	}
 	st := overflow.New(next, overflow.Options{Remote: remote, MaxAttempts: 1 + rng.IntN(4), Backoff: time.Microsecond,
+		MaxWait:    []time.Duration{0, 0, time.Millisecond, 20 * time.Microsecond}[rng.IntN(4)],
 		MaxBackoff: time.Microsecond, BreakerFailures: 1 + rng.IntN(3), BreakerCooldown: time.Millisecond, MinRetries: 5})
 
 	policies := []string{models.ResidencyEU, models.ResidencyLocalOnly, models.ResidencyEU, "", models.ResidencyAny, "mars"}
@@ -285,7 +286,7 @@ func genRequest(rng *rand.Rand, names, tiers []string, policies []string) *model
 	}
 	r := &models.Request{Kind: models.KindChat, Model: model, Stream: rng.IntN(2) == 0,
 		Messages: []models.Message{{Role: "user", Content: string(make([]byte, rng.IntN(800)))}},
-		Deadline: time.Now().Add(time.Second)}
+		Arrived:  time.Now(), Deadline: time.Now().Add(time.Second)}
 	if rng.IntN(4) == 0 {
 		r.Tier = tiers[rng.IntN(len(tiers))]
 	}

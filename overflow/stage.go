@@ -46,7 +46,7 @@ type Options struct {
 	// MaxAttempts bounds the targets one request is opened on [3].
 	MaxAttempts int
 	// Backoff before the first retry after a failure, doubling up to MaxBackoff
-	// [50ms, 1s]; not after a saturated scheduler (overflow is immediate).
+	// [50ms, 1s]; not when local capacity is short (overflow is immediate).
 	Backoff, MaxBackoff time.Duration
 	// BudgetRatio caps retries at this share of requests [0.2], with a reserve of
 	// MinRetries [10].
@@ -56,6 +56,12 @@ type Options struct {
 	// BreakerCooldown [5, 30s].
 	BreakerFailures int
 	BreakerCooldown time.Duration
+	// MaxWait bounds how long an interactive request that has a remote fallback waits
+	// for its first local token, from its arrival (0: no bound). Past it, the local
+	// attempt is abandoned (still queued, or before its first token) and the request
+	// moves on: a bound on time to first token when the scheduler's wait estimate is
+	// wrong. Set it to the TTFT objective minus the cloud's own TTFT.
+	MaxWait time.Duration
 	// Now is the clock [time.Now].
 	Now      func() time.Time
 	Registry prometheus.Registerer
@@ -187,6 +193,15 @@ type attempt struct {
 	err   error
 	model string
 	ctx   int
+	local bool
+}
+
+// capacity reports a refusal for lack of local capacity (saturated, queue full, no
+// first token within MaxWait): overflow goes on at once, without backoff or retry budget.
+func (a attempt) capacity() bool {
+	var e *models.Error
+	return errors.Is(a.err, models.ErrSaturated) || (a.local && errors.Is(a.err, models.ErrRejected)) ||
+		(errors.As(a.err, &e) && e.Code == "max_wait")
 }
 
 // route walks the target's candidates and fallbacks, as steps: a run of local
@@ -251,7 +266,7 @@ func (s *Stage) route(ctx context.Context, t models.Target, r *models.Request) (
 			}
 		}
 		if last.err != nil {
-			if !errors.Is(last.err, models.ErrSaturated) {
+			if !last.capacity() {
 				// A retry after a failure: bounded by the shared budget, after a backoff.
 				if !s.budget.take() {
 					s.m.exhausted.Inc()
@@ -276,22 +291,42 @@ func (s *Stage) route(ctx context.Context, t models.Target, r *models.Request) (
 		tgt := s.target(t, start, end, p)
 		var st models.Stream
 		var err error
+		more := i < n && attempts < s.opts.MaxAttempts
+		var w *waitBound
 		if p != nil {
 			st, err = p.b.Open(ctx, tgt, r)
 		} else {
-			st, err = s.next.Open(ctx, tgt, r)
+			octx := ctx
+			if more && s.opts.MaxWait > 0 && r.Priority == models.PriorityInteractive {
+				w, octx = s.boundWait(ctx, r)
+			}
+			st, err = s.next.Open(octx, tgt, r)
 		}
 		var out *routed
 		if err == nil {
 			out = &routed{Stream: st, s: s, t: tgt, p: p, model: c.Model, failed: failed}
-			if i < n && attempts < s.opts.MaxAttempts {
+			if more {
 				// Another target is left: read up to the first token, so that a failure
 				// before it can still go elsewhere.
-				if err = out.peek(); err != nil {
+				err = out.peek()
+				if err == nil && w != nil && !w.keep() {
+					err = w.err() // the first token came too late
+				}
+				if err != nil {
 					_ = st.Close()
 					failed = addCost(failed, out.priced(st.Usage()).Cost)
 					s.m.failedCost.Add(out.priced(st.Usage()).Cost.Total())
 				}
+			}
+		}
+		if w != nil {
+			if err == nil {
+				out.cancel = w.cancel // the stream's context lives until it is closed
+			} else {
+				if w.fired() {
+					err = w.err()
+				}
+				w.cancel()
 			}
 		}
 		if err == nil {
@@ -332,7 +367,7 @@ func (s *Stage) route(ctx context.Context, t models.Target, r *models.Request) (
 		if p == nil && overflow == "" {
 			overflow = reason
 		}
-		last = attempt{err: err, model: c.Model, ctx: c.ContextWindow}
+		last = attempt{err: err, model: c.Model, ctx: c.ContextWindow, local: p == nil}
 	}
 	r.Trace.Attempts = attempts
 	switch {
@@ -346,6 +381,51 @@ func (s *Stage) route(ctx context.Context, t models.Target, r *models.Request) (
 			Msg: fmt.Sprintf("every target for %q is at its concurrency limit", t.Model)}
 	}
 	return nil, &models.Error{Kind: models.ErrUnavailable, Msg: fmt.Sprintf("no backend serves %q", t.Model)}
+}
+
+// waitBound abandons a local attempt that has not produced its first token by the
+// request's arrival plus MaxWait, by cancelling the context it was opened with (the
+// scheduler leaves its queue; the engine request is dropped). keep settles the race
+// with the first token.
+type waitBound struct {
+	state  atomic.Int32 // 0 waiting, 1 fired, 2 kept
+	timer  *time.Timer
+	cancel context.CancelFunc
+	wait   time.Duration
+}
+
+func (s *Stage) boundWait(ctx context.Context, r *models.Request) (*waitBound, context.Context) {
+	cctx, cancel := context.WithCancel(ctx)
+	w := &waitBound{cancel: cancel, wait: s.opts.MaxWait}
+	start := r.Arrived
+	if start.IsZero() {
+		start = time.Now()
+	}
+	w.timer = time.AfterFunc(time.Until(start.Add(s.opts.MaxWait)), func() {
+		if w.state.CompareAndSwap(0, 1) {
+			cancel()
+		}
+	})
+	return w, cctx
+}
+
+// keep reports whether the attempt beat the bound (and stops the timer).
+func (w *waitBound) keep() bool {
+	if w.state.CompareAndSwap(0, 2) {
+		w.timer.Stop()
+		return true
+	}
+	return false
+}
+
+func (w *waitBound) fired() bool {
+	w.timer.Stop()
+	return w.state.Load() == 1
+}
+
+func (w *waitBound) err() error {
+	return &models.Error{Kind: models.ErrTimeout, Code: "max_wait",
+		Msg: fmt.Sprintf("no first token from the local engines within %v", w.wait)}
 }
 
 // target is the Target of the step [start, end): the client's model name for the first
@@ -445,6 +525,10 @@ func reasonOf(err error) string {
 	case errors.Is(err, models.ErrUpstream):
 		return reasonUpstream
 	case errors.Is(err, models.ErrTimeout):
+		var e *models.Error
+		if errors.As(err, &e) && e.Code == "max_wait" {
+			return reasonWait
+		}
 		return reasonTimeout
 	}
 	return reasonOther

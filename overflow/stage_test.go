@@ -417,3 +417,117 @@ func TestFastPathIsTheScheduler(t *testing.T) {
 		t.Errorf("trace = %+v", r.Trace)
 	}
 }
+
+// blocking is a local stage whose requests wait (as in the scheduler's queue) until
+// released or their context ends.
+type blocking struct {
+	release chan struct{}
+	opened  int
+}
+
+func (b *blocking) Open(ctx context.Context, t models.Target, _ *models.Request) (models.Stream, error) {
+	b.opened++
+	select {
+	case <-b.release:
+		return ok("late")(t)
+	case <-ctx.Done():
+		return nil, &models.Error{Kind: models.ErrCanceled, Msg: "request canceled while queued"}
+	}
+}
+
+func TestMaxWaitMovesOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		eu := &fakeOpener{name: "eu", script: script{ok("cloud")}}
+		local := &blocking{release: make(chan struct{})}
+		s := New(local, Options{MaxWait: 300 * time.Millisecond, Remote: map[string]Remote{"eu": {Backend: eu, Region: "eu"}}})
+		r := req(nil)
+		r.Arrived = time.Now().Add(-100 * time.Millisecond) // it waited 100ms before the stage
+		start := time.Now()
+		st, err := s.Open(context.Background(), target(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := drain(t, st)
+		st.Close()
+		if d := time.Since(start); d != 200*time.Millisecond || got != "cloud" || r.Trace.Overflow != "max_wait" {
+			t.Fatalf("after %v: %q, trace %+v", d, got, r.Trace)
+		}
+		// Batch work waits as long as it must; so does a request with no fallback.
+		r = req(nil)
+		r.Priority = models.PriorityBatch
+		r.Arrived = time.Now()
+		go func() { time.Sleep(time.Second); local.release <- struct{}{} }()
+		st, err = s.Open(context.Background(), target(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ = drain(t, st)
+		st.Close()
+		if got != "late" || r.Trace.Overflow != "" {
+			t.Fatalf("batch: %q %+v", got, r.Trace)
+		}
+	})
+}
+
+// firstTokenLate opens at once, but its first token comes only after delay.
+type firstTokenLate struct{ delay time.Duration }
+
+func (f *firstTokenLate) Open(ctx context.Context, t models.Target, _ *models.Request) (models.Stream, error) {
+	return &ctxStream{ctx: ctx, at: time.Now().Add(f.delay)}, nil
+}
+
+type ctxStream struct {
+	ctx  context.Context
+	at   time.Time
+	sent bool
+}
+
+func (c *ctxStream) Recv() (models.Chunk, error) {
+	if c.sent {
+		return models.Chunk{}, io.EOF
+	}
+	select {
+	case <-time.After(time.Until(c.at)):
+		c.sent = true
+		return text("slow"), nil
+	case <-c.ctx.Done():
+		return models.Chunk{}, &models.Error{Kind: models.ErrCanceled, Msg: "canceled"}
+	}
+}
+func (c *ctxStream) Usage() models.Usage { return models.Usage{Cost: models.Cost{Prompt: 0.5}} }
+func (c *ctxStream) Close() error        { return nil }
+
+func TestMaxWaitBeforeFirstToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		eu := &fakeOpener{name: "eu", script: script{ok("cloud")}}
+		s := New(&firstTokenLate{delay: time.Second}, Options{MaxWait: 300 * time.Millisecond,
+			Remote: map[string]Remote{"eu": {Backend: eu, Region: "eu", Prices: map[string]Price{"mini": {}}}}})
+		r := req(nil)
+		r.Arrived = time.Now()
+		st, err := s.Open(context.Background(), target(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := drain(t, st)
+		st.Close()
+		// The abandoned local attempt's cost (its prefill) is part of the request's.
+		if got != "cloud" || r.Trace.Overflow != "max_wait" || st.Usage().Cost.Prompt != 0.5 {
+			t.Fatalf("%q, trace %+v, cost %+v", got, r.Trace, st.Usage().Cost)
+		}
+		// In time: the local answer stands and its context stays alive while it streams.
+		s = New(&firstTokenLate{delay: 100 * time.Millisecond}, Options{MaxWait: 300 * time.Millisecond,
+			Remote: map[string]Remote{"eu": {Backend: eu, Region: "eu"}}})
+		r = req(nil)
+		r.Arrived = time.Now()
+		st, err = s.Open(context.Background(), target(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second) // past MaxWait: the stream must not be cancelled
+		got, err = drain(t, st)
+		st.Close()
+		if got != "slow" || err != nil || r.Trace.Overflow != "" {
+			t.Fatalf("%q %v %+v", got, err, r.Trace)
+		}
+	})
+}

@@ -22,6 +22,7 @@ type routed struct {
 	model    string    // catalog name (prices)
 	failed   models.Cost
 	overflow string
+	cancel   func() // ends the context a bounded local attempt was opened with
 
 	buf      [peekChunks]models.Chunk
 	n, pos   int
@@ -114,6 +115,9 @@ func (x *routed) Close() error {
 	}
 	x.closed = true
 	err := x.Stream.Close()
+	if x.cancel != nil {
+		x.cancel()
+	}
 	if x.p != nil {
 		x.p.release()
 		if x.midError {

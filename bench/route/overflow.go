@@ -35,9 +35,14 @@ type OverflowConfig struct {
 	LlamaServer, Model, Vocab        string
 	// OutputTokens per request [128]; the prompt is a short unique question.
 	OutputTokens int
-	// SLO is the interactive time-to-first-token target the scheduler keeps [1.5s]:
-	// requests expected to miss it overflow.
-	SLO time.Duration
+	// SLO is the interactive time-to-first-token target [1.5s]. The scheduler refuses
+	// (and the request overflows) when the expected time to first token exceeds Admit
+	// times the SLO [0.8]: headroom for the estimate's error, as docs/routing.md advises.
+	SLO   time.Duration
+	Admit float64
+	// MaxWait bounds a local request's wait for its first token before it moves to a
+	// cloud [SLO - CloudTTFT - 100ms]; negative: no bound.
+	MaxWait time.Duration
 	// CloudTTFT [400ms] and CloudTokensPerSecond [60] shape the fake clouds;
 	// CloudConcurrency caps requests in flight on each [256].
 	CloudTTFT            time.Duration
@@ -67,7 +72,9 @@ func (c *OverflowConfig) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Model, "model", "", "GGUF model (default: a tiny model generated into the cache)")
 	fs.StringVar(&c.Vocab, "vocab", "", "Llama-2 tokenizer.json for the tiny model (default: the cache)")
 	fs.IntVar(&c.OutputTokens, "output-tokens", 128, "completion tokens per request")
-	fs.DurationVar(&c.SLO, "slo", 1500*time.Millisecond, "interactive time-to-first-token target (overflow when expected to miss it)")
+	fs.DurationVar(&c.SLO, "slo", 1500*time.Millisecond, "interactive time-to-first-token target")
+	fs.Float64Var(&c.Admit, "admit", 0.8, "the scheduler's saturation threshold as a fraction of --slo (overflow beyond it)")
+	fs.DurationVar(&c.MaxWait, "max-wait", 0, "longest wait for a first local token before moving to a cloud (default: slo - cloud-ttft - 100ms; negative: none)")
 	fs.DurationVar(&c.CloudTTFT, "cloud-ttft", 400*time.Millisecond, "fake clouds' time to first token")
 	fs.Float64Var(&c.CloudTokensPerSecond, "cloud-tps", 60, "fake clouds' tokens per second")
 	fs.IntVar(&c.CloudConcurrency, "cloud-concurrency", 256, "requests in flight per cloud")
@@ -92,11 +99,17 @@ func (c *OverflowConfig) Fill() {
 	if c.SLO <= 0 {
 		c.SLO = 1500 * time.Millisecond
 	}
+	if c.Admit <= 0 || c.Admit > 1 {
+		c.Admit = 0.8
+	}
 	if c.CloudTTFT <= 0 {
 		c.CloudTTFT = 400 * time.Millisecond
 	}
 	if c.CloudTokensPerSecond <= 0 {
 		c.CloudTokensPerSecond = 60
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = max(c.SLO-c.CloudTTFT-100*time.Millisecond, c.SLO/4)
 	}
 	if len(c.Loads) == 0 {
 		c.Loads = []float64{0.5, 1, 3}
@@ -163,6 +176,8 @@ type OverflowResult struct {
 	Levels       []OverflowLevel `json:"levels"`
 
 	SLOms               float64 `json:"slo_ms"`
+	AdmitMs             float64 `json:"admit_ms"`    // the scheduler's saturation threshold
+	MaxWaitMs           float64 `json:"max_wait_ms"` // the overflow stage's bound on a local wait
 	P99TTFTms3x         float64 `json:"p99_ttft_ms_3x"`
 	LocalBusy3x         float64 `json:"local_busy_3x"`
 	OverflowShareHalf   float64 `json:"overflow_share_half"`
@@ -196,6 +211,7 @@ func RunOverflow(ctx context.Context, c OverflowConfig) (*OverflowResult, error)
 	cl := newClient(s.url, c.OutputTokens)
 	defer cl.hc.CloseIdleConnections()
 	res := &OverflowResult{Engines: c.Engines, Slots: s.slots, OutputTokens: c.OutputTokens, SLOms: ms(c.SLO),
+		AdmitMs: ms(time.Duration(c.Admit * float64(c.SLO))), MaxWaitMs: ms(max(c.MaxWait, 0)),
 		CloudTTFTms: ms(c.CloudTTFT), CloudTPS: c.CloudTokensPerSecond}
 
 	progress("measuring the local capacity (closed loop, %d clients, %v)", 2*s.slots, c.Calibration)

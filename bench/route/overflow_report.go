@@ -9,8 +9,8 @@ import (
 
 // WriteTable prints the result as a table, then the targets.
 func (r *OverflowResult) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "overflow: %d llama-server engines x %d slots (capacity %.1f requests/s at %d output tokens), SLO %.0f ms; fake clouds EU and US (TTFT %.0f ms, %.0f tokens/s)\n",
-		r.Engines, r.Slots/max(r.Engines, 1), r.CapacityRPS, r.OutputTokens, r.SLOms, r.CloudTTFTms, r.CloudTPS)
+	fmt.Fprintf(w, "overflow: %d llama-server engines x %d slots (capacity %.1f requests/s at %d output tokens), SLO %.0f ms (overflow beyond %.0f ms expected, or %.0f ms waited); fake clouds EU and US (TTFT %.0f ms, %.0f tokens/s)\n",
+		r.Engines, r.Slots/max(r.Engines, 1), r.CapacityRPS, r.OutputTokens, r.SLOms, r.AdmitMs, r.MaxWaitMs, r.CloudTTFTms, r.CloudTPS)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "load\trate/s\trequests\terrors\toverflow\tp50 TTFT ms\tp99 TTFT ms\tp99 local\tp99 cloud\tlocal busy\tEU reqs\tEU in EU cloud\tcloud EU\tcloud US\tresidency viol.\t")
 	for _, l := range r.Levels {

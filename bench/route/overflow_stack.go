@@ -140,14 +140,14 @@ func startStack(ctx context.Context, c *OverflowConfig) (*stack, error) {
 	}
 	reg := prometheus.NewRegistry()
 	s.sched = scheduler.New(backends, scheduler.Options{Registry: reg, MaxQueue: 4096, RefreshEvery: time.Second,
-		SLO: [2]time.Duration{c.SLO, 0}, Engines: addressable(backends)})
+		SLO: [2]time.Duration{time.Duration(c.Admit * float64(c.SLO)), 0}, Engines: addressable(backends)})
 	s.sched.RefreshAll(ctx)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.sched.Run(runCtx)
 	}()
-	stage := overflow.New(s.sched, overflow.Options{Remote: remote, Registry: reg})
+	stage := overflow.New(s.sched, overflow.Options{Remote: remote, Registry: reg, MaxWait: max(c.MaxWait, 0)})
 	keys := [][32]byte{sha256.Sum256([]byte(benchKeyEU)), sha256.Sum256([]byte(benchKeyAny))}
 	s.gw, err = gateway.New(gateway.Options{APIKeys: keys, Scheduler: stage, Models: rt.Models, Registry: reg,
 		Router: &keyPolicies{next: rt, policies: map[string]string{tenantID(benchKeyEU): models.ResidencyEU,

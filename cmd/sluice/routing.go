@@ -77,7 +77,7 @@ func overflowStage(cfg *config.Config, next gateway.Scheduler, remote map[string
 	f, o := cfg.Routing.Fallback, cfg.Routing.Overflow
 	return overflow.New(next, overflow.Options{Remote: remote, MaxAttempts: f.MaxAttempts, Backoff: f.Backoff,
 		MaxBackoff: f.MaxBackoff, BudgetRatio: f.BudgetRatio, MinRetries: f.MinRetries,
-		BreakerFailures: o.Breaker.Failures, BreakerCooldown: o.Breaker.Cooldown, Registry: reg, Logger: log})
+		BreakerFailures: o.Breaker.Failures, BreakerCooldown: o.Breaker.Cooldown, MaxWait: o.MaxWait, Registry: reg, Logger: log})
 }
 
 // entryRouting copies a configured model's routing fields into a catalog entry.
