@@ -225,6 +225,9 @@ func (s *Stage) route(ctx context.Context, t models.Target, r *models.Request) (
 		skipBreaker       bool
 		skipBusy          bool
 		retryIn           time.Duration
+		// A local step abandoned after MaxWait, to go back to when nothing else serves.
+		waited             bool
+		waitStart, waitEnd int
 	)
 	for i := 0; i < n; {
 		c := at(i)
@@ -288,62 +291,10 @@ func (s *Stage) route(ctx context.Context, t models.Target, r *models.Request) (
 			s.m.fallbacks.WithLabelValues(reasonOf(last.err)).Inc()
 		}
 		attempts++
-		tgt := s.target(t, start, end, p)
-		var st models.Stream
-		var err error
-		more := i < n && attempts < s.opts.MaxAttempts
-		var w *waitBound
-		if p != nil {
-			st, err = p.b.Open(ctx, tgt, r)
-		} else {
-			octx := ctx
-			if more && s.opts.MaxWait > 0 && r.Priority == models.PriorityInteractive {
-				w, octx = s.boundWait(ctx, r)
-			}
-			st, err = s.next.Open(octx, tgt, r)
-		}
-		var out *routed
+		out, ferr, err := s.open(ctx, t, r, start, end, p, c.Model, i < n && attempts < s.opts.MaxAttempts, failed)
+		failed = addCost(failed, ferr)
 		if err == nil {
-			out = &routed{Stream: st, s: s, t: tgt, p: p, model: c.Model, failed: failed}
-			if more {
-				// Another target is left: read up to the first token, so that a failure
-				// before it can still go elsewhere.
-				err = out.peek()
-				if err == nil && w != nil && !w.keep() {
-					err = w.err() // the first token came too late
-				}
-				if err != nil {
-					_ = st.Close()
-					failed = addCost(failed, out.priced(st.Usage()).Cost)
-					s.m.failedCost.Add(out.priced(st.Usage()).Cost.Total())
-				}
-			}
-		}
-		if w != nil {
-			if err == nil {
-				out.cancel = w.cancel // the stream's context lives until it is closed
-			} else {
-				if w.fired() {
-					err = w.err()
-				}
-				w.cancel()
-			}
-		}
-		if err == nil {
-			if p != nil {
-				p.br.success()
-				if overflow != "" {
-					out.overflow = overflow
-					r.Trace.Overflow = overflow
-					s.m.overflow.WithLabelValues(overflow, p.id).Inc()
-				}
-			}
-			r.Trace.Attempts = attempts
-			r.Trace.Region = tgt.Region
-			if r.Trace.Route != "" {
-				r.Trace.Route = routeTrace(r.Trace.Route, out.Target().Backend, r.Trace.Overflow, attempts)
-			}
-			return out, nil
+			return s.served(r, out, overflow, attempts), nil
 		}
 		reason := reasonOf(err)
 		label := "local"
@@ -367,7 +318,21 @@ func (s *Stage) route(ctx context.Context, t models.Target, r *models.Request) (
 		if p == nil && overflow == "" {
 			overflow = reason
 		}
+		if p == nil && reason == reasonWait && !waited {
+			waited, waitStart, waitEnd = true, start, end
+		}
 		last = attempt{err: err, model: c.Model, ctx: c.ContextWindow, local: p == nil}
+	}
+	if waited {
+		// The local engines were slow, and no other target took the request: it goes back
+		// to them, without a bound (MaxWait must not turn a slow answer into an error).
+		attempts++
+		out, _, err := s.open(ctx, t, r, waitStart, waitEnd, nil, at(waitStart).Model, false, failed)
+		if err == nil {
+			return s.served(r, out, "", attempts), nil
+		}
+		r.Trace.Attempts = attempts
+		return nil, err
 	}
 	r.Trace.Attempts = attempts
 	switch {
@@ -381,6 +346,76 @@ func (s *Stage) route(ctx context.Context, t models.Target, r *models.Request) (
 			Msg: fmt.Sprintf("every target for %q is at its concurrency limit", t.Model)}
 	}
 	return nil, &models.Error{Kind: models.ErrUnavailable, Msg: fmt.Sprintf("no backend serves %q", t.Model)}
+}
+
+// open opens one step (a remote engine p, or local candidates [start, end) through the
+// next stage) and, when more targets are left, reads the stream up to its first token.
+// It returns the stream, or the cost of a stream that failed after opening and the error.
+func (s *Stage) open(ctx context.Context, t models.Target, r *models.Request, start, end int, p *provider,
+	model string, more bool, failed models.Cost) (*routed, models.Cost, error) {
+	tgt := s.target(t, start, end, p)
+	var st models.Stream
+	var err error
+	var w *waitBound
+	if p != nil {
+		st, err = p.b.Open(ctx, tgt, r)
+	} else {
+		octx := ctx
+		if more && s.opts.MaxWait > 0 && r.Priority == models.PriorityInteractive {
+			w, octx = s.boundWait(ctx, r)
+		}
+		st, err = s.next.Open(octx, tgt, r)
+	}
+	var out *routed
+	var lost models.Cost
+	if err == nil {
+		out = &routed{Stream: st, s: s, t: tgt, p: p, model: model, failed: failed}
+		if more {
+			// Another target is left: read up to the first token, so that a failure
+			// before it can still go elsewhere.
+			err = out.peek()
+			if err == nil && w != nil && !w.keep() {
+				err = w.err() // the first token came too late
+			}
+			if err != nil {
+				_ = st.Close()
+				lost = out.priced(st.Usage()).Cost
+				s.m.failedCost.Add(lost.Total())
+			}
+		}
+	}
+	if w != nil {
+		if err == nil {
+			out.cancel = w.cancel // the stream's context lives until it is closed
+		} else {
+			if w.fired() {
+				err = w.err()
+			}
+			w.cancel()
+		}
+	}
+	if err != nil {
+		return nil, lost, err
+	}
+	return out, lost, nil
+}
+
+// served records where a request went and returns its stream.
+func (s *Stage) served(r *models.Request, out *routed, overflow string, attempts int) *routed {
+	if p := out.p; p != nil {
+		p.br.success()
+		if overflow != "" {
+			out.overflow = overflow
+			r.Trace.Overflow = overflow
+			s.m.overflow.WithLabelValues(overflow, p.id).Inc()
+		}
+	}
+	r.Trace.Attempts = attempts
+	r.Trace.Region = out.t.Region
+	if r.Trace.Route != "" {
+		r.Trace.Route = routeTrace(r.Trace.Route, out.Target().Backend, r.Trace.Overflow, attempts)
+	}
+	return out
 }
 
 // waitBound abandons a local attempt that has not produced its first token by the

@@ -531,3 +531,26 @@ func TestMaxWaitBeforeFirstToken(t *testing.T) {
 		}
 	})
 }
+
+func TestMaxWaitGoesBackWhenNoOneElseServes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		eu := &fakeOpener{name: "eu", script: script{ok("cloud")}}
+		local := &blocking{release: make(chan struct{}, 1)}
+		s := New(local, Options{MaxWait: 300 * time.Millisecond, Remote: map[string]Remote{"eu": {Backend: eu, Region: "eu"}}})
+		s.remote["eu"].limit = 0 // the only cloud is full
+		tg := target()
+		tg.Fallbacks = tg.Fallbacks[:1]
+		r := req(&models.Key{Residency: models.ResidencyEU})
+		r.Arrived = time.Now()
+		go func() { time.Sleep(time.Second); local.release <- struct{}{} }()
+		st, err := s.Open(context.Background(), tg, r)
+		if err != nil {
+			t.Fatalf("a slow local answer became an error: %v", err)
+		}
+		got, _ := drain(t, st)
+		st.Close()
+		if got != "late" || local.opened != 2 || r.Trace.Region != "local" || r.Trace.Overflow != "" {
+			t.Fatalf("%q after %d local opens, trace %+v", got, local.opened, r.Trace)
+		}
+	})
+}
