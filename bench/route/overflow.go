@@ -37,7 +37,8 @@ type OverflowConfig struct {
 	OutputTokens int
 	// SLO is the interactive time-to-first-token target [1.5s]. The scheduler refuses
 	// (and the request overflows) when the expected time to first token exceeds Admit
-	// times the SLO [0.8]: headroom for the estimate's error, as docs/routing.md advises.
+	// times the SLO [0.6]: below MaxWait, with headroom for the estimate's error, as
+	// docs/routing.md advises.
 	SLO   time.Duration
 	Admit float64
 	// MaxWait bounds a local request's wait for its first token before it moves to a
@@ -73,7 +74,7 @@ func (c *OverflowConfig) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Vocab, "vocab", "", "Llama-2 tokenizer.json for the tiny model (default: the cache)")
 	fs.IntVar(&c.OutputTokens, "output-tokens", 128, "completion tokens per request")
 	fs.DurationVar(&c.SLO, "slo", 1500*time.Millisecond, "interactive time-to-first-token target")
-	fs.Float64Var(&c.Admit, "admit", 0.8, "the scheduler's saturation threshold as a fraction of --slo (overflow beyond it)")
+	fs.Float64Var(&c.Admit, "admit", 0.6, "the scheduler's saturation threshold as a fraction of --slo (overflow beyond it)")
 	fs.DurationVar(&c.MaxWait, "max-wait", 0, "longest wait for a first local token before moving to a cloud (default: slo - cloud-ttft - 100ms; negative: none)")
 	fs.DurationVar(&c.CloudTTFT, "cloud-ttft", 400*time.Millisecond, "fake clouds' time to first token")
 	fs.Float64Var(&c.CloudTokensPerSecond, "cloud-tps", 60, "fake clouds' tokens per second")
@@ -100,7 +101,7 @@ func (c *OverflowConfig) Fill() {
 		c.SLO = 1500 * time.Millisecond
 	}
 	if c.Admit <= 0 || c.Admit > 1 {
-		c.Admit = 0.8
+		c.Admit = 0.6
 	}
 	if c.CloudTTFT <= 0 {
 		c.CloudTTFT = 400 * time.Millisecond
@@ -160,6 +161,11 @@ type OverflowLevel struct {
 	// Requests the clouds received.
 	CloudEU int `json:"cloud_eu"`
 	CloudUS int `json:"cloud_us"`
+	// Remote engines passed over (at their concurrency limit, or their circuit open) and
+	// local attempts abandoned after MaxWait.
+	SkippedBusy    int `json:"skipped_busy"`
+	SkippedBreaker int `json:"skipped_breaker"`
+	MaxWait        int `json:"max_wait_moves"`
 	// ErrorSamples are the first few errors, for diagnosis.
 	ErrorSamples []string `json:"error_samples,omitempty"`
 }
@@ -289,6 +295,9 @@ func calibrate(ctx context.Context, cl *client, n int, d time.Duration) (float64
 func runLevel(ctx context.Context, s *stack, cl *client, rng *rand.Rand, load, rate float64, c *OverflowConfig) (OverflowLevel, error) {
 	lv := OverflowLevel{Load: load, Rate: rate}
 	eu0, us0 := s.eu.Count(), s.us.Count()
+	busy0 := s.counter("sluice_overflow_provider_skipped_total", "reason", "provider_busy")
+	brk0 := s.counter("sluice_overflow_provider_skipped_total", "reason", "breaker_open")
+	wait0 := s.counter("sluice_overflow_attempt_errors_total", "reason", "max_wait")
 	usEU0 := countEU(s.us)
 	type sent struct {
 		eu bool
@@ -384,6 +393,9 @@ func runLevel(ctx context.Context, s *stack, cl *client, rng *rand.Rand, load, r
 	}
 	lv.Violations += countEU(s.us) - usEU0
 	lv.CloudEU, lv.CloudUS = s.eu.Count()-eu0, s.us.Count()-us0
+	lv.SkippedBusy = int(s.counter("sluice_overflow_provider_skipped_total", "reason", "provider_busy") - busy0)
+	lv.SkippedBreaker = int(s.counter("sluice_overflow_provider_skipped_total", "reason", "breaker_open") - brk0)
+	lv.MaxWait = int(s.counter("sluice_overflow_attempt_errors_total", "reason", "max_wait") - wait0)
 	if lv.Requests > 0 {
 		lv.Share = float64(lv.Overflow) / float64(lv.Requests)
 	}

@@ -22,6 +22,10 @@ func (r *OverflowResult) WriteTable(w io.Writer) error {
 		return err
 	}
 	for _, l := range r.Levels {
+		if l.SkippedBusy+l.SkippedBreaker+l.MaxWait > 0 {
+			fmt.Fprintf(w, "at %.1fx: %d local waits past max-wait moved on; clouds passed over %d times at their concurrency limit, %d with the circuit open\n",
+				l.Load, l.MaxWait, l.SkippedBusy, l.SkippedBreaker)
+		}
 		for _, e := range l.ErrorSamples {
 			fmt.Fprintf(w, "error at %.1fx: %s\n", l.Load, e)
 		}

@@ -46,7 +46,36 @@ type stack struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	slots    int
+	reg      *prometheus.Registry
 	stopOnce sync.Once
+}
+
+// counter sums a counter's series whose labels include the given name=value pairs.
+func (s *stack) counter(name string, labels ...string) float64 {
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		return 0
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue next
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }
 
 // keyPolicies attaches each bench key's residency policy to its requests (the gateway
@@ -139,6 +168,7 @@ func startStack(ctx context.Context, c *OverflowConfig) (*stack, error) {
 		return fail(err)
 	}
 	reg := prometheus.NewRegistry()
+	s.reg = reg
 	s.sched = scheduler.New(backends, scheduler.Options{Registry: reg, MaxQueue: 4096, RefreshEvery: time.Second,
 		SLO: [2]time.Duration{time.Duration(c.Admit * float64(c.SLO)), 0}, Engines: addressable(backends)})
 	s.sched.RefreshAll(ctx)
