@@ -107,7 +107,9 @@ func (r *Router) buildPlans() {
 			if g := makeGroup(p, pol, remoteOK); g.pool != nil {
 				pl.groups = append(pl.groups, g)
 			}
-			if len(r.opts.Tiers) > 0 {
+			if len(r.opts.Tiers) > 0 && p.kind != "embedding" {
+				// Other models of at least its tier (never for embeddings: another
+				// model's vectors would not be comparable).
 				for _, q := range ranked {
 					if q == p || q.kind != p.kind || q.rank < p.rank {
 						continue
@@ -132,20 +134,18 @@ func (r *Router) buildPlans() {
 		}
 	}
 	for pol := 0; pol < nPolicies; pol++ {
-		for k, kind := range []string{"chat", "embedding"} {
-			r.byTier[pol][k] = make([]*plan, len(r.opts.Tiers))
-			for rank := range r.opts.Tiers {
-				pl := &plan{}
-				for _, q := range ranked {
-					if q.kind != kind || q.rank < rank {
-						continue
-					}
-					if g := makeGroup(q, pol, true); g.pool != nil {
-						pl.groups = append(pl.groups, g)
-					}
+		r.byTier[pol] = make([]*plan, len(r.opts.Tiers))
+		for rank := range r.opts.Tiers {
+			pl := &plan{}
+			for _, q := range ranked {
+				if q.kind != "chat" || q.rank < rank {
+					continue
 				}
-				r.byTier[pol][k][rank] = pl
+				if g := makeGroup(q, pol, true); g.pool != nil {
+					pl.groups = append(pl.groups, g)
+				}
 			}
+			r.byTier[pol][rank] = pl
 		}
 	}
 }

@@ -85,8 +85,8 @@ type Router struct {
 	infos  []models.ModelInfo
 	tiers  map[string]int // tier -> rank
 	pools  []*pool        // distinct models, in catalog order
-	// byTier[policy][kind][rank]: the plan for "at least this tier".
-	byTier [nPolicies][2][]*plan
+	// byTier[policy][rank]: the plan for "at least this tier" (chat models).
+	byTier [nPolicies][]*plan
 }
 
 // pool is every backend serving one client-facing name.
@@ -96,8 +96,8 @@ type pool struct {
 	kind       string
 	tier       string
 	rank       int
-	ctx        int  // the smallest declared context window among its backends (0: unknown)
-	caps       Caps // 0: undeclared
+	ctx        int                // the smallest declared context window among its backends (0: unknown)
+	caps       Caps               // 0: undeclared
 	price      float64            // the cheapest backend's input + output price
 	cprice     map[string]float64 // by backend
 	candidates []models.Candidate
@@ -344,7 +344,7 @@ func (r *Router) routeTier(req *models.Request, pol int, tier string, auto bool)
 		}
 		tier = next
 	}
-	pl := r.byTier[pol][0][r.tiers[tier]]
+	pl := r.byTier[pol][r.tiers[tier]]
 	f := newFilter(req, true, nil)
 	first := -1
 	for i := range pl.groups {

@@ -191,6 +191,21 @@ func TestRouteErrors(t *testing.T) {
 	}
 }
 
+func TestEmbeddingsFallBackOnlyToTheSameModel(t *testing.T) {
+	r, err := NewWithOptions([]Entry{
+		{Name: "e1", Backend: "a", Kind: "embedding"},
+		{Name: "e1", Backend: "b", Kind: "embedding"},
+		{Name: "e2", Backend: "c", Kind: "embedding"},
+	}, Options{Tiers: []string{"small"}, Remote: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgt, err := r.Route(context.Background(), &models.Request{Kind: models.KindEmbedding, Model: "e1", Input: []string{"x"}})
+	if err != nil || backends(tgt.Candidates) != "a/e1,b/e1" || len(tgt.Fallbacks) != 0 {
+		t.Fatalf("%+v %v", tgt, err)
+	}
+}
+
 func TestModelsListsAutoNames(t *testing.T) {
 	r := tiered(t, true)
 	var ids []string
