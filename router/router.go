@@ -286,16 +286,16 @@ func (r *Router) requestedTier(req *models.Request) (tier string, auto bool, err
 		}
 		return "", false, nil
 	}
+	_, taken := r.byName[req.Model]
 	switch {
+	case taken: // a model of that name wins over the auto names
 	case req.Model == "auto":
 		auto = true
 	case strings.HasPrefix(req.Model, "auto-"):
-		if _, taken := r.byName[req.Model]; !taken {
-			tier = req.Model[len("auto-"):]
-			if _, ok := r.tiers[tier]; !ok {
-				return "", false, &models.Error{Kind: models.ErrNotFound, Code: "model_not_found", Param: "model",
-					Msg: fmt.Sprintf("there is no tier %q: the tiers are %s (auto-<tier>)", tier, strings.Join(r.opts.Tiers, ", "))}
-			}
+		tier = req.Model[len("auto-"):]
+		if _, ok := r.tiers[tier]; !ok {
+			return "", false, &models.Error{Kind: models.ErrNotFound, Code: "model_not_found", Param: "model",
+				Msg: fmt.Sprintf("there is no tier %q: the tiers are %s (auto-<tier>)", tier, strings.Join(r.opts.Tiers, ", "))}
 		}
 	}
 	if req.Tier != "" {
