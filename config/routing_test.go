@@ -100,3 +100,28 @@ func TestRoutingConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParseRouting(f *testing.F) {
+	f.Add([]byte("engines:\n  - name: c\n    kind: openai\n    url: https://x.example/v1\n    region: eu\n    models:\n      - {name: m, tier: large, context_window: 100, capabilities: [tools], price: {input: 1, output: 2}}\nrouting:\n  tiers: [small, large]\n  auto: {weak: small, strong: large, threshold: 0.3}\n  fallback: {max_attempts: 2, backoff: 10ms}\n  overflow: {max_wait: 1s, breaker: {failures: 2, cooldown: 5s}}\n"))
+	f.Add([]byte("engines:\n  - name: o\n    kind: ollama\n    url: http://10.0.0.1:11434\nrouting:\n  tiers: [a]\n"))
+	env := mapEnv(map[string]string{"HOME": "/nonexistent"})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse(b, "fuzz.yaml", env)
+		if err != nil {
+			return
+		}
+		if c.Validate() != nil {
+			t.Fatalf("Parse accepted a config that Validate rejects")
+		}
+		for _, e := range c.Engines {
+			if e.Region == "" {
+				t.Fatalf("engine %s has no region after defaults", e.Name)
+			}
+			for _, m := range e.Models {
+				if m.Tier == "" {
+					t.Fatalf("model %s has no tier after defaults", m.Name)
+				}
+			}
+		}
+	})
+}
