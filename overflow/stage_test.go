@@ -554,3 +554,41 @@ func TestMaxWaitGoesBackWhenNoOneElseServes(t *testing.T) {
 		}
 	})
 }
+
+// nopStream and nopOpener make the per-request cost of the stage itself visible.
+type nopStream struct{}
+
+func (nopStream) Recv() (models.Chunk, error) { return models.Chunk{}, io.EOF }
+func (nopStream) Usage() models.Usage         { return models.Usage{} }
+func (nopStream) Close() error                { return nil }
+
+type nopOpener struct{}
+
+func (nopOpener) Open(context.Context, models.Target, *models.Request) (models.Stream, error) {
+	return nopStream{}, nil
+}
+
+func BenchmarkOpen(b *testing.B) {
+	s := New(nopOpener{}, Options{Remote: map[string]Remote{"eu": {Backend: nopOpener{}, Region: "eu"}}})
+	ctx := context.Background()
+	for _, bc := range []struct {
+		name string
+		t    models.Target
+	}{
+		{"no fallbacks", models.Target{Model: "tiny", Backend: "gpu1", Candidates: target().Candidates}},
+		{"with fallbacks (peek)", target()},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := req(nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				r.Trace = models.Trace{Route: "tier=small; model=tiny; reason=model"}
+				st, err := s.Open(ctx, bc.t, r)
+				if err != nil {
+					b.Fatal(err)
+				}
+				st.Close()
+			}
+		})
+	}
+}
