@@ -29,7 +29,10 @@ type Routing struct {
 type Auto struct {
 	Weak      string  `yaml:"weak"`      // default: the first tier
 	Strong    string  `yaml:"strong"`    // default: the second tier (the first if only one)
-	Threshold float64 `yaml:"threshold"` // default 0.5
+	// Threshold is the score at or above which "auto" picks Strong. The default, 0.23,
+	// sends about a quarter of requests to the strong tier with the embedded classifier
+	// (its score's 75th percentile on MT-Bench's first turns; see docs/routing.md).
+	Threshold float64 `yaml:"threshold"`
 	// Weights is a classifier weights file from `sluice router train` (default: the
 	// weights embedded in sluice, trained on RouteLLM's MMLU and GSM8K data).
 	Weights string `yaml:"weights"`
@@ -126,7 +129,7 @@ func (r *Routing) applyDefaults(c *Config) {
 		r.Auto.Strong = r.Tiers[min(1, len(r.Tiers)-1)]
 	}
 	if r.Auto.Threshold == 0 {
-		r.Auto.Threshold = 0.5
+		r.Auto.Threshold = 0.23
 	}
 	f := &r.Fallback
 	if f.MaxAttempts == 0 {
