@@ -49,3 +49,12 @@ func (h *Health) SetCircuit(open bool, reason string) {
 
 // CircuitOpen reports whether the circuit is open.
 func (h *Health) CircuitOpen() bool { return h.circuit.Load() != nil }
+
+// Overlay returns c marked unhealthy while the circuit is open (for backends that keep
+// their own capacity, such as a probed OpenAI-compatible engine).
+func (h *Health) Overlay(c models.Capacity) models.Capacity {
+	if o := h.circuit.Load(); o != nil {
+		c.Healthy, c.Reason, c.UpdatedAt = false, o.reason, o.since
+	}
+	return c
+}
