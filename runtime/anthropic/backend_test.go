@@ -12,7 +12,7 @@ import (
 	"github.com/sluice-llm/sluice/models"
 	"github.com/sluice-llm/sluice/runtime/anthropic"
 	"github.com/sluice-llm/sluice/runtime/anthropic/anthropictest"
-	"github.com/sluice-llm/sluice/runtime/internal/fake"
+	"github.com/sluice-llm/sluice/runtime/cloudtest"
 	"go.uber.org/goleak"
 )
 
@@ -130,7 +130,7 @@ func TestChat(t *testing.T) {
 	a := read(t, st)
 	u := st.Usage()
 	st.Close()
-	if a.chunks != 1 || a.role != "assistant" || a.text != strings.Join(fake.Tokens(12), "") || a.finish != "stop" {
+	if a.chunks != 1 || a.role != "assistant" || a.text != strings.Join(cloudtest.Tokens(12), "") || a.finish != "stop" {
 		t.Fatalf("answer = %+v", a)
 	}
 	if u.Estimated || u.CompletionTokens != 12 || u.PromptTokens <= 0 || a.usage == nil || *a.usage != u {
@@ -157,7 +157,7 @@ func TestStream(t *testing.T) {
 	a := read(t, st)
 	u := st.Usage()
 	st.Close()
-	if a.role != "assistant" || a.text != strings.Join(fake.Tokens(15), "") || a.finish != "stop" || a.chunks < 15 {
+	if a.role != "assistant" || a.text != strings.Join(cloudtest.Tokens(15), "") || a.finish != "stop" || a.chunks < 15 {
 		t.Fatalf("answer = %+v", a)
 	}
 	if u.Estimated || u.CompletionTokens != 15 || u.PromptTokens <= 0 {
@@ -177,7 +177,7 @@ func TestFinishReasons(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a := read(t, st); a.finish != "length" || a.text != strings.Join(fake.Tokens(5), "") {
+		if a := read(t, st); a.finish != "length" || a.text != strings.Join(cloudtest.Tokens(5), "") {
 			t.Fatalf("stream=%v max_tokens: %+v", stream, a)
 		}
 		st.Close()
@@ -394,7 +394,7 @@ func TestErrorMidStream(t *testing.T) {
 		}
 		text += c.Text
 	}
-	if text != strings.Join(fake.Tokens(3), "") {
+	if text != strings.Join(cloudtest.Tokens(3), "") {
 		t.Fatalf("text before the error = %q", text)
 	}
 	if u := st.Usage(); !u.Estimated || u.PromptTokens <= 0 || u.CompletionTokens <= 0 {
@@ -423,7 +423,7 @@ func TestUnreachable(t *testing.T) {
 
 func TestCancelMidStream(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	s := anthropictest.New(anthropictest.Options{ReplyTokens: 2000, Latency: fake.Latency{TokensPerSecond: 200}})
+	s := anthropictest.New(anthropictest.Options{ReplyTokens: 2000, Latency: cloudtest.Latency{TokensPerSecond: 200}})
 	b, err := anthropic.New(anthropic.Options{Name: "claude-eu", BaseURL: s.URL, APIKey: "test-key"})
 	if err != nil {
 		t.Fatal(err)
@@ -460,7 +460,7 @@ func TestCancelMidStream(t *testing.T) {
 }
 
 func TestCloseEarlyAndKeepAlive(t *testing.T) {
-	s, b := start(t, anthropictest.Options{ReplyTokens: 2000, Latency: fake.Latency{TokensPerSecond: 500}})
+	s, b := start(t, anthropictest.Options{ReplyTokens: 2000, Latency: cloudtest.Latency{TokensPerSecond: 500}})
 	st, err := b.Open(ctx(t), target, chat(true))
 	if err != nil {
 		t.Fatal(err)

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/sluice-llm/sluice/models"
+	"github.com/sluice-llm/sluice/runtime/cloudtest"
 	"github.com/sluice-llm/sluice/runtime/gemini"
 	"github.com/sluice-llm/sluice/runtime/gemini/geminitest"
-	"github.com/sluice-llm/sluice/runtime/internal/fake"
 	"go.uber.org/goleak"
 )
 
@@ -107,7 +107,7 @@ func TestGenerate(t *testing.T) {
 		a := read(t, st)
 		u := st.Usage()
 		st.Close()
-		if a.role != "assistant" || a.text != strings.Join(fake.Tokens(12), "") || a.finish != "stop" {
+		if a.role != "assistant" || a.text != strings.Join(cloudtest.Tokens(12), "") || a.finish != "stop" {
 			t.Fatalf("stream=%v: %+v", stream, a)
 		}
 		if stream && a.chunks < 12 || !stream && a.chunks != 1 {
@@ -137,7 +137,7 @@ func TestMaxTokensAndSampling(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := read(t, st); a.finish != "length" || a.text != strings.Join(fake.Tokens(4), "") {
+	if a := read(t, st); a.finish != "length" || a.text != strings.Join(cloudtest.Tokens(4), "") {
 		t.Fatalf("answer = %+v", a)
 	}
 	st.Close()
@@ -306,7 +306,7 @@ func TestErrorMidStream(t *testing.T) {
 		}
 		text += c.Text
 	}
-	if text != strings.Join(fake.Tokens(3), "") {
+	if text != strings.Join(cloudtest.Tokens(3), "") {
 		t.Fatalf("text = %q", text)
 	}
 	if u := st.Usage(); !u.Estimated || u.PromptTokens <= 0 || u.CompletionTokens <= 0 {
@@ -315,7 +315,7 @@ func TestErrorMidStream(t *testing.T) {
 }
 
 func TestStreamCut(t *testing.T) {
-	s, b := start(t, geminitest.Options{ReplyTokens: 1000, Latency: fake.Latency{TokensPerSecond: 1000}})
+	s, b := start(t, geminitest.Options{ReplyTokens: 1000, Latency: cloudtest.Latency{TokensPerSecond: 1000}})
 	st, err := b.Open(ctx(t), target, chat(true))
 	if err != nil {
 		t.Fatal(err)
@@ -336,7 +336,7 @@ func TestStreamCut(t *testing.T) {
 
 func TestCancelMidStream(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	s := geminitest.New(geminitest.Options{ReplyTokens: 2000, Latency: fake.Latency{TokensPerSecond: 200}})
+	s := geminitest.New(geminitest.Options{ReplyTokens: 2000, Latency: cloudtest.Latency{TokensPerSecond: 200}})
 	b, err := gemini.New(gemini.Options{Name: "gemini-eu", BaseURL: s.URL, APIKey: "test-key"})
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-llm/sluice/models"
-	"github.com/sluice-llm/sluice/runtime/internal/fake"
+	"github.com/sluice-llm/sluice/runtime/cloudtest"
 	"github.com/sluice-llm/sluice/runtime/openai"
 	"github.com/sluice-llm/sluice/runtime/openai/openaitest"
 	"go.uber.org/goleak"
@@ -77,6 +77,10 @@ func drainCloud(t *testing.T, st models.Stream) reply {
 		if len(c.Raw) > 0 {
 			r.raw++
 		}
+		if c.Format == models.FormatOpenAIChunk && strings.Contains(string(c.Raw), `"usage":{`) {
+			// The gateway writes its own usage chunk: a content chunk must not carry one too.
+			t.Fatalf("a content chunk carries usage: %s", c.Raw)
+		}
 		r.text += c.Text
 		if c.FinishReason != "" {
 			r.finish = c.FinishReason
@@ -108,7 +112,7 @@ func TestCloudChat(t *testing.T) {
 				r := drainCloud(t, st)
 				u := st.Usage()
 				st.Close()
-				if r.text != strings.Join(fake.Tokens(9), "") || r.finish != "stop" || r.raw == 0 {
+				if r.text != strings.Join(cloudtest.Tokens(9), "") || r.finish != "stop" || r.raw == 0 {
 					t.Fatalf("stream=%v: %+v", stream, r)
 				}
 				if u.Estimated || u.CompletionTokens != 9 || u.PromptTokens <= 0 {
@@ -264,7 +268,7 @@ func TestCloudMidStreamError(t *testing.T) {
 		}
 		text += c.Text
 	}
-	if text != strings.Join(fake.Tokens(3), "") {
+	if text != strings.Join(cloudtest.Tokens(3), "") {
 		t.Fatalf("text before the error = %q", text)
 	}
 }
@@ -301,7 +305,7 @@ func TestCloudUnreachableAndCircuit(t *testing.T) {
 
 func TestCloudCancelMidStream(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	s := openaitest.New(openaitest.Options{Flavor: openaitest.Azure, ReplyTokens: 2000, Latency: fake.Latency{TokensPerSecond: 200}})
+	s := openaitest.New(openaitest.Options{Flavor: openaitest.Azure, ReplyTokens: 2000, Latency: cloudtest.Latency{TokensPerSecond: 200}})
 	b, err := openai.New(openai.Options{Name: "azure", BaseURL: s.URL, APIKey: "test-key", Provider: openai.ProviderAzure})
 	if err != nil {
 		t.Fatal(err)

@@ -93,6 +93,11 @@ func (s *stream) Recv() (models.Chunk, error) {
 			c.Format = models.FormatOpenAIUsage
 			return c, nil
 		}
+		if c.Usage != nil {
+			// Usage inside a content chunk (Mistral's last chunk): sluice writes its own
+			// usage chunk (with the cost) when the client asks, so the engine's goes.
+			c.Raw = jsonx.Delete(nil, data, "usage")
+		}
 		ch := choices[0]
 		var text []byte
 		if d := ch.Get("delta"); d != nil {

@@ -11,7 +11,7 @@ import (
 	anthropic "github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 	"github.com/sluice-llm/sluice/runtime/anthropic/anthropictest"
-	"github.com/sluice-llm/sluice/runtime/internal/fake"
+	"github.com/sluice-llm/sluice/runtime/cloudtest"
 )
 
 // These tests drive the fake with Anthropic's official Go SDK: if the SDK reads its
@@ -44,7 +44,7 @@ func TestSDKMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := strings.Join(fake.Tokens(12), "")
+	want := strings.Join(cloudtest.Tokens(12), "")
 	if len(msg.Content) != 1 || msg.Content[0].Type != "text" || msg.Content[0].Text != want {
 		t.Fatalf("content = %+v, want one text block %q", msg.Content, want)
 	}
@@ -185,7 +185,7 @@ func TestSDKStreamErrorEvent(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "overloaded_error") {
 		t.Fatalf("stream error = %v", err)
 	}
-	if got, want := text.String(), strings.Join(fake.Tokens(3), ""); got != want {
+	if got, want := text.String(), strings.Join(cloudtest.Tokens(3), ""); got != want {
 		t.Fatalf("text before the error = %q, want %q", got, want)
 	}
 }

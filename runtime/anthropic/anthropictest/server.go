@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluice-llm/sluice/runtime/internal/fake"
+	"github.com/sluice-llm/sluice/runtime/cloudtest"
 )
 
 // Options configure a fake server. The zero value answers at once.
@@ -21,7 +21,7 @@ type Options struct {
 	// APIKey is the key the fake accepts in x-api-key (default "test-key").
 	APIKey string
 	// Latency shapes answers: time to first token, tokens per second.
-	Latency fake.Latency
+	Latency cloudtest.Latency
 	// ReplyTokens is the length of the default reply (default 20; max_tokens cuts it).
 	ReplyTokens int
 	// ContextTokens is the model's window: longer prompts get "prompt is too long"
@@ -66,9 +66,9 @@ type Server struct {
 	URL   string // base URL, e.g. http://127.0.0.1:41234 (the SDK's base URL)
 	opts  Options
 	srv   *httptest.Server
-	fails fake.Script[Failure]
-	count fake.Counter
-	reqs  fake.Recorder[*Request]
+	fails cloudtest.Script[Failure]
+	count cloudtest.Counter
+	reqs  cloudtest.Recorder[*Request]
 }
 
 // New starts a fake server; Close stops it.
@@ -100,7 +100,7 @@ func (s *Server) Close() {
 func (s *Server) Fail(f ...Failure) { s.fails.Push(f...) }
 
 // Stats returns what the server has served.
-func (s *Server) Stats() fake.Stats { return s.count.Stats() }
+func (s *Server) Stats() cloudtest.Stats { return s.count.Stats() }
 
 // Canceled receives once for each request whose client went away before the answer
 // ended (the provider saw the disconnect).
@@ -148,7 +148,7 @@ func (s *Server) messages(w http.ResponseWriter, hr *http.Request) {
 		s.fail(w, Failure{Status: 429, RetryAfter: 1})
 		return
 	}
-	if tokens := fake.CountTokens(req.promptText()); tokens > s.opts.ContextTokens {
+	if tokens := cloudtest.CountTokens(req.promptText()); tokens > s.opts.ContextTokens {
 		s.fail(w, Failure{Status: 400, Message: fmt.Sprintf("prompt is too long: %d tokens > %d maximum", tokens, s.opts.ContextTokens)})
 		return
 	}
@@ -188,20 +188,20 @@ type answer struct {
 func (a *answer) outputTokens() int {
 	n := len(a.tokens)
 	for _, c := range a.calls {
-		n += fake.CountTokens(c.Input) + 1
+		n += cloudtest.CountTokens(c.Input) + 1
 	}
 	return max(n, 1)
 }
 
 func (s *Server) answer(req *Request) *answer {
-	a := &answer{id: "msg_" + randID(), inputTokens: fake.CountTokens(req.promptText())}
+	a := &answer{id: "msg_" + randID(), inputTokens: cloudtest.CountTokens(req.promptText())}
 	var rep Reply
 	if s.opts.Reply != nil {
 		rep = s.opts.Reply(req)
 	} else {
-		rep.Text = strings.Join(fake.Tokens(s.opts.ReplyTokens), "")
+		rep.Text = strings.Join(cloudtest.Tokens(s.opts.ReplyTokens), "")
 	}
-	a.tokens = fake.Split(rep.Text)
+	a.tokens = cloudtest.Split(rep.Text)
 	for _, c := range rep.ToolCalls {
 		if c.ID == "" {
 			c.ID = "toolu_" + randID()
@@ -221,7 +221,7 @@ func (s *Server) answer(req *Request) *answer {
 		}
 	}
 	if seq != "" {
-		a.tokens, a.calls = fake.Split(text[:cut]), nil
+		a.tokens, a.calls = cloudtest.Split(text[:cut]), nil
 		a.stopReason, a.stopSeq = "stop_sequence", &seq
 	}
 	if max := *req.MaxTokens; len(a.tokens) > max {
@@ -256,7 +256,7 @@ func (a *answer) message(req *Request) map[string]any {
 
 // stream sends the answer as Anthropic's event stream.
 func (s *Server) stream(ctx context.Context, w http.ResponseWriter, req *Request, a *answer, f *Failure) {
-	sse := fake.NewSSE(w, false)
+	sse := cloudtest.NewSSE(w, false)
 	ev := func(name string, v any) bool {
 		b, _ := json.Marshal(v)
 		return sse.Event(name, b) == nil

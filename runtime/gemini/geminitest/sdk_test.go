@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-llm/sluice/runtime/cloudtest"
 	"github.com/sluice-llm/sluice/runtime/gemini/geminitest"
-	"github.com/sluice-llm/sluice/runtime/internal/fake"
 	"google.golang.org/genai"
 )
 
@@ -43,7 +43,7 @@ func TestSDKGenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := resp.Text(), strings.Join(fake.Tokens(12), ""); got != want {
+	if got, want := resp.Text(), strings.Join(cloudtest.Tokens(12), ""); got != want {
 		t.Fatalf("text = %q, want %q", got, want)
 	}
 	c := resp.Candidates[0]
@@ -75,7 +75,7 @@ func TestSDKStream(t *testing.T) {
 		last = resp
 		n++
 	}
-	if text.String() != strings.Join(fake.Tokens(9), "") || n != 9 {
+	if text.String() != strings.Join(cloudtest.Tokens(9), "") || n != 9 {
 		t.Fatalf("%d responses, text %q", n, text.String())
 	}
 	if last.Candidates[0].FinishReason != genai.FinishReasonStop || last.UsageMetadata.CandidatesTokenCount != 9 {
@@ -202,7 +202,7 @@ func TestSDKStreamError(t *testing.T) {
 	if !errors.As(serr, &ae) || ae.Status != "UNAVAILABLE" {
 		t.Fatalf("stream error = %v", serr)
 	}
-	if text.String() != strings.Join(fake.Tokens(3), "") {
+	if text.String() != strings.Join(cloudtest.Tokens(3), "") {
 		t.Fatalf("text before the error = %q", text.String())
 	}
 }

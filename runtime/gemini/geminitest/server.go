@@ -11,7 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 
-	"github.com/sluice-llm/sluice/runtime/internal/fake"
+	"github.com/sluice-llm/sluice/runtime/cloudtest"
 )
 
 // Options configure a fake server. The zero value answers at once.
@@ -19,7 +19,7 @@ type Options struct {
 	// APIKey is the key the fake accepts in x-goog-api-key or ?key= (default "test-key").
 	APIKey string
 	// Latency shapes answers: time to first token, tokens per second.
-	Latency fake.Latency
+	Latency cloudtest.Latency
 	// ReplyTokens is the length of the default reply (default 20; maxOutputTokens cuts it).
 	ReplyTokens int
 	// ContextTokens is the model's input limit (default 1048576; about 4 bytes a token).
@@ -64,9 +64,9 @@ type Server struct {
 	URL   string // base URL, e.g. http://127.0.0.1:41234 (the SDK's base URL)
 	opts  Options
 	srv   *httptest.Server
-	fails fake.Script[Failure]
-	count fake.Counter
-	reqs  fake.Recorder[*Request]
+	fails cloudtest.Script[Failure]
+	count cloudtest.Counter
+	reqs  cloudtest.Recorder[*Request]
 }
 
 // New starts a fake server; Close stops it.
@@ -98,7 +98,7 @@ func (s *Server) Close() {
 func (s *Server) Fail(f ...Failure) { s.fails.Push(f...) }
 
 // Stats returns what the server has served.
-func (s *Server) Stats() fake.Stats { return s.count.Stats() }
+func (s *Server) Stats() cloudtest.Stats { return s.count.Stats() }
 
 // Canceled receives once for each request whose client went away before the answer
 // ended.
@@ -147,7 +147,7 @@ func (s *Server) handle(w http.ResponseWriter, hr *http.Request) {
 		s.fail(w, Failure{Status: 429, RetryDelay: "1s"})
 		return
 	}
-	if tokens := fake.CountTokens(req.promptText()); tokens > s.opts.ContextTokens {
+	if tokens := cloudtest.CountTokens(req.promptText()); tokens > s.opts.ContextTokens {
 		s.fail(w, Failure{Status: 400, Message: fmt.Sprintf("The input token count (%d) exceeds the maximum number of tokens allowed (%d).", tokens, s.opts.ContextTokens)})
 		return
 	}
@@ -186,20 +186,20 @@ type answer struct {
 func (a *answer) outputTokens() int {
 	n := len(a.tokens)
 	for _, c := range a.calls {
-		n += fake.CountTokens(c.Name+c.Args) + 1
+		n += cloudtest.CountTokens(c.Name+c.Args) + 1
 	}
 	return max(n, 1)
 }
 
 func (s *Server) answer(req *Request) *answer {
-	a := &answer{id: randID(), input: fake.CountTokens(req.promptText())}
+	a := &answer{id: randID(), input: cloudtest.CountTokens(req.promptText())}
 	var rep Reply
 	if s.opts.Reply != nil {
 		rep = s.opts.Reply(req)
 	} else {
-		rep.Text = strings.Join(fake.Tokens(s.opts.ReplyTokens), "")
+		rep.Text = strings.Join(cloudtest.Tokens(s.opts.ReplyTokens), "")
 	}
-	a.tokens, a.finish = fake.Split(rep.Text), rep.FinishReason
+	a.tokens, a.finish = cloudtest.Split(rep.Text), rep.FinishReason
 	for _, c := range rep.Calls {
 		if c.Args == "" {
 			c.Args = "{}"
@@ -220,7 +220,7 @@ func (s *Server) answer(req *Request) *answer {
 				a.calls = nil
 			}
 		}
-		a.tokens = fake.Split(text)
+		a.tokens = cloudtest.Split(text)
 		if g.MaxOutputTokens != nil && len(a.tokens) > *g.MaxOutputTokens {
 			a.tokens, a.calls, a.finish = a.tokens[:*g.MaxOutputTokens], nil, "MAX_TOKENS"
 		}
@@ -264,7 +264,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, sse bool, re
 	var send func(v any) bool
 	var end func()
 	if sse {
-		ev := fake.NewSSE(w, true)
+		ev := cloudtest.NewSSE(w, true)
 		send = func(v any) bool {
 			b, _ := json.Marshal(v)
 			return ev.Event("", b) == nil

@@ -11,7 +11,7 @@ import (
 	oai "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/azure"
 	"github.com/openai/openai-go/v3/option"
-	"github.com/sluice-llm/sluice/runtime/internal/fake"
+	"github.com/sluice-llm/sluice/runtime/cloudtest"
 	"github.com/sluice-llm/sluice/runtime/openai/openaitest"
 )
 
@@ -56,7 +56,7 @@ func TestSDKCompletion(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(resp.Choices) != 1 || resp.Choices[0].Message.Content != strings.Join(fake.Tokens(12), "") ||
+			if len(resp.Choices) != 1 || resp.Choices[0].Message.Content != strings.Join(cloudtest.Tokens(12), "") ||
 				resp.Choices[0].FinishReason != "stop" || resp.Usage.CompletionTokens != 12 || resp.Usage.PromptTokens <= 0 {
 				t.Fatalf("response = %+v", resp)
 			}

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluice-llm/sluice/runtime/internal/fake"
+	"github.com/sluice-llm/sluice/runtime/cloudtest"
 )
 
 // Flavor is the cloud the fake imitates.
@@ -33,7 +33,7 @@ type Options struct {
 	APIKey string
 	// Deployments are the Azure deployments that exist (empty: any).
 	Deployments []string
-	Latency     fake.Latency
+	Latency     cloudtest.Latency
 	// ReplyTokens is the length of the default reply (default 20).
 	ReplyTokens int
 	// ContextTokens is the model's window (default 128000; about 4 bytes a token).
@@ -76,9 +76,9 @@ type Server struct {
 	URL   string
 	opts  Options
 	srv   *httptest.Server
-	fails fake.Script[Failure]
-	count fake.Counter
-	reqs  fake.Recorder[*Request]
+	fails cloudtest.Script[Failure]
+	count cloudtest.Counter
+	reqs  cloudtest.Recorder[*Request]
 }
 
 // New starts a fake server; Close stops it.
@@ -120,7 +120,7 @@ func (s *Server) Close() {
 func (s *Server) Fail(f ...Failure) { s.fails.Push(f...) }
 
 // Stats returns what the server has served.
-func (s *Server) Stats() fake.Stats { return s.count.Stats() }
+func (s *Server) Stats() cloudtest.Stats { return s.count.Stats() }
 
 // Canceled receives once for each request whose client went away before the end.
 func (s *Server) Canceled() <-chan struct{} { return s.count.Canceled() }
@@ -170,7 +170,7 @@ func (s *Server) chat(w http.ResponseWriter, hr *http.Request) {
 		s.fail(w, Failure{Status: 429, RetryAfter: 1})
 		return
 	}
-	if tokens := fake.CountTokens(req.promptText()); tokens > s.opts.ContextTokens {
+	if tokens := cloudtest.CountTokens(req.promptText()); tokens > s.opts.ContextTokens {
 		s.fail(w, s.contextFailure(tokens))
 		return
 	}
@@ -217,18 +217,18 @@ type answer struct {
 func (a *answer) completionTokens() int {
 	n := len(a.tokens)
 	for _, c := range a.calls {
-		n += fake.CountTokens(c.Name+c.Args) + 1
+		n += cloudtest.CountTokens(c.Name+c.Args) + 1
 	}
 	return max(n, 1)
 }
 
 func (s *Server) answer(req *Request) *answer {
-	a := &answer{id: "chatcmpl-" + randID(), created: time.Now().Unix(), prompt: fake.CountTokens(req.promptText())}
+	a := &answer{id: "chatcmpl-" + randID(), created: time.Now().Unix(), prompt: cloudtest.CountTokens(req.promptText())}
 	var rep Reply
 	if s.opts.Reply != nil {
 		rep = s.opts.Reply(req)
 	} else {
-		rep.Text = strings.Join(fake.Tokens(s.opts.ReplyTokens), "")
+		rep.Text = strings.Join(cloudtest.Tokens(s.opts.ReplyTokens), "")
 	}
 	for _, c := range rep.ToolCalls {
 		if c.ID == "" {
@@ -245,7 +245,7 @@ func (s *Server) answer(req *Request) *answer {
 			text, a.calls = text[:i], nil
 		}
 	}
-	a.tokens, a.finish = fake.Split(text), "stop"
+	a.tokens, a.finish = cloudtest.Split(text), "stop"
 	if m := req.maxTokens(); len(a.tokens) > m {
 		a.tokens, a.calls, a.finish = a.tokens[:m], nil, "length"
 	}
@@ -305,7 +305,7 @@ func (s *Server) completion(req *Request, a *answer) map[string]any {
 
 // stream sends the answer as chat.completion.chunk events ending with [DONE].
 func (s *Server) stream(ctx context.Context, w http.ResponseWriter, req *Request, a *answer, f *Failure) {
-	sse := fake.NewSSE(w, false)
+	sse := cloudtest.NewSSE(w, false)
 	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
 	chunk := func(delta map[string]any, finish any, usage any) map[string]any {
 		choice := map[string]any{"index": 0, "delta": delta, "finish_reason": finish}

@@ -1,11 +1,4 @@
-// Package fake is what the fake cloud providers (runtime/openai/openaitest,
-// runtime/anthropic/anthropictest, runtime/gemini/geminitest) share: latency shaping
-// (time to first token, tokens per second), the deterministic reply text and token
-// counts, a queue of scripted failures, request statistics and an SSE writer. Each
-// fake owns its provider's wire format; this package knows none.
-//
-// It must not import gateway, scheduler or router.
-package fake
+package cloudtest
 
 import (
 	"context"
