@@ -18,6 +18,7 @@ type Entry struct {
 	UpstreamModel string   // the engine's name for it
 	Kind          string   // "chat" (default) or "embedding"
 	Tier          string
+	Region        string // where Backend serves: "local" for the box's own engines, else a provider region
 	Created       int64
 }
 
@@ -66,7 +67,7 @@ func New(entries []Entry) (*Router, error) {
 					}
 				}
 			}
-			p.candidates = append(p.candidates, models.Candidate{Backend: e.Backend, UpstreamModel: e.UpstreamModel})
+			p.candidates = append(p.candidates, models.Candidate{Backend: e.Backend, UpstreamModel: e.UpstreamModel, Region: e.Region})
 		}
 	}
 	sort.Slice(r.infos, func(i, j int) bool { return r.infos[i].ID < r.infos[j].ID })
@@ -95,7 +96,7 @@ func (r *Router) Route(_ context.Context, req *models.Request) (models.Target, e
 	}
 	t := models.Target{Model: req.Model, Candidates: p.candidates, Tier: p.tier}
 	if len(p.candidates) == 1 {
-		t.Backend, t.UpstreamModel = p.candidates[0].Backend, p.candidates[0].UpstreamModel
+		t.Backend, t.UpstreamModel, t.Region = p.candidates[0].Backend, p.candidates[0].UpstreamModel, p.candidates[0].Region
 	}
 	return t, nil
 }

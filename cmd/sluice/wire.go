@@ -11,6 +11,8 @@ import (
 	"github.com/sluice-llm/sluice/config"
 	"github.com/sluice-llm/sluice/models"
 	"github.com/sluice-llm/sluice/router"
+	"github.com/sluice-llm/sluice/runtime/anthropic"
+	"github.com/sluice-llm/sluice/runtime/gemini"
 	"github.com/sluice-llm/sluice/runtime/llamacpp"
 	"github.com/sluice-llm/sluice/runtime/ollama"
 	"github.com/sluice-llm/sluice/runtime/openai"
@@ -58,12 +60,30 @@ func buildEngines(cfg *config.Config, counter models.TokenCounter, log *slog.Log
 			e.backend, e.list, e.close = b, b.Models, b.Close
 		case "openai":
 			slots := ec.MaxConcurrency
-			b, err := openai.New(openai.Options{Name: ec.Name, BaseURL: ec.URL, APIKey: ec.APIKey, Slots: slots, Counter: counter})
+			prov, _ := openai.ParseProvider(ec.Provider) // config validated it
+			b, err := openai.New(openai.Options{Name: ec.Name, BaseURL: ec.URL, APIKey: ec.APIKey, Slots: slots, Counter: counter,
+				Provider: prov, APIVersion: ec.APIVersion, Deployment: ec.Deployment})
 			if err != nil {
 				set.close()
 				return nil, err
 			}
 			e.backend, e.list, e.close = b, b.Models, b.Close
+		case config.KindAnthropic:
+			b, err := anthropic.New(anthropic.Options{Name: ec.Name, BaseURL: ec.URL, APIKey: ec.APIKey, Version: ec.APIVersion,
+				MaxConcurrency: ec.MaxConcurrency, MaxTokens: ec.MaxTokens, Counter: counter})
+			if err != nil {
+				set.close()
+				return nil, err
+			}
+			e.backend, e.close = b, b.Close
+		case config.KindGemini:
+			b, err := gemini.New(gemini.Options{Name: ec.Name, BaseURL: ec.URL, APIKey: ec.APIKey, APIVersion: ec.APIVersion,
+				MaxConcurrency: ec.MaxConcurrency, Counter: counter})
+			if err != nil {
+				set.close()
+				return nil, err
+			}
+			e.backend, e.close = b, b.Close
 		default:
 			set.close()
 			return nil, fmt.Errorf("engine %s: unknown kind %q", ec.Name, ec.Kind)
@@ -131,7 +151,7 @@ func (s *engineSet) catalog(ctx context.Context, log *slog.Logger) ([]router.Ent
 		if len(e.cfg.Models) > 0 {
 			for _, m := range e.cfg.Models {
 				out = append(out, router.Entry{Name: m.Name, Aliases: m.Aliases, Backend: e.name,
-					UpstreamModel: m.Upstream, Kind: m.Kind, Created: now})
+					UpstreamModel: m.Upstream, Kind: m.Kind, Created: now, Region: e.cfg.Region})
 			}
 			continue
 		}
@@ -149,7 +169,7 @@ func (s *engineSet) catalog(ctx context.Context, log *slog.Logger) ([]router.Ent
 			if strings.Contains(strings.ToLower(n), "embed") {
 				kind = "embedding"
 			}
-			out = append(out, router.Entry{Name: n, Backend: e.name, UpstreamModel: n, Kind: kind, Created: now})
+			out = append(out, router.Entry{Name: n, Backend: e.name, UpstreamModel: n, Kind: kind, Created: now, Region: e.cfg.Region})
 		}
 	}
 	return out, nil
