@@ -48,6 +48,14 @@ func TestServeCloud(t *testing.T) {
 		return openaitest.Reply{Text: strings.Join(cloudtest.Tokens(7), "")}
 	}})
 	defer mistral.Close()
+	azure := openaitest.New(openaitest.Options{Flavor: openaitest.Azure, ReplyTokens: 7, Deployments: []string{"gpt4o-eu"},
+		Reply: func(r *openaitest.Request) openaitest.Reply {
+			if toolReply(r.LastText()) {
+				return openaitest.Reply{ToolCalls: []openaitest.Call{{Name: "get_weather", Args: `{"city":"Paris"}`}}}
+			}
+			return openaitest.Reply{Text: strings.Join(cloudtest.Tokens(7), "")}
+		}})
+	defer azure.Close()
 
 	dir := t.TempDir()
 	t.Setenv("SLUICE_CACHE", dir)
@@ -76,6 +84,14 @@ engines:
     region: eu
     api_key: ${TEST_CLOUD_KEY}
     models: [{name: mistral, upstream: mistral-test}]
+  - name: azure-eu
+    kind: openai
+    provider: azure
+    url: ` + azure.URL + `
+    region: eu
+    api_version: "2024-10-21"
+    api_key: ${TEST_CLOUD_KEY}
+    models: [{name: gpt-eu, upstream: gpt4o-eu}]
 `
 	path := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -107,7 +123,7 @@ engines:
 	defer rcancel()
 
 	want := strings.Join(cloudtest.Tokens(7), "")
-	regions := map[string]string{"claude": "eu", "gemini": "us", "mistral": "eu"}
+	regions := map[string]string{"claude": "eu", "gemini": "us", "mistral": "eu", "gpt-eu": "eu"}
 	for model, region := range regions {
 		t.Run(model, func(t *testing.T) {
 			var resp *http.Response
