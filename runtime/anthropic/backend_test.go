@@ -237,6 +237,17 @@ func TestTools(t *testing.T) {
 			t.Fatalf("tool_choice sent = %+v", got.ToolChoice)
 		}
 	}
+	// parallel_tool_calls:false becomes disable_parallel_tool_use.
+	r := chat(false)
+	r.Tools, r.Body = []byte(tools), []byte(`{"model":"claude","parallel_tool_calls":false}`)
+	st, err := b.Open(ctx(t), target, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if got, _ := s.LastRequest(); got.ToolChoice == nil || got.ToolChoice.Type != "auto" || got.ToolChoice.DisableParallelToolUse == nil || !*got.ToolChoice.DisableParallelToolUse {
+		t.Fatalf("tool_choice sent = %+v", got.ToolChoice)
+	}
 	// A forced function, and none.
 	for choice, want := range map[string]string{`{"type":"function","function":{"name":"get_time"}}`: "tool", `"none"`: "none", `"auto"`: "auto"} {
 		r := chat(false)

@@ -146,16 +146,31 @@ func appendTools(dst []byte, r *models.Request) ([]byte, error) {
 		dst = append(dst, '}')
 	}
 	dst = append(dst, ']')
+	// OpenAI's parallel_tool_calls:false is Anthropic's disable_parallel_tool_use, a
+	// field of tool_choice (auto when the client chose none).
+	serial := false
+	if s, e, ok := jsonx.Find(r.Body, "parallel_tool_calls"); ok && string(r.Body[s:e]) == "false" {
+		serial = true
+		if choice.Mode == "" {
+			choice.Mode = "auto"
+		}
+	}
 	switch choice.Mode {
 	case "auto":
-		dst = append(dst, `,"tool_choice":{"type":"auto"}`...)
+		dst = append(dst, `,"tool_choice":{"type":"auto"`...)
 	case "none":
-		dst = append(dst, `,"tool_choice":{"type":"none"}`...)
+		dst = append(dst, `,"tool_choice":{"type":"none"`...)
+		serial = false
 	case "required":
-		dst = append(dst, `,"tool_choice":{"type":"any"}`...)
+		dst = append(dst, `,"tool_choice":{"type":"any"`...)
 	case "function":
 		dst = append(dst, `,"tool_choice":{"type":"tool","name":`...)
 		dst = jsonx.AppendString(dst, choice.Function)
+	}
+	if choice.Mode != "" {
+		if serial {
+			dst = append(dst, `,"disable_parallel_tool_use":true`...)
+		}
 		dst = append(dst, '}')
 	}
 	return append(dst, '}'), nil
