@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -85,6 +86,7 @@ func TestTransportError(t *testing.T) {
 		{os.ErrDeadlineExceeded, future, models.ErrCanceled},
 		{fmt.Errorf("read: %w", os.ErrDeadlineExceeded), past, models.ErrTimeout},
 		{errors.New("dial tcp 10.0.0.1:443: connection refused"), time.Time{}, models.ErrUnavailable},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}, time.Time{}, models.ErrUnavailable}, // dial timeout
 	} {
 		err := TransportError("p", "b", tc.err, tc.deadline)
 		if !errors.Is(err, tc.kind) {

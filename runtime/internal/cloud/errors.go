@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"time"
@@ -129,9 +130,12 @@ func RetryAfter(h *fasthttp.ResponseHeader, now time.Time) time.Duration {
 // out of the client-visible message.
 func TransportError(provider, backend string, err error, deadline time.Time) error {
 	who := fmt.Sprintf("%s backend %q", provider, backend)
+	var op *net.OpError
 	switch {
 	case errors.Is(err, context.Canceled):
 		return &models.Error{Kind: models.ErrCanceled, Msg: who + ": request canceled", Err: err}
+	case errors.As(err, &op) && op.Op == "dial":
+		// Could not connect (a dial timeout included): the provider is unreachable.
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
 		// The upstream client interrupts a cancelled call by moving its connection's
 		// deadline into the past: a deadline error before the request's own deadline
