@@ -67,6 +67,7 @@ func (c *Config) applyDefaults(env Env) {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	c.Compress.applyDefaults()
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -203,6 +204,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
+	c.Compress.validate(bad)
 	if len(c.Engines) == 0 {
 		bad("engines", "no engines configured: add one, or pass --model, --ollama or --upstream")
 	}

@@ -197,6 +197,12 @@ func requestOptions(ctx *fasthttp.RequestCtx, r *models.Request) error {
 		}
 		r.Feature = string(v)
 	}
+	if v := ctx.Request.Header.Peek("X-Sluice-Compress"); len(v) > 0 {
+		if len(v) > 64 {
+			return models.InvalidParam("X-Sluice-Compress", "header X-Sluice-Compress must be at most 64 bytes, got %d", len(v))
+		}
+		r.Compress = string(v)
+	}
 	return nil
 }
 

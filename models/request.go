@@ -72,6 +72,8 @@ type Request struct {
 	// User is the OpenAI "user" field; Feature the X-Sluice-Feature header (for reports).
 	User    string
 	Feature string
+	// Compress is the X-Sluice-Compress header as sent (the compress stage parses it).
+	Compress string
 
 	// IncludeUsage: the client asked for a usage chunk at the end of a stream.
 	IncludeUsage bool

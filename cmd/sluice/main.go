@@ -20,6 +20,7 @@ Usage:
   sluice status [--url http://127.0.0.1:8080]   GPUs, engines, models and cost of a running sluice
   sluice gpus                                   this box's GPUs (NVML)
   sluice bench gateway [--json] [--duration 5s] [--rates 500,2000,5000]
+  sluice router train|eval|data|score           the classifier behind model "auto"
   sluice version
 
 Run "sluice <command> -h" for a command's flags.
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = statusCmd(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = bench(ctx, args[1:], stdout, stderr)
+	case "router":
+		err = routerCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "sluice", version)
 	case "help", "-h", "--help":

@@ -203,6 +203,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Each stage has the scheduler's Open(ctx, Target, *Request) and wraps the next one;
 	// they are added here innermost first (the scheduler is the last stop).
 	var chain gateway.Scheduler = sched
+	if chain, err = compressStage(cfg, chain, counter, reg, log); err != nil {
+		return err
+	}
 	gw, err := gateway.New(gateway.Options{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, RequestTimeout: cfg.Server.RequestTimeout,
 		APIKeys: cfg.Server.KeyDigests(), Router: rt, Scheduler: chain, Models: rt.Models,
