@@ -65,7 +65,10 @@ type Stats struct {
 
 // Engine is one backend's state as the core sees it.
 type Engine struct {
-	ID          string
+	ID string
+	// Slots are the engine's slots, indexed by the engine's own slot id. The first
+	// Size() are in service; any beyond are retiring: the engine reported fewer slots
+	// while they were busy, so they stay (busy) until their job ends, then go.
 	Slots       []Slot
 	Healthy     bool
 	Reason      string
@@ -79,6 +82,7 @@ type Engine struct {
 	tokens   int // tokens of the jobs in flight
 	prefill  int // prompt tokens in flight not yet processed (not cached where they went)
 
+	size     int // slots in service (what the engine last reported)
 	inflight int
 	active   string // model in flight on an exclusive engine
 	drainFor string // model waiting to swap in
@@ -94,6 +98,7 @@ type Slot struct {
 	Busy     bool
 	Blocks   []uint64 // the prompt whose KV the slot holds
 	LastUsed time.Time
+	job      *Job // the job holding the slot while Busy
 }
 
 // Job is one request inside the core.
@@ -171,7 +176,8 @@ func NewCore(cfg Config) *Core {
 func (c *Core) AddEngine(id string, slots int, addressable, exclusive bool) {
 	e := &Engine{ID: id, Healthy: true, Addressable: addressable, Exclusive: exclusive,
 		hash: xxhash.Sum64String(id), freq: map[uint64]*decaying{}}
-	e.Slots = make([]Slot, max(slots, 1))
+	e.size = max(slots, 1)
+	e.Slots = make([]Slot, e.size)
 	c.engines[id] = e
 	c.order = append(c.order, id)
 }
@@ -188,6 +194,9 @@ func (c *Core) Engines() []*Engine {
 // InFlight is the number of jobs running on engine id.
 func (e *Engine) InFlight() int { return e.inflight }
 
+// Size is the number of slots in service (retiring slots not counted).
+func (e *Engine) Size() int { return e.size }
+
 // Stats returns the counters.
 func (c *Core) Stats() Stats { return c.stats }
 
@@ -201,27 +210,34 @@ func (c *Core) SetKVTokens(id string, tokens int) {
 	}
 }
 
-// SetEngine updates an engine from a health probe. Slots may grow or shrink; slots in
-// use are never dropped. Call Dispatch afterwards: capacity may have appeared.
+// SetEngine updates an engine from a health probe (slots 0: unchanged). Slots may grow
+// or shrink; a slot keeps its index (the engine's slot id) for good, and a busy slot
+// beyond a smaller count retires: it takes no new work and goes once its job ends. Call
+// Dispatch afterwards: capacity may have appeared.
 func (c *Core) SetEngine(id string, slots int, healthy bool, reason string, kv, gpu float64) {
 	e := c.engines[id]
 	if e == nil {
 		return
 	}
 	e.Healthy, e.Reason, e.KVUse, e.GPUUtil = healthy, reason, kv, gpu
-	if slots > 0 && slots != len(e.Slots) {
+	if slots > 0 {
 		if slots > len(e.Slots) {
 			e.Slots = append(e.Slots, make([]Slot, slots-len(e.Slots))...)
-		} else {
-			keep := e.Slots[:0]
-			for i, s := range e.Slots {
-				if s.Busy || i < slots {
-					keep = append(keep, s)
-				}
-			}
-			e.Slots = keep
 		}
+		e.size = slots
+		e.trim()
 	}
+}
+
+// trim drops free slots past the engine's size from the end (retired slots whose jobs
+// ended). A free retired slot below a busy one stays, out of service, until that one goes.
+func (e *Engine) trim() {
+	n := len(e.Slots)
+	for n > e.size && !e.Slots[n-1].Busy {
+		n--
+	}
+	clear(e.Slots[n:])
+	e.Slots = e.Slots[:n]
 }
 
 // Submit takes a new job: it runs at once when a slot is free and nothing waits ahead
@@ -282,6 +298,7 @@ func (c *Core) reasons(j *Job) string {
 // while a job it can serve waits). It returns the jobs it started.
 func (c *Core) Dispatch(now time.Time) []*Job {
 	var started []*Job
+	c.dropStaleDrains()
 	for p := range c.queues {
 		q := c.queues[p]
 		for q.len() > 0 && c.anyFree() {
@@ -314,10 +331,40 @@ func (c *Core) Dispatch(now time.Time) []*Job {
 	return started
 }
 
+// dropStaleDrains lets an engine that drains for another model take work for its
+// current one again once no waiting job wants that model there (the jobs that asked for
+// the swap were cancelled, expired or started elsewhere): otherwise it would idle, and
+// its current model's jobs starve.
+func (c *Core) dropStaleDrains() {
+	for _, id := range c.order {
+		e := c.engines[id]
+		if e.drainFor == "" {
+			continue
+		}
+		wanted := false
+		for p := range c.queues {
+			c.queues[p].each(func(j *Job) {
+				if wanted || j.Model != e.drainFor {
+					return
+				}
+				for _, cd := range j.Candidates {
+					if cd.Backend == id {
+						wanted = true
+						return
+					}
+				}
+			})
+		}
+		if !wanted {
+			e.drainFor = ""
+		}
+	}
+}
+
 // anyFree reports whether some healthy engine has a free slot.
 func (c *Core) anyFree() bool {
 	for _, e := range c.engines {
-		if e.Healthy && e.inflight < len(e.Slots) {
+		if e.Healthy && e.inflight < e.size {
 			return true
 		}
 	}
@@ -327,8 +374,8 @@ func (c *Core) anyFree() bool {
 // place starts j on the best engine and slot that can take it now.
 func (c *Core) place(now time.Time, j *Job) bool {
 	e, cd, slot := c.pick(now, j)
-	if e == nil {
-		return false
+	if e == nil || slot < 0 || slot >= e.size || e.Slots[slot].Busy {
+		return false // cannot happen while eligible engines have a free slot in service
 	}
 	s := &e.Slots[slot]
 	matched := 0
@@ -339,7 +386,7 @@ func (c *Core) place(now time.Time, j *Job) bool {
 			matched = bestRecent(e, j.Blocks)
 		}
 	}
-	s.Busy, s.LastUsed = true, now
+	s.Busy, s.LastUsed, s.job = true, now, j
 	if e.Addressable {
 		s.Blocks = j.Blocks // the slot's KV is about to hold this prompt
 	}
@@ -482,7 +529,7 @@ func (c *Core) cachedAnywhere(j *Job) bool {
 		if e == nil || !e.Healthy || !e.Addressable {
 			continue
 		}
-		for i := range e.Slots {
+		for i := range e.size {
 			if 2*matchBlocks(j.Blocks, e.Slots[i].Blocks) >= len(j.Blocks) {
 				return true
 			}
@@ -503,9 +550,10 @@ func (c *Core) Release(now time.Time, j *Job, ok bool, ttft time.Duration) {
 	if e == nil {
 		return
 	}
-	if j.slotIdx < len(e.Slots) {
-		e.Slots[j.slotIdx].Busy = false
-		e.Slots[j.slotIdx].LastUsed = now
+	var s *Slot
+	if i := e.slotOf(j); i >= 0 {
+		s = &e.Slots[i]
+		s.Busy, s.LastUsed, s.job = false, now, nil
 	}
 	e.inflight--
 	e.tokens -= j.Tokens
@@ -521,13 +569,28 @@ func (c *Core) Release(now time.Time, j *Job, ok bool, ttft time.Duration) {
 		}
 		if !e.Addressable || c.cfg.Policy != PolicySluice {
 			e.recent = append(e.recent, j.Blocks)
-			if len(e.recent) > 2*len(e.Slots) {
+			if len(e.recent) > 2*e.size {
 				e.recent = e.recent[1:]
 			}
 		}
-	} else if j.slotIdx < len(e.Slots) {
-		e.Slots[j.slotIdx].Blocks = nil // unknown state after a failure
+	} else if s != nil {
+		s.Blocks = nil // unknown state after a failure
 	}
+	e.trim()
+}
+
+// slotOf finds the slot j holds on e, by identity (-1: none): the index it was given
+// first, else a search, so a slot table that changed shape cannot lose a busy slot.
+func (e *Engine) slotOf(j *Job) int {
+	if i := j.slotIdx; i >= 0 && i < len(e.Slots) && e.Slots[i].job == j {
+		return i
+	}
+	for i := range e.Slots {
+		if e.Slots[i].job == j {
+			return i
+		}
+	}
+	return -1
 }
 
 // Cancel removes a waiting job (the client gave up). It reports whether the job was
@@ -594,7 +657,7 @@ func (c *Core) expectedWait(j *Job) (time.Duration, bool) {
 		if e == nil || !e.Healthy || !e.svc.ok() {
 			continue
 		}
-		slots += len(e.Slots)
+		slots += e.size
 		svc += e.svc.v
 		ttft += e.ttft.v
 		n++

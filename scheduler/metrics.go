@@ -62,21 +62,26 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
+type engineGauges struct {
+	id              string
+	inflight, slots int
+	healthy         bool
+}
+
+// read copies what Collect reports from the core, under the scheduler's mutex.
+func (c *collector) read() (Stats, [2]int, []engineGauges) {
 	s := c.s
 	s.mu.Lock()
-	st := s.core.Stats()
-	q := [2]int{s.core.QueueLen(0), s.core.QueueLen(1)}
-	type eng struct {
-		id              string
-		inflight, slots int
-		healthy         bool
-	}
-	var engines []eng
+	defer s.mu.Unlock()
+	var engines []engineGauges
 	for _, e := range s.core.Engines() {
-		engines = append(engines, eng{e.ID, e.inflight, len(e.Slots), e.Healthy})
+		engines = append(engines, engineGauges{e.ID, e.inflight, e.size, e.Healthy})
 	}
-	s.mu.Unlock()
+	return s.core.Stats(), [2]int{s.core.QueueLen(0), s.core.QueueLen(1)}, engines
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	st, q, engines := c.read()
 	for i, n := range classNames() {
 		ch <- prometheus.MustNewConstMetric(c.descQueue, prometheus.GaugeValue, float64(q[i]), n)
 	}

@@ -47,7 +47,7 @@ const evictHorizon = 10 * time.Second
 // has a free slot and room in its KV cache, and (if it holds one model at a time) holds
 // this one or none.
 func eligible(e *Engine, j *Job) bool {
-	if e == nil || !e.Healthy || e.inflight >= len(e.Slots) {
+	if e == nil || !e.Healthy || e.inflight >= e.size {
 		return false
 	}
 	if e.KVTokens > 0 && e.inflight > 0 && e.tokens+j.Tokens > e.KVTokens {
@@ -178,7 +178,7 @@ func slotValue(now time.Time, e *Engine, slot, match int) float64 {
 // duplicated reports whether another slot of e holds the same prompt family as slot.
 func duplicated(e *Engine, slot int) bool {
 	b := e.Slots[slot].Blocks
-	for i := range e.Slots {
+	for i := range e.size {
 		if i != slot && len(e.Slots[i].Blocks) > 0 && e.Slots[i].Blocks[0] == b[0] {
 			return true
 		}
@@ -197,7 +197,7 @@ func workScore(e *Engine) float64 {
 const prefillScale = 2048
 
 func loadScore(e *Engine) float64 {
-	return float64(len(e.Slots)-e.inflight) / float64(len(e.Slots))
+	return max(float64(e.size-e.inflight), 0) / float64(e.size)
 }
 
 // bestSlot returns the free slot holding the longest prefix of blocks (for engines whose
@@ -209,7 +209,7 @@ func bestSlot(now time.Time, e *Engine, blocks []uint64) (int, int) {
 		return freeSlot(e), bestRecent(e, blocks)
 	}
 	best, bestMatch, bestValue := -1, -1, 0.0
-	for i := range e.Slots {
+	for i := range e.size {
 		s := &e.Slots[i]
 		if s.Busy {
 			continue
@@ -229,7 +229,7 @@ func bestSlot(now time.Time, e *Engine, blocks []uint64) (int, int) {
 // freeSlot is the first free slot (for engines that choose their own slot it is only
 // bookkeeping).
 func freeSlot(e *Engine) int {
-	for i := range e.Slots {
+	for i := range e.size {
 		if !e.Slots[i].Busy {
 			return i
 		}

@@ -148,23 +148,32 @@ func (s *Scheduler) Open(ctx context.Context, t models.Target, r *models.Request
 	if s.core.cfg.Policy == PolicySluice {
 		j.Blocks = PrefixBlocks(r, nil)
 	}
-	now := time.Now()
-	s.mu.Lock()
-	err := s.core.Submit(now, j)
+	started, err := s.admit(time.Now(), j)
 	if err != nil {
-		s.mu.Unlock()
 		return nil, err
 	}
-	if j.Running() {
-		s.mu.Unlock()
+	if j.Ready == nil { // it runs at once
 		s.m.waited(j.Priority, 0)
 		return s.start(ctx, t, r, j)
 	}
-	j.Ready = make(chan struct{})
-	started := s.core.Dispatch(now)
-	s.mu.Unlock()
 	s.notify(started)
 	return s.wait(ctx, t, r, j)
+}
+
+// admit submits j to the core: it runs at once (j.Ready stays nil), or it waits (j.Ready
+// set) and the jobs Dispatch started are returned. Every lock site below unlocks with
+// defer, so a panic that something recovers from cannot leave the mutex held.
+func (s *Scheduler) admit(now time.Time, j *Job) ([]*Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.core.Submit(now, j); err != nil {
+		return nil, err
+	}
+	if j.Running() {
+		return nil, nil
+	}
+	j.Ready = make(chan struct{})
+	return s.core.Dispatch(now), nil
 }
 
 // jobCost estimates the work of a request for fair queuing: prompt tokens (about 4 bytes
@@ -220,17 +229,26 @@ func (s *Scheduler) wait(ctx context.Context, t models.Target, r *models.Request
 
 // giveUp removes a waiting job; if it was dispatched meanwhile, its slot goes back.
 func (s *Scheduler) giveUp(j *Job, err error) error {
-	s.mu.Lock()
-	if s.core.Cancel(j) {
-		s.mu.Unlock()
+	if cancelled, started := s.cancel(j); cancelled {
+		s.notify(started)
 		return err
 	}
-	s.mu.Unlock()
 	<-j.Ready
 	if j.Err == nil {
 		s.finish(j, true, 0)
 	}
 	return err
+}
+
+// cancel takes a waiting job out of the queue; then (it may have been what an engine
+// drained for) whatever can run now starts.
+func (s *Scheduler) cancel(j *Job) (bool, []*Job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.core.Cancel(j) {
+		return false, nil
+	}
+	return true, s.core.Dispatch(time.Now())
 }
 
 // start opens the request on the engine the core chose.
@@ -258,24 +276,28 @@ func (s *Scheduler) start(ctx context.Context, t models.Target, r *models.Reques
 
 // markDown takes an engine out of rotation until the next health probe says otherwise.
 func (s *Scheduler) markDown(id, reason string) {
+	s.notify(s.markDownLocked(id, reason))
+}
+
+func (s *Scheduler) markDownLocked(id, reason string) []*Job {
 	s.mu.Lock()
-	e := s.core.engines[id]
-	if e != nil {
+	defer s.mu.Unlock()
+	if e := s.core.engines[id]; e != nil {
 		s.core.SetEngine(id, 0, false, reason, e.KVUse, e.GPUUtil)
 	}
-	dropped := s.core.Expire(time.Now())
-	s.mu.Unlock()
-	s.notify(dropped)
+	return s.core.Expire(time.Now())
 }
 
 // finish releases a job's slot and starts whatever can run now.
 func (s *Scheduler) finish(j *Job, ok bool, ttft time.Duration) {
-	now := time.Now()
+	s.notify(s.release(time.Now(), j, ok, ttft))
+}
+
+func (s *Scheduler) release(now time.Time, j *Job, ok bool, ttft time.Duration) []*Job {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.core.Release(now, j, ok, ttft)
-	started := s.core.Dispatch(now)
-	s.mu.Unlock()
-	s.notify(started)
+	return s.core.Dispatch(now)
 }
 
 func (s *Scheduler) notify(jobs []*Job) {
@@ -317,8 +339,15 @@ func (s *Scheduler) RefreshAll(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
-	now := time.Now()
+	dropped, started := s.update(time.Now())
+	s.notify(dropped)
+	s.notify(started)
+}
+
+// update feeds every backend's capacity to the core, then expires and dispatches.
+func (s *Scheduler) update(now time.Time) (dropped, started []*Job) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, id := range s.order {
 		c := s.backends[id].Capacity()
 		gpu := 0.0
@@ -327,15 +356,11 @@ func (s *Scheduler) RefreshAll(ctx context.Context) {
 		}
 		slots := c.Slots
 		if slots <= 0 {
-			slots = len(s.core.engines[id].Slots)
+			slots = s.core.engines[id].size
 		}
 		s.core.SetEngine(id, slots, c.Healthy, c.Reason, c.KVUsed, gpu)
 	}
-	dropped := s.core.Expire(now)
-	started := s.core.Dispatch(now)
-	s.mu.Unlock()
-	s.notify(dropped)
-	s.notify(started)
+	return s.core.Expire(now), s.core.Dispatch(now)
 }
 
 // Status is one backend's state for readiness and status pages.
@@ -350,17 +375,21 @@ type Status struct {
 // waiting for any engine.
 func (s *Scheduler) Status() []Status {
 	out := make([]Status, 0, len(s.order))
-	s.mu.Lock()
-	queued := s.core.QueueLen(models.PriorityInteractive) + s.core.QueueLen(models.PriorityBatch)
-	inflight := make(map[string]int, len(s.order))
-	for _, e := range s.core.Engines() {
-		inflight[e.ID] = e.inflight
-	}
-	s.mu.Unlock()
+	queued, inflight := s.counts()
 	for _, id := range s.order {
 		out = append(out, Status{ID: id, Capacity: s.backends[id].Capacity(), InFlight: inflight[id], Queued: queued})
 	}
 	return out
+}
+
+func (s *Scheduler) counts() (int, map[string]int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inflight := make(map[string]int, len(s.order))
+	for _, e := range s.core.Engines() {
+		inflight[e.ID] = e.inflight
+	}
+	return s.core.QueueLen(models.PriorityInteractive) + s.core.QueueLen(models.PriorityBatch), inflight
 }
 
 // Ready reports whether every backend is healthy, with a JSON detail for /readyz.
@@ -415,14 +444,18 @@ func (h *held) Recv() (models.Chunk, error) {
 		if h.cost != nil {
 			h.cost.FirstToken()
 		}
-		h.s.mu.Lock()
-		h.s.core.Prefilled(h.j)
-		h.s.mu.Unlock()
+		h.s.prefilled(h.j)
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		h.failed = true
 	}
 	return c, err
+}
+
+func (s *Scheduler) prefilled(j *Job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.core.Prefilled(j)
 }
 
 // Usage adds the request's hardware cost (final once the stream is closed).
