@@ -89,6 +89,11 @@ func newWorld(seed uint64) *world {
 		cfg.SLO = [2]time.Duration{time.Duration(1+rng.IntN(5)) * time.Second, 0}
 	}
 	w.c = NewCore(cfg)
+	if rng.IntN(2) == 0 {
+		for _, q := range w.c.queues {
+			q.maxIdle = rng.IntN(4) // forget tenants that still owe, early and often
+		}
+	}
 	w.homog = rng.IntN(3) == 0
 	n := 1 + rng.IntN(4)
 	exclusive := false
@@ -106,7 +111,7 @@ func newWorld(seed uint64) *world {
 	if exclusive {
 		w.models = []string{"A", "B"}
 	}
-	w.logf("config: policy %q maxqueue %d slo %v homog %v engines %d exclusive %v", cfg.Policy, cfg.MaxQueue, cfg.SLO, w.homog, n, exclusive)
+	w.logf("config: policy %q maxqueue %d slo %v homog %v engines %d exclusive %v idle tenants %d", cfg.Policy, cfg.MaxQueue, cfg.SLO, w.homog, n, exclusive, w.c.queues[0].maxIdle)
 	return w
 }
 
@@ -429,6 +434,18 @@ func (w *world) check() error {
 		}
 		if n != q.n {
 			return fmt.Errorf("class %d: counts %d jobs, holds %d", p, q.n, n)
+		}
+		// Tenants: those with jobs, plus at most maxIdleTenants that still owe.
+		if len(q.idle) > q.maxIdle || len(q.tenants) != len(q.sorted)+len(q.idle) {
+			return fmt.Errorf("class %d: %d tenants known, %d waiting, %d idle (bound %d)", p, len(q.tenants), len(q.sorted), len(q.idle), q.maxIdle)
+		}
+		for i, tq := range q.idle {
+			if tq.idleAt != i || len(tq.jobs) > 0 || q.tenants[tq.name] != tq || tq.lastFinish <= q.vtime {
+				return fmt.Errorf("class %d: idle tenant %q misfiled (at %d/%d, %d jobs, owes %v)", p, tq.name, tq.idleAt, i, len(tq.jobs), tq.lastFinish-q.vtime)
+			}
+			if i > 0 && q.less(i, (i-1)/2) {
+				return fmt.Errorf("class %d: idle heap out of order at %d", p, i)
+			}
 		}
 	}
 	for _, id := range w.ids {
