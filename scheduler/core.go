@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -87,10 +86,10 @@ type Engine struct {
 	active   string // model in flight on an exclusive engine
 	drainFor string // model waiting to swap in
 	recent   [][]uint64
-	hash     uint64               // for rendezvous hashing of prompt families
-	freq     map[uint64]*decaying // how often each prompt family came lately
-	svc      ewma                 // seconds a request holds a slot
-	ttft     ewma                 // seconds to first token once dispatched
+	hash     uint64     // for rendezvous hashing of prompt families
+	freq     *freqTable // how often each prompt family came lately
+	svc      ewma       // seconds a request holds a slot
+	ttft     ewma       // seconds to first token once dispatched
 }
 
 // Slot is one sequence an engine decodes.
@@ -175,7 +174,7 @@ func NewCore(cfg Config) *Core {
 // AddEngine registers a backend with slots slots.
 func (c *Core) AddEngine(id string, slots int, addressable, exclusive bool) {
 	e := &Engine{ID: id, Healthy: true, Addressable: addressable, Exclusive: exclusive,
-		hash: xxhash.Sum64String(id), freq: map[uint64]*decaying{}}
+		hash: xxhash.Sum64String(id)}
 	e.size = max(slots, 1)
 	e.Slots = make([]Slot, e.size)
 	c.engines[id] = e
@@ -393,7 +392,10 @@ func (c *Core) place(now time.Time, j *Job) bool {
 	e.inflight++
 	e.tokens += j.Tokens
 	if len(j.Blocks) > 0 {
-		e.touch(j.Blocks[0], now)
+		if e.freq == nil {
+			e.freq = new(freqTable)
+		}
+		e.freq.touch(j.Blocks[0], now)
 	}
 	j.prefill = max(j.PromptTokens-matched*TokensPerBlock, 0)
 	e.prefill += j.prefill
@@ -673,48 +675,6 @@ func (c *Core) expectedWait(j *Job) (time.Duration, bool) {
 	}
 	wait := time.Duration(float64(ahead+1) * svc / float64(slots) * float64(time.Second))
 	return wait, wait+time.Duration(ttft*float64(time.Second)) > slo
-}
-
-// decaying is a count that halves every freqHalfLife.
-type decaying struct {
-	v float64
-	t time.Time
-}
-
-// freqHalfLife is how fast a prompt family's request count fades.
-const freqHalfLife = 30 * time.Second
-
-func (d *decaying) at(now time.Time) float64 {
-	dt := now.Sub(d.t)
-	if dt <= 0 {
-		return d.v
-	}
-	return d.v * math.Exp2(-float64(dt)/float64(freqHalfLife))
-}
-
-// touch counts a request of prompt family f on the engine.
-func (e *Engine) touch(f uint64, now time.Time) {
-	d := e.freq[f]
-	if d == nil {
-		if len(e.freq) > 4096 {
-			for k, x := range e.freq { // forget faded families
-				if x.at(now) < 0.05 {
-					delete(e.freq, k)
-				}
-			}
-		}
-		d = &decaying{}
-		e.freq[f] = d
-	}
-	d.v, d.t = d.at(now)+1, now
-}
-
-// frequency is how often prompt family f came to the engine lately.
-func (e *Engine) frequency(f uint64, now time.Time) float64 {
-	if d := e.freq[f]; d != nil {
-		return d.at(now)
-	}
-	return 0
 }
 
 // ewma is an exponentially weighted moving average.

@@ -79,3 +79,45 @@ func TestForgottenTenantGainsNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestFrequencyBounded: 40,000 prompt families pass through an engine within a minute
+// (faster than counts fade): the frequency table stays within its fixed size and still
+// counts the one family that keeps coming back.
+func TestFrequencyBounded(t *testing.T) {
+	c := NewCore(Config{})
+	c.AddEngine("a", 4, true, false)
+	now := t0
+	hot := []uint64{42}
+	for i := range 40000 {
+		b := []uint64{uint64(i+1000) << 8}
+		if i%10 == 0 {
+			b = hot
+		}
+		j := job("t", 0, b, "a")
+		if err := c.Submit(now, j); err != nil {
+			t.Fatal(err)
+		}
+		c.Release(now, j, true, 0)
+		now = now.Add(500 * time.Microsecond)
+	}
+	e := c.engines["a"]
+	n := 0
+	for s := range e.freq.sets {
+		for w := range e.freq.sets[s] {
+			if e.freq.sets[s][w].count > 0 {
+				n++
+			}
+		}
+	}
+	if n > freqSets*freqWays {
+		t.Fatalf("%d families counted", n)
+	}
+	// 4,000 touches over 20 s, halving every 30 s: 200/s * 30 s / ln 2 = 8,650 at steady
+	// state, times 1 - 2^(-20/30) = 0.37 this early: about 3,200.
+	if f := e.freq.at(42, now); f < 2800 || f > 3600 {
+		t.Fatalf("hot family counted %.0f, want about 3,200", f)
+	}
+	if f := e.freq.at(uint64(39999+1000)<<8, now); f < 0.9 || f > 1 {
+		t.Fatalf("the last one-off family counted %v, want about 1", f)
+	}
+}

@@ -171,7 +171,7 @@ func slotValue(now time.Time, e *Engine, slot, match int) float64 {
 		age = 0
 	}
 	fresh := float64(evictHorizon) / float64(age+evictHorizon) // 1 just used, falls with age
-	f := e.frequency(s.Blocks[0], now)
+	f := e.freq.at(s.Blocks[0], now)
 	return fresh * f / (1 + f)
 }
 
