@@ -60,6 +60,8 @@ type Stats struct {
 	// cached on the slot or engine the job went to.
 	PrefixBlocks, PrefixHits uint64
 	Swaps                    uint64
+	// Overloads counts engines' refusals of work for now (they stayed in rotation).
+	Overloads uint64
 }
 
 // Engine is one backend's state as the core sees it.
@@ -83,8 +85,9 @@ type Engine struct {
 
 	size     int // slots in service (what the engine last reported)
 	inflight int
-	active   string // model in flight on an exclusive engine
-	drainFor string // model waiting to swap in
+	backoff  time.Time // overloaded: takes no new work before then
+	active   string    // model in flight on an exclusive engine
+	drainFor string    // model waiting to swap in
 	recent   [][]uint64
 	hash     uint64     // for rendezvous hashing of prompt families
 	freq     *freqTable // how often each prompt family came lately
@@ -130,8 +133,12 @@ type Job struct {
 	Err error
 
 	state          jobState
-	prefill        int // uncached prompt tokens charged to the engine until Prefilled
-	overtaken      int // times a job behind it ran first for its cached prefix
+	prefill        int  // uncached prompt tokens charged to the engine until Prefilled
+	prefilled      bool // its first token came (Prefilled)
+	ended          Outcome
+	prevBlocks     []uint64
+	prevUsed       time.Time // the slot's prompt and last use before this job took it
+	overtaken      int       // times a job behind it ran first for its cached prefix
 	seq            uint64
 	start, finish  float64
 	slotIdx        int
@@ -300,7 +307,7 @@ func (c *Core) Dispatch(now time.Time) []*Job {
 	c.dropStaleDrains()
 	for p := range c.queues {
 		q := c.queues[p]
-		for q.len() > 0 && c.anyFree() {
+		for q.len() > 0 && c.anyFree(now) {
 			if j := c.affine(now, q); j != nil {
 				q.remove(j, true)
 				started = append(started, j)
@@ -360,10 +367,10 @@ func (c *Core) dropStaleDrains() {
 	}
 }
 
-// anyFree reports whether some healthy engine has a free slot.
-func (c *Core) anyFree() bool {
+// anyFree reports whether some healthy engine that is not backing off has a free slot.
+func (c *Core) anyFree(now time.Time) bool {
 	for _, e := range c.engines {
-		if e.Healthy && e.inflight < e.size {
+		if e.Healthy && e.inflight < e.size && !now.Before(e.backoff) {
 			return true
 		}
 	}
@@ -385,6 +392,7 @@ func (c *Core) place(now time.Time, j *Job) bool {
 			matched = bestRecent(e, j.Blocks)
 		}
 	}
+	j.prevBlocks, j.prevUsed = s.Blocks, s.LastUsed
 	s.Busy, s.LastUsed, s.job = true, now, j
 	if e.Addressable {
 		s.Blocks = j.Blocks // the slot's KV is about to hold this prompt
@@ -397,7 +405,7 @@ func (c *Core) place(now time.Time, j *Job) bool {
 		}
 		e.freq.touch(j.Blocks[0], now)
 	}
-	j.prefill = max(j.PromptTokens-matched*TokensPerBlock, 0)
+	j.prefill, j.prefilled = max(j.PromptTokens-matched*TokensPerBlock, 0), false
 	e.prefill += j.prefill
 	if e.Exclusive {
 		e.active = j.Model
@@ -452,7 +460,11 @@ func (c *Core) considerSwap(now time.Time, j *Job) {
 // Prefilled tells the core that j's prompt is processed (its first token came): its
 // prefill no longer weighs on its engine's load.
 func (c *Core) Prefilled(j *Job) {
-	if j.state != jobRunning || j.prefill == 0 {
+	if j.state != jobRunning {
+		return
+	}
+	j.prefilled = true
+	if j.prefill == 0 {
 		return
 	}
 	if e := c.engines[j.Engine]; e != nil {
@@ -491,7 +503,7 @@ scan:
 			}
 			for _, cd := range j.Candidates {
 				e := c.engines[cd.Backend]
-				if !eligible(e, j) || !e.Addressable {
+				if !eligible(now, e, j) || !e.Addressable {
 					continue
 				}
 				if _, m := bestSlot(now, e, j.Blocks); 2*m >= len(j.Blocks) && m > bestMatch {
@@ -540,14 +552,42 @@ func (c *Core) cachedAnywhere(j *Job) bool {
 	return false
 }
 
-// Release ends a running job: it frees the slot and feeds the engine's service-time
-// estimates (ttft: time to first token after dispatch, 0 if none). Call Dispatch
-// afterwards.
+// Outcome is how a dispatched job ended (Finish).
+type Outcome uint8
+
+const (
+	// Completed: the engine answered in full. The time the job held its slot feeds the
+	// saturation estimate, and the slot holds the job's prompt.
+	Completed Outcome = iota
+	// Failed: the engine failed the request; what its slot holds is unknown.
+	Failed
+	// Abandoned: the caller left while the engine worked on the request. It did not run
+	// its course, so its time says nothing of the service time; the slot holds the
+	// prompt if its first token came (the prompt was processed), else nothing known.
+	Abandoned
+	// NotSent: the request never reached the engine (the caller left between dispatch
+	// and sending, or the engine refused it as overloaded or unreachable): the slot is
+	// left as it was before the job took it.
+	NotSent
+)
+
+// Release ends a running job as Completed (ok) or Failed; see Finish.
 func (c *Core) Release(now time.Time, j *Job, ok bool, ttft time.Duration) {
+	o := Failed
+	if ok {
+		o = Completed
+	}
+	c.Finish(now, j, o, ttft)
+}
+
+// Finish ends a running job: it frees the slot and, for a Completed job, feeds the
+// engine's service-time estimates (ttft: time to first token after dispatch, 0 if none).
+// Call Dispatch afterwards.
+func (c *Core) Finish(now time.Time, j *Job, o Outcome, ttft time.Duration) {
 	if j.state != jobRunning {
 		return
 	}
-	j.state = jobDone
+	j.state, j.ended = jobDone, o
 	e := c.engines[j.Engine]
 	if e == nil {
 		return
@@ -556,7 +596,14 @@ func (c *Core) Release(now time.Time, j *Job, ok bool, ttft time.Duration) {
 	if i := e.slotOf(j); i >= 0 {
 		s = &e.Slots[i]
 		s.Busy, s.LastUsed, s.job = false, now, nil
+		switch {
+		case o == NotSent:
+			s.Blocks, s.LastUsed = j.prevBlocks, j.prevUsed
+		case o == Failed, o == Abandoned && !j.prefilled:
+			s.Blocks = nil // unknown state after a failure or a prefill cut short
+		}
 	}
+	j.prevBlocks = nil
 	e.inflight--
 	e.tokens -= j.Tokens
 	e.prefill -= j.prefill
@@ -564,7 +611,7 @@ func (c *Core) Release(now time.Time, j *Job, ok bool, ttft time.Duration) {
 	if e.Exclusive && e.inflight == 0 {
 		e.active = ""
 	}
-	if ok {
+	if o == Completed {
 		e.svc.add(now.Sub(j.Dispatched).Seconds())
 		if ttft > 0 {
 			e.ttft.add(ttft.Seconds())
@@ -575,10 +622,27 @@ func (c *Core) Release(now time.Time, j *Job, ok bool, ttft time.Duration) {
 				e.recent = e.recent[1:]
 			}
 		}
-	} else if s != nil {
-		s.Blocks = nil // unknown state after a failure
 	}
 	e.trim()
+}
+
+// Backoff keeps engine id from new work until until: it answered that it is overloaded
+// (its own queue is full). It stays healthy and in rotation, and the jobs waiting for it
+// keep waiting; call Dispatch once the time has passed.
+func (c *Core) Backoff(id string, until time.Time) {
+	if e := c.engines[id]; e != nil {
+		e.backoff = until
+		c.stats.Overloads++
+	}
+}
+
+// Retry starts again a job that ended NotSent (its engine refused it), on an engine that
+// can take it now; the engines backing off cannot. False: none can, the job stays ended.
+func (c *Core) Retry(now time.Time, j *Job) bool {
+	if j.state != jobDone || j.ended != NotSent {
+		return false
+	}
+	return c.place(now, j)
 }
 
 // slotOf finds the slot j holds on e, by identity (-1: none): the index it was given

@@ -68,8 +68,10 @@ type world struct {
 	homog   bool // every job has the same model and candidates: fair order is checkable
 	state   map[*Job]mstate
 	jobs    []*Job
-	runs    map[*Job]int // times each job was started
-	passed  map[*Job]int // times a later job of its class started while it waited (homog)
+	runs    map[*Job]int   // times each job was started
+	retries map[*Job]int   // times each job was refused as overloaded and retried
+	served  map[string]int // Completed jobs per engine (each feeds the service time once)
+	passed  map[*Job]int   // times a later job of its class started while it waited (homog)
 	tenants int
 	trace   []string
 	step    int
@@ -77,7 +79,8 @@ type world struct {
 
 func newWorld(seed uint64) *world {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	w := &world{rng: rng, now: t0, state: map[*Job]mstate{}, runs: map[*Job]int{}, passed: map[*Job]int{}}
+	w := &world{rng: rng, now: t0, state: map[*Job]mstate{}, runs: map[*Job]int{}, passed: map[*Job]int{},
+		retries: map[*Job]int{}, served: map[string]int{}}
 	cfg := Config{MaxQueue: 1 + rng.IntN(40), SwapAfter: time.Duration(1+rng.IntN(4)) * time.Second}
 	switch rng.IntN(4) {
 	case 0:
@@ -166,8 +169,10 @@ func (w *world) act() error {
 		}
 	case r < 70:
 		return w.cancel()
-	case r < 74:
+	case r < 72:
 		return w.giveUpAfterDispatch()
+	case r < 74:
+		return w.overload()
 	case r < 82:
 		d := time.Duration(w.rng.IntN(3000)) * time.Millisecond
 		w.now = w.now.Add(d)
@@ -239,7 +244,7 @@ func (w *world) submit() error {
 		w.state[j] = mDone
 	case j.Running():
 		w.logf("submit job %d tenant %s model %s: runs on %s slot %d", j.ID, j.Tenant, j.Model, j.Engine, j.Slot)
-		if err := w.started(j); err != nil {
+		if err := w.started(j, false); err != nil {
 			return err
 		}
 	default:
@@ -256,11 +261,11 @@ func (w *world) submit() error {
 }
 
 // started records that j was started (by Submit or Dispatch) and checks where it went.
-func (w *world) started(j *Job) error {
+func (w *world) started(j *Job, retry bool) error {
 	if w.state[j] == mRunning {
 		return fmt.Errorf("job %d started while running", j.ID)
 	}
-	if w.state[j] == mDone {
+	if w.state[j] == mDone && !retry {
 		return fmt.Errorf("job %d started after it ended", j.ID)
 	}
 	if w.homog && w.state[j] == mQueued {
@@ -273,8 +278,8 @@ func (w *world) started(j *Job) error {
 	}
 	w.state[j] = mRunning
 	w.runs[j]++
-	if w.runs[j] > 1 {
-		return fmt.Errorf("job %d started %d times", j.ID, w.runs[j])
+	if w.runs[j] > 1+w.retries[j] {
+		return fmt.Errorf("job %d started %d times (%d retries)", j.ID, w.runs[j], w.retries[j])
 	}
 	ok := false
 	for _, cd := range j.Candidates {
@@ -285,8 +290,8 @@ func (w *world) started(j *Job) error {
 	if !ok {
 		return fmt.Errorf("job %d went to %s/%s, not one of its candidates", j.ID, j.Engine, j.UpstreamModel)
 	}
-	if e := w.c.engines[j.Engine]; !e.Healthy {
-		return fmt.Errorf("job %d went to %s, which is down", j.ID, j.Engine)
+	if e := w.c.engines[j.Engine]; !e.Healthy || w.now.Before(e.backoff) {
+		return fmt.Errorf("job %d went to %s, which is down or backing off", j.ID, j.Engine)
 	}
 	return nil
 }
@@ -298,7 +303,7 @@ func (w *world) dispatch() error {
 		if w.state[j] != mQueued {
 			return fmt.Errorf("dispatched job %d was not waiting (state %d)", j.ID, w.state[j])
 		}
-		if err := w.started(j); err != nil {
+		if err := w.started(j, false); err != nil {
 			return err
 		}
 	}
@@ -311,7 +316,7 @@ func (w *world) dispatch() error {
 					break
 				}
 				for _, cd := range j.Candidates {
-					if e := w.c.engines[cd.Backend]; eligible(e, j) {
+					if e := w.c.engines[cd.Backend]; eligible(w.now, e, j) {
 						return fmt.Errorf("job %d waits while %s could take it", j.ID, e.ID)
 					}
 				}
@@ -326,10 +331,20 @@ func (w *world) release() error {
 	if j == nil {
 		return nil
 	}
-	ok := w.rng.IntN(4) > 0
-	w.logf("release job %d from %s slot %d ok=%v", j.ID, j.Engine, j.Slot, ok)
-	w.c.Release(w.now.Add(time.Duration(w.rng.IntN(50))*time.Millisecond), j, ok, time.Duration(w.rng.IntN(100))*time.Millisecond)
+	o := []Outcome{Completed, Completed, Completed, Failed, Abandoned}[w.rng.IntN(5)]
+	w.logf("release job %d from %s slot %d: outcome %d", j.ID, j.Engine, j.Slot, o)
+	e := w.c.engines[j.Engine]
+	w.c.Finish(w.now.Add(time.Duration(w.rng.IntN(50))*time.Millisecond), j, o, time.Duration(w.rng.IntN(100))*time.Millisecond)
 	w.state[j] = mDone
+	if o == Completed {
+		w.served[e.ID]++
+	}
+	if j.slotIdx >= len(e.Slots) {
+		return nil // a retired slot, gone with its job
+	}
+	if s := &e.Slots[j.slotIdx]; o != Completed && s.Blocks != nil && (o == Failed || !j.prefilled) {
+		return fmt.Errorf("job %d ended %d, but its slot claims its prompt is cached", j.ID, o)
+	}
 	if w.rng.IntN(5) > 0 {
 		return w.dispatch()
 	}
@@ -363,8 +378,46 @@ func (w *world) giveUpAfterDispatch() error {
 		return nil
 	}
 	w.logf("give up job %d after dispatch", j.ID)
-	w.c.Release(w.now, j, true, 0)
+	e := w.c.engines[j.Engine]
+	before, used := j.prevBlocks, j.prevUsed
+	w.c.Finish(w.now, j, NotSent, 0)
 	w.state[j] = mDone
+	if j.slotIdx >= len(e.Slots) {
+		return w.dispatch() // a retired slot, gone with its job
+	}
+	if s := &e.Slots[j.slotIdx]; matchBlocks(s.Blocks, before) != len(before) || len(s.Blocks) != len(before) || !s.LastUsed.Equal(used) {
+		return fmt.Errorf("job %d never reached %s, but its slot changed", j.ID, e.ID)
+	}
+	return w.dispatch()
+}
+
+// overload is an engine answering a dispatched job that it is overloaded: it backs off,
+// and the job starts again elsewhere if it can.
+func (w *world) overload() error {
+	j := w.pick(mRunning)
+	if j == nil {
+		return nil
+	}
+	id := j.Engine
+	d := time.Duration(w.rng.IntN(3000)) * time.Millisecond
+	w.c.Finish(w.now, j, NotSent, 0)
+	w.c.Backoff(id, w.now.Add(d))
+	w.state[j] = mDone
+	if w.c.Retry(w.now, j) {
+		w.logf("overload on %s for %v: job %d retried on %s slot %d", id, d, j.ID, j.Engine, j.Slot)
+		w.retries[j]++
+		if j.Engine == id && d > 0 {
+			return fmt.Errorf("job %d retried on %s, which backs off", j.ID, id)
+		}
+		if err := w.started(j, true); err != nil {
+			return err
+		}
+	} else {
+		w.logf("overload on %s for %v: job %d refused", id, d, j.ID)
+	}
+	if w.c.Retry(w.now, j) {
+		return fmt.Errorf("job %d retried twice", j.ID)
+	}
 	return w.dispatch()
 }
 
@@ -471,6 +524,9 @@ func (w *world) check() error {
 		if busy != len(rs) || e.inflight != len(rs) {
 			return fmt.Errorf("%s: %d busy slots, %d in flight, %d running jobs", id, busy, e.inflight, len(rs))
 		}
+		if e.svc.n != w.served[id] {
+			return fmt.Errorf("%s: %d service times recorded, %d jobs completed", id, e.svc.n, w.served[id])
+		}
 		if e.tokens != tokens || e.prefill != prefill {
 			return fmt.Errorf("%s: tokens %d/%d, prefill %d/%d (core/model)", id, e.tokens, tokens, e.prefill, prefill)
 		}
@@ -522,6 +578,7 @@ func (w *world) drain() error {
 		for _, j := range run {
 			w.c.Release(w.now, j, true, 0)
 			w.state[j] = mDone
+			w.served[j.Engine]++
 		}
 	}
 }

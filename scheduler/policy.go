@@ -43,11 +43,11 @@ func DefaultWeights() Weights {
 // evictHorizon is the age at which a slot's cached prompt counts as half stale.
 const evictHorizon = 10 * time.Second
 
-// eligible is the filter every policy applies: the engine serves the model, is healthy,
-// has a free slot and room in its KV cache, and (if it holds one model at a time) holds
-// this one or none.
-func eligible(e *Engine, j *Job) bool {
-	if e == nil || !e.Healthy || e.inflight >= e.size {
+// eligible is the filter every policy applies: the engine serves the model, is healthy
+// and not backing off after an overload answer, has a free slot and room in its KV
+// cache, and (if it holds one model at a time) holds this one or none.
+func eligible(now time.Time, e *Engine, j *Job) bool {
+	if e == nil || !e.Healthy || e.inflight >= e.size || now.Before(e.backoff) {
 		return false
 	}
 	if e.KVTokens > 0 && e.inflight > 0 && e.tokens+j.Tokens > e.KVTokens {
@@ -73,7 +73,7 @@ func (c *Core) pick(now time.Time, j *Job) (*Engine, models.Candidate, int) {
 		n := len(j.Candidates)
 		for k := range n {
 			cd := j.Candidates[(int(c.rr)+k)%n]
-			if e := c.engines[cd.Backend]; eligible(e, j) {
+			if e := c.engines[cd.Backend]; eligible(now, e, j) {
 				c.rr = uint64((int(c.rr) + k + 1) % n)
 				return e, cd, freeSlot(e)
 			}
@@ -82,7 +82,7 @@ func (c *Core) pick(now time.Time, j *Job) (*Engine, models.Candidate, int) {
 	case PolicyLeastLoaded:
 		for _, cd := range j.Candidates {
 			e := c.engines[cd.Backend]
-			if !eligible(e, j) {
+			if !eligible(now, e, j) {
 				continue
 			}
 			if s := loadScore(e); s > bestScore {
@@ -98,7 +98,7 @@ func (c *Core) pick(now time.Time, j *Job) (*Engine, models.Candidate, int) {
 	home := c.home(j)
 	for _, cd := range j.Candidates {
 		e := c.engines[cd.Backend]
-		if !eligible(e, j) {
+		if !eligible(now, e, j) {
 			continue
 		}
 		slot, match := bestSlot(now, e, j.Blocks)

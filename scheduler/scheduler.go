@@ -79,6 +79,7 @@ type Scheduler struct {
 
 	mu   sync.Mutex
 	core *Core
+	wake map[string]*time.Timer // per engine: dispatch when its back-off ends
 }
 
 // New returns a scheduler over backends (keyed by id).
@@ -235,7 +236,7 @@ func (s *Scheduler) giveUp(j *Job, err error) error {
 	}
 	<-j.Ready
 	if j.Err == nil {
-		s.finish(j, true, 0)
+		s.finish(j, NotSent, 0) // dispatched meanwhile, never sent: the slot is as it was
 	}
 	return err
 }
@@ -251,52 +252,122 @@ func (s *Scheduler) cancel(j *Job) (bool, []*Job) {
 	return true, s.core.Dispatch(time.Now())
 }
 
-// start opens the request on the engine the core chose.
+// start opens the request on the engine the core chose. An engine that answers that it
+// is overloaded backs off for a while (its Retry-After, bounded) and stays in rotation;
+// one that cannot be reached is marked down. Either way nothing was sent, so the request
+// goes at once to another candidate that has a free slot, if any.
 func (s *Scheduler) start(ctx context.Context, t models.Target, r *models.Request, j *Job) (models.Stream, error) {
-	t.Backend, t.UpstreamModel = j.Engine, j.UpstreamModel
-	t.Slot, t.HasSlot = j.Slot, j.HasSlot
-	h := &held{s: s, j: j, t: t}
-	if m := s.opts.Meters[j.Engine]; m != nil {
-		h.cost = m.Begin()
-	}
-	st, err := s.backends[j.Engine].Open(ctx, t, r)
-	if err != nil {
-		if h.cost != nil {
-			h.cost.End()
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			s.finish(j, NotSent, 0)
+			return nil, &models.Error{Kind: models.ErrCanceled, Msg: "request canceled before it was sent", Err: err}
 		}
-		if errors.Is(err, models.ErrUnavailable) {
-			s.markDown(j.Engine, err.Error())
+		t.Backend, t.UpstreamModel = j.Engine, j.UpstreamModel
+		t.Slot, t.HasSlot = j.Slot, j.HasSlot
+		var cost models.CostJob
+		if m := s.opts.Meters[j.Engine]; m != nil {
+			cost = m.Begin()
 		}
-		s.finish(j, false, 0)
-		return nil, err
+		st, err := s.backends[j.Engine].Open(ctx, t, r)
+		if err == nil {
+			return &held{Stream: st, s: s, j: j, t: t, cost: cost}, nil
+		}
+		if cost != nil {
+			cost.End()
+		}
+		overloaded := errors.Is(err, models.ErrOverloaded)
+		if ctx.Err() != nil || !overloaded && !errors.Is(err, models.ErrUnavailable) {
+			o := Failed
+			if ctx.Err() != nil {
+				o = Abandoned
+			}
+			s.finish(j, o, 0)
+			return nil, err
+		}
+		if !s.refused(j, err, overloaded, attempt < len(j.Candidates)) {
+			return nil, err
+		}
+		s.opts.Logger.Debug("scheduler: request refused, retried on another engine", "engine", t.Backend,
+			"next", j.Engine, "err", err)
 	}
-	h.Stream = st
-	return h, nil
 }
 
-// markDown takes an engine out of rotation until the next health probe says otherwise.
-func (s *Scheduler) markDown(id, reason string) {
-	s.notify(s.markDownLocked(id, reason))
+// Back-off bounds for an overloaded engine (Retry-After, or defaultBackoff without one).
+const (
+	minBackoff     = 100 * time.Millisecond
+	defaultBackoff = time.Second
+	maxBackoff     = 10 * time.Second
+)
+
+// backoffFor is how long an engine that answered err stays out of rotation.
+func backoffFor(err error) time.Duration {
+	d := defaultBackoff
+	var me *models.Error
+	if errors.As(err, &me) && me.RetryAfter > 0 {
+		d = me.RetryAfter
+	}
+	return min(max(d, minBackoff), maxBackoff)
 }
 
-func (s *Scheduler) markDownLocked(id, reason string) []*Job {
+// refused ends j as NotSent after its engine refused it: an overloaded engine backs off
+// (a timer dispatches again when that ends), an unreachable one is marked down (the jobs
+// that only it could serve are refused). With retry, j starts again at once on another
+// engine with a free slot; it reports whether it did.
+func (s *Scheduler) refused(j *Job, err error, overloaded, retry bool) bool {
+	dropped, started, again := s.refusedLocked(time.Now(), j, err, overloaded, retry)
+	s.notify(dropped)
+	s.notify(started)
+	return again
+}
+
+func (s *Scheduler) refusedLocked(now time.Time, j *Job, err error, overloaded, retry bool) (dropped, started []*Job, again bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.core.engines[id]; e != nil {
-		s.core.SetEngine(id, 0, false, reason, e.KVUse, e.GPUUtil)
+	id := j.Engine
+	s.core.Finish(now, j, NotSent, 0)
+	if overloaded {
+		d := backoffFor(err)
+		s.core.Backoff(id, now.Add(d))
+		s.wakeAfter(id, d)
+	} else {
+		if e := s.core.engines[id]; e != nil {
+			s.core.SetEngine(id, 0, false, err.Error(), e.KVUse, e.GPUUtil)
+		}
+		dropped = s.core.Expire(now)
 	}
-	return s.core.Expire(time.Now())
+	if retry && s.core.Retry(now, j) {
+		return dropped, nil, true
+	}
+	return dropped, s.core.Dispatch(now), false
 }
 
-// finish releases a job's slot and starts whatever can run now.
-func (s *Scheduler) finish(j *Job, ok bool, ttft time.Duration) {
-	s.notify(s.release(time.Now(), j, ok, ttft))
+// wakeAfter dispatches once engine id's back-off has passed (s.mu held).
+func (s *Scheduler) wakeAfter(id string, d time.Duration) {
+	if tm := s.wake[id]; tm != nil {
+		tm.Reset(d)
+		return
+	}
+	if s.wake == nil {
+		s.wake = map[string]*time.Timer{}
+	}
+	s.wake[id] = time.AfterFunc(d, func() { s.notify(s.dispatch(time.Now())) })
 }
 
-func (s *Scheduler) release(now time.Time, j *Job, ok bool, ttft time.Duration) []*Job {
+func (s *Scheduler) dispatch(now time.Time) []*Job {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.core.Release(now, j, ok, ttft)
+	return s.core.Dispatch(now)
+}
+
+// finish ends a job's hold on its slot and starts whatever can run now.
+func (s *Scheduler) finish(j *Job, o Outcome, ttft time.Duration) {
+	s.notify(s.release(time.Now(), j, o, ttft))
+}
+
+func (s *Scheduler) release(now time.Time, j *Job, o Outcome, ttft time.Duration) []*Job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.core.Finish(now, j, o, ttft)
 	return s.core.Dispatch(now)
 }
 
@@ -429,6 +500,7 @@ type held struct {
 	cost   models.CostJob
 	first  time.Duration
 	failed bool
+	eof    bool
 	closed bool
 	total  models.Cost
 }
@@ -446,7 +518,10 @@ func (h *held) Recv() (models.Chunk, error) {
 		}
 		h.s.prefilled(h.j)
 	}
-	if err != nil && !errors.Is(err, io.EOF) {
+	switch {
+	case errors.Is(err, io.EOF):
+		h.eof = true
+	case err != nil:
 		h.failed = true
 	}
 	return c, err
@@ -476,6 +551,15 @@ func (h *held) Close() error {
 	if h.cost != nil {
 		h.total.Prompt, h.total.Completion = h.cost.End()
 	}
-	h.s.finish(h.j, !h.failed, h.first)
+	// Only an answer read to its end says how long a request holds a slot; a caller
+	// that closed early (it left) says nothing of it.
+	o := Completed
+	switch {
+	case h.failed:
+		o = Failed
+	case !h.eof:
+		o = Abandoned
+	}
+	h.s.finish(h.j, o, h.first)
 	return err
 }
