@@ -102,6 +102,9 @@ func (c *Core) pick(now time.Time, j *Job) (*Engine, models.Candidate, int) {
 			continue
 		}
 		slot, match := bestSlot(now, e, j.Blocks)
+		if slot < 0 {
+			continue // no free slot in service (eligible rules this out)
+		}
 		prefix := 0.0
 		if len(j.Blocks) > 0 {
 			prefix = float64(match) / float64(len(j.Blocks))
