@@ -27,26 +27,27 @@ type engineBackend interface {
 // engine out of rotation); and a model the engine lacks is the same 502
 // engine_model_not_found from both (it was 404 from one, 502 from the other).
 func TestOverloadAndMissingModel(t *testing.T) {
-	p := enginetest.StartOllamaEnv(t, 1, "OLLAMA_MAX_LOADED_MODELS=1", "OLLAMA_MAX_QUEUE=1")
-	enginetest.OllamaCreate(t, p, chatModel, enginetest.TinyModel(t, tinymodel.Options{}))
-	enginetest.OllamaCreate(t, p, embedModel, enginetest.TinyModel(t, tinymodel.Options{Embedding: true}))
-	native := newBackend(t, p, 1)
-	v1, err := openai.New(openai.Options{Name: "ollama-v1", BaseURL: p.URL + "/v1", Slots: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v1.Close()
-	for _, tc := range []struct {
-		name string
-		b    engineBackend
-	}{{"native", native}, {"v1", v1}} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, api := range []string{"native", "v1"} {
+		t.Run(api, func(t *testing.T) {
+			// An engine of its own: the other's swap may still be under way.
+			p := enginetest.StartOllamaEnv(t, 1, "OLLAMA_MAX_LOADED_MODELS=1", "OLLAMA_MAX_QUEUE=1")
+			enginetest.OllamaCreate(t, p, chatModel, enginetest.TinyModel(t, tinymodel.Options{}))
+			enginetest.OllamaCreate(t, p, embedModel, enginetest.TinyModel(t, tinymodel.Options{Embedding: true}))
+			var b engineBackend = newBackend(t, p, 1)
+			if api == "v1" {
+				v1, err := openai.New(openai.Options{Name: "ollama-v1", BaseURL: p.URL + "/v1", Slots: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer v1.Close()
+				b = v1
+			}
 			ctx := testCtx(t)
-			if err := tc.b.Refresh(ctx); err != nil {
+			if err := b.Refresh(ctx); err != nil {
 				t.Fatal(err)
 			}
 			r := chat(false, 4)
-			_, err := tc.b.Open(ctx, models.Target{UpstreamModel: "no-such-model"}, &r)
+			_, err := b.Open(ctx, models.Target{UpstreamModel: "no-such-model"}, &r)
 			var me *models.Error
 			if !errors.Is(err, models.ErrUpstream) || !errors.As(err, &me) || me.Code != "engine_model_not_found" {
 				t.Fatalf("missing model: %v, want ErrUpstream engine_model_not_found", err)
@@ -56,7 +57,7 @@ func TestOverloadAndMissingModel(t *testing.T) {
 			hctx, release := context.WithCancel(ctx)
 			defer release()
 			hold := chat(true, 100000)
-			st, err := tc.b.Open(hctx, models.Target{UpstreamModel: chatModel}, &hold)
+			st, err := b.Open(hctx, models.Target{UpstreamModel: chatModel}, &hold)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -70,7 +71,7 @@ func TestOverloadAndMissingModel(t *testing.T) {
 			for range cap(results) {
 				go func() {
 					r := models.Request{Kind: models.KindEmbedding, Input: []string{"a"}}
-					s, err := tc.b.Open(hctx, models.Target{UpstreamModel: embedModel}, &r)
+					s, err := b.Open(hctx, models.Target{UpstreamModel: embedModel}, &r)
 					if s != nil {
 						s.Close()
 					}
@@ -93,7 +94,7 @@ func TestOverloadAndMissingModel(t *testing.T) {
 			if over.Code != "engine_overloaded" || over.RetryAfter < time.Second {
 				t.Fatalf("overload answer %+v, want engine_overloaded with a retry hint", over)
 			}
-			if c := tc.b.Capacity(); !c.Healthy {
+			if c := b.Capacity(); !c.Healthy {
 				t.Fatalf("an overloaded engine was marked down: %+v", c)
 			}
 			release()
