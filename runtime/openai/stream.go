@@ -55,8 +55,7 @@ func (s *stream) Recv() (models.Chunk, error) {
 		}
 		if string(ev) == "error" {
 			s.done = true
-			return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_error",
-				Msg: "engine " + s.b.opts.Name + ": " + engineMessage(data)}
+			return models.Chunk{}, upstream.StreamError(s.b.opts.Name, data)
 		}
 		if len(data) == 0 {
 			continue
@@ -76,12 +75,11 @@ func (s *stream) Recv() (models.Chunk, error) {
 		if err != nil {
 			s.done = true
 			return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_bad_json",
-				Msg: "engine " + s.b.opts.Name + " sent malformed JSON: " + err.Error()}
+				Msg: "engine " + s.b.opts.Name + " sent malformed JSON", Err: err}
 		}
 		if e := v.Get("error"); e != nil && e.Type() != fastjson.TypeNull {
 			s.done = true
-			return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_error",
-				Msg: "engine " + s.b.opts.Name + ": " + engineMessage(data)}
+			return models.Chunk{}, upstream.StreamError(s.b.opts.Name, data)
 		}
 		c := models.Chunk{Raw: data, Format: models.FormatOpenAIChunk}
 		s.readUsage(v, &c)
@@ -149,7 +147,7 @@ func (s *stream) full(body []byte) (models.Chunk, error) {
 	v, err := s.p.ParseBytes(body)
 	if err != nil {
 		return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_bad_json",
-			Msg: "engine " + s.b.opts.Name + " sent malformed JSON: " + err.Error()}
+			Msg: "engine " + s.b.opts.Name + " sent malformed JSON", Err: err}
 	}
 	s.readUsage(v, &c)
 	if s.r.Kind == models.KindEmbedding {
