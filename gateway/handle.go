@@ -57,6 +57,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint stri
 		return
 	}
 	r.ID = s.newID()
+	ctx.Response.Header.Set("X-Request-Id", r.ID)
 	if err := requestOptions(ctx, r); err != nil {
 		s.fail(ctx, endpoint, "", err)
 		return
@@ -86,7 +87,6 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint stri
 	if ts, ok := st.(interface{ Target() models.Target }); ok {
 		t = ts.Target() // the backend the scheduler chose, for accounting
 	}
-	ctx.Response.Header.Set("X-Request-Id", r.ID)
 	setTraceHeaders(&ctx.Response.Header, r, t)
 	if r.Stream && kind != models.KindEmbedding {
 		s.stream(ctx, endpoint, t, r, st)

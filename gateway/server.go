@@ -199,8 +199,15 @@ func checkKey(ctx *fasthttp.RequestCtx, digests [][32]byte) (string, error) {
 	return "", models.Errorf(models.ErrAuth, "invalid API key")
 }
 
+// fail answers with err. A request that has an id (the X-Request-Id response header) has
+// it in the message of a server-side error, whose detail is logged here instead.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, endpoint, model string, err error) {
-	writeError(ctx, err)
+	id := string(ctx.Response.Header.Peek("X-Request-Id"))
+	writeError(ctx, err, id)
+	if ctx.Response.StatusCode() >= 500 {
+		s.opts.Logger.Warn("request failed", "id", id, "endpoint", endpoint, "model", model,
+			"status", ctx.Response.StatusCode(), "err", err)
+	}
 	if endpoint != "" {
 		s.m.requests.WithLabelValues(endpoint, model, strconv.Itoa(ctx.Response.StatusCode())).Inc()
 	}
@@ -222,7 +229,39 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 		ctx.Response.Header.Set("Retry-After", "1")
 	}
+	if len(s.opts.AdminKeys) == 0 || func() bool { _, err := checkKey(ctx, s.opts.AdminKeys); return err != nil }() {
+		detail = redactReasons(detail)
+	}
 	ctx.SetBody(detail)
+}
+
+// redactReasons drops the "reason" fields (why an engine is down: dial errors naming
+// internal addresses) from a readiness detail shown without an admin key.
+func redactReasons(detail []byte) []byte {
+	if !bytes.Contains(detail, []byte(`"reason"`)) {
+		return detail
+	}
+	var p fastjson.Parser
+	v, err := p.ParseBytes(detail)
+	if err != nil {
+		return []byte(`{"status":"unknown"}`)
+	}
+	var walk func(v *fastjson.Value)
+	walk = func(v *fastjson.Value) {
+		switch v.Type() {
+		case fastjson.TypeObject:
+			o, _ := v.Object()
+			o.Del("reason")
+			o.Visit(func(_ []byte, c *fastjson.Value) { walk(c) })
+		case fastjson.TypeArray:
+			a, _ := v.Array()
+			for _, c := range a {
+				walk(c)
+			}
+		}
+	}
+	walk(v)
+	return v.MarshalTo(nil)
 }
 
 func (s *Server) metrics(ctx *fasthttp.RequestCtx) { s.prom(ctx) }

@@ -127,7 +127,7 @@ func (b *sseBody) end(err error) {
 	}
 	b.hdr.Set("X-Sluice-Cost-USD", strconv.FormatFloat(b.usage.Cost.Total(), 'f', 8, 64))
 	if err != nil {
-		b.scratch = appendErrorJSON(b.scratch[:0], err)
+		b.scratch = appendErrorJSON(b.scratch[:0], err, b.r.ID)
 		b.event(b.scratch)
 		b.s.m.streamErr.WithLabelValues(b.t.Model, "engine_error").Inc()
 		return
