@@ -34,6 +34,9 @@ type engineSet struct{ list []*engine }
 
 func buildEngines(cfg *config.Config, counter models.TokenCounter, log *slog.Logger) (*engineSet, error) {
 	set := &engineSet{}
+	// Managed engines inherit only an allow-list of sluice's environment (PATH, HOME,
+	// locale, CUDA_*, ...): never its secrets.
+	baseEnv := config.OSEngineEnviron()
 	for _, ec := range cfg.Engines {
 		e := &engine{name: ec.Name, cfg: ec}
 		switch ec.Kind {
@@ -41,7 +44,7 @@ func buildEngines(cfg *config.Config, counter models.TokenCounter, log *slog.Log
 			b, err := llamacpp.New(llamacpp.Options{
 				Name: ec.Name, URL: ec.URL, Binary: ec.Binary, Model: ec.ModelPath, Slots: ec.Slots,
 				Context: ec.Context, Threads: ec.Threads, GPULayers: ec.GPULayers, Embedding: ec.Embedding,
-				Args: ec.Args, Env: ec.Env, Counter: counter, Logger: log, Alias: firstModel(ec),
+				Args: ec.Args, Env: ec.Env, BaseEnv: baseEnv, Counter: counter, Logger: log, Alias: firstModel(ec),
 			})
 			if err != nil {
 				set.close()

@@ -31,7 +31,8 @@ type Options struct {
 	GPULayers int      // -ngl (0: none; -1: all)
 	Embedding bool     // --embeddings
 	Args      []string // extra arguments
-	Env       []string // extra environment (CUDA_VISIBLE_DEVICES=...)
+	Env       []string // the engine's own environment (CUDA_VISIBLE_DEVICES=...)
+	BaseEnv   []string // what the engine inherits (config.EngineEnviron); nothing else is
 	Port      int      // 0: a free loopback port
 
 	Counter models.TokenCounter
@@ -78,7 +79,7 @@ func New(opts Options) (*Backend, error) {
 		}
 		args = append(args, opts.Args...)
 		p, err := proc.New(proc.Spec{
-			Name: "llama-server/" + opts.Name, Binary: opts.Binary, Args: args, Env: opts.Env,
+			Name: "llama-server/" + opts.Name, Binary: opts.Binary, Args: args, Env: opts.Env, BaseEnv: opts.BaseEnv,
 			Port: opts.Port, Logger: opts.Logger, InFlight: b.inFlight,
 		})
 		if err != nil {
