@@ -53,6 +53,11 @@ type Server struct {
 	// key at start and writes it to AdminKeyFile for `sluice status` on the same box.
 	AdminKeys    []string `yaml:"admin_keys"`
 	AdminKeyFile string   `yaml:"admin_key_file"`
+	// AllowPublicWithoutKeys lets sluice serve a non-loopback address without API keys
+	// (e.g. behind a proxy that authenticates); otherwise it refuses to start.
+	AllowPublicWithoutKeys bool `yaml:"allow_public_without_keys"`
+	// Limits against slow, abusive or too many clients (config/limits.go).
+	Limits Limits `yaml:"limits"`
 }
 
 // Pricing sets what hardware and cloud tokens cost.

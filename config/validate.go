@@ -37,6 +37,7 @@ func (c *Config) applyDefaults(env Env) {
 	if s.ShutdownTimeout == 0 {
 		s.ShutdownTimeout = 30 * time.Second
 	}
+	s.Limits.applyDefaults()
 	if c.Scheduler.MaxQueue == 0 {
 		c.Scheduler.MaxQueue = 256
 	}
@@ -148,6 +149,7 @@ func (c *Config) Validate() error {
 	if c.Server.RequestTimeout < time.Second {
 		bad("server.request_timeout", "must be at least 1s, got %v", c.Server.RequestTimeout)
 	}
+	c.Server.Limits.validate(bad)
 	for i, k := range c.Server.APIKeys {
 		p := fmt.Sprintf("server.api_keys[%d]", i)
 		if k == "" {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,9 +27,37 @@ import (
 )
 
 type serveFlags struct {
-	config, listen, model, ollama, upstream, upstreamKey, upstreamRegion, llamaServer, logLevel string
-	slots                                                                                       int
-	readyTimeout                                                                                time.Duration
+	config, listen, model, ollama, upstream, upstreamRegion, llamaServer, logLevel string
+	upstreamKeyEnv, upstreamKeyFile                                                string
+	slots                                                                          int
+	readyTimeout                                                                   time.Duration
+	insecurePublic                                                                 bool
+}
+
+// upstreamKey reads the key for --upstream from the environment variable or the file
+// the flags name: never from the command line, where ps and shell history show it.
+func (f serveFlags) upstreamKey(env config.Env) (string, error) {
+	switch {
+	case f.upstreamKeyEnv != "" && f.upstreamKeyFile != "":
+		return "", errors.New("flags: give --upstream-key-env or --upstream-key-file, not both")
+	case f.upstreamKeyEnv != "":
+		k, ok := env(f.upstreamKeyEnv)
+		if !ok || k == "" {
+			return "", fmt.Errorf("flags: --upstream-key-env: environment variable %s is not set", f.upstreamKeyEnv)
+		}
+		return k, nil
+	case f.upstreamKeyFile != "":
+		b, err := os.ReadFile(f.upstreamKeyFile)
+		if err != nil {
+			return "", fmt.Errorf("flags: --upstream-key-file: %w", err)
+		}
+		k := strings.TrimSpace(string(b))
+		if k == "" {
+			return "", fmt.Errorf("flags: --upstream-key-file: %s is empty", f.upstreamKeyFile)
+		}
+		return k, nil
+	}
+	return "", nil
 }
 
 func loadServeConfig(f serveFlags, env config.Env) (*config.Config, error) {
@@ -48,7 +77,11 @@ func loadServeConfig(f serveFlags, env config.Env) (*config.Config, error) {
 			cfg.Engines = append(cfg.Engines, config.Engine{Name: "ollama", Kind: "ollama", URL: f.ollama, Slots: f.slots})
 		}
 		if f.upstream != "" {
-			up := config.Engine{Name: "upstream", Kind: "openai", URL: f.upstream, APIKey: f.upstreamKey, Slots: f.slots}
+			key, err := f.upstreamKey(env)
+			if err != nil {
+				return nil, err
+			}
+			up := config.Engine{Name: "upstream", Kind: "openai", URL: f.upstream, APIKey: key, Slots: f.slots}
 			up.Region = f.upstreamRegion
 			cfg.Engines = append(cfg.Engines, up)
 		}
@@ -67,6 +100,9 @@ func loadServeConfig(f serveFlags, env config.Env) (*config.Config, error) {
 	}
 	if f.logLevel != "" {
 		cfg.Log.Level = f.logLevel
+	}
+	if f.insecurePublic {
+		cfg.Server.AllowPublicWithoutKeys = true
 	}
 	if f.llamaServer != "" {
 		for i := range cfg.Engines {
@@ -97,8 +133,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.model, "model", "", "serve this GGUF file with a llama-server sluice runs")
 	fs.StringVar(&f.ollama, "ollama", "", "serve the models of the Ollama server at this URL")
 	fs.StringVar(&f.upstream, "upstream", "", "serve the models of this OpenAI-compatible base URL (e.g. http://vllm:8000/v1)")
-	fs.StringVar(&f.upstreamKey, "upstream-key", "", "API key for --upstream (prefer a config file with ${ENV})")
+	fs.StringVar(&f.upstreamKeyEnv, "upstream-key-env", "", "name of the environment variable holding the API key for --upstream")
+	fs.StringVar(&f.upstreamKeyFile, "upstream-key-file", "", "file holding the API key for --upstream")
+	var keyOnCmdline string
+	fs.StringVar(&keyOnCmdline, "upstream-key", "", "refused: a key on the command line is visible to every user of the machine (ps); use --upstream-key-env or --upstream-key-file")
 	fs.StringVar(&f.upstreamRegion, "upstream-region", "", "region of --upstream: local (default for loopback and private addresses), eu, us, ...")
+	fs.BoolVar(&f.insecurePublic, "insecure-public", false, "serve a non-loopback --listen address without API keys (anyone who reaches it may use the engines)")
 	fs.StringVar(&f.llamaServer, "llama-server", "", "llama-server binary (default: $SLUICE_LLAMA_SERVER, the build cache, $PATH)")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error")
 	fs.IntVar(&f.slots, "slots", 0, "slots (parallel sequences) for engines given by flags (default 4)")
@@ -106,11 +146,26 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if keyOnCmdline != "" {
+		return errors.New("--upstream-key puts the key on the command line, where ps and shell history show it: " +
+			"use --upstream-key-env NAME (an environment variable) or --upstream-key-file PATH")
+	}
 	cfg, err := loadServeConfig(f, config.OSEnv)
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	// Without API keys sluice serves loopback only, unless told otherwise.
+	exposure, err := cfg.Server.CheckExposure()
+	if err != nil {
+		return err
+	}
+	if exposure != "" {
+		fmt.Fprintln(stdout, "sluice: "+exposure)
+		if cfg.Server.AllowPublicWithoutKeys {
+			log.Warn(exposure)
+		}
+	}
 
 	var counter models.TokenCounter
 	if cfg.Tokenizer != "" {
