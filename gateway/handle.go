@@ -42,6 +42,19 @@ func (s *Server) putBuf(p *[]byte) {
 
 // serve runs one inference request through router and scheduler and answers it.
 func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint string) {
+	if !s.admit() {
+		s.m.refused.WithLabelValues("concurrency").Inc()
+		s.fail(ctx, endpoint, "", errBusy)
+		return
+	}
+	if !s.serveAdmitted(ctx, kind, endpoint) {
+		s.active.Add(-1)
+	}
+}
+
+// serveAdmitted is serve for an admitted request. It reports whether a streamed answer
+// took the request over (its sseBody.Close ends it).
+func (s *Server) serveAdmitted(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint string) (streaming bool) {
 	start := time.Now()
 	tenant, err := s.authorize(ctx)
 	if err != nil {
@@ -90,9 +103,10 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint stri
 	setTraceHeaders(&ctx.Response.Header, r, t)
 	if r.Stream && kind != models.KindEmbedding {
 		s.stream(ctx, endpoint, t, r, st)
-		return
+		return true
 	}
 	s.respond(ctx, endpoint, t, r, st)
+	return false
 }
 
 // respond writes a non-streamed answer.

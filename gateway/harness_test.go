@@ -34,6 +34,10 @@ type fakeBackend struct {
 	opened atomic.Int64
 	// started receives the request id of every "hang" stream when it starts (optional).
 	started chan string
+	// release ends every "hang" stream (with an engine error) when closed.
+	release chan struct{}
+	// closes receives the request id of every stream when it is closed.
+	closes chan string
 }
 
 const internalAddr = "10.9.8.7:8081"
@@ -65,7 +69,7 @@ func (b *fakeBackend) Open(ctx context.Context, t models.Target, r *models.Reque
 	}
 	b.opened.Add(1)
 	b.open.Add(1)
-	s := &fakeStream{b: b, ctx: ctx, r: r, closed: make(chan struct{}), words: 3}
+	s := &fakeStream{b: b, ctx: ctx, r: r, closed: make(chan struct{}), words: 3, release: b.release}
 	switch {
 	case p == "hang":
 		s.hang = true
@@ -95,6 +99,7 @@ type fakeStream struct {
 	words   int
 	hang    bool
 	midfail bool
+	release chan struct{}
 	once    sync.Once
 	closed  chan struct{}
 }
@@ -106,6 +111,8 @@ func (s *fakeStream) Recv() (models.Chunk, error) {
 			return models.Chunk{}, &models.Error{Kind: models.ErrCanceled, Msg: "request canceled"}
 		case <-s.closed:
 			return models.Chunk{}, io.ErrClosedPipe
+		case <-s.release:
+			return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Msg: "released"}
 		}
 	}
 	if s.r.Kind == models.KindEmbedding {
@@ -141,6 +148,10 @@ func (s *fakeStream) Close() error {
 	s.once.Do(func() {
 		close(s.closed)
 		s.b.open.Add(-1)
+		select {
+		case s.b.closes <- s.r.ID:
+		default:
+		}
 	})
 	return nil
 }
@@ -153,6 +164,9 @@ type testGateway struct {
 	GW    *gateway.Server
 	Sched *scheduler.Scheduler
 	Fake  *fakeBackend
+	// Done receives the id of each request whose engine stream is closed and its slot
+	// given back (the gateway's Record hook, which runs after both).
+	Done chan string
 }
 
 func startGateway(t testing.TB, opts gateway.Options, slots int) *testGateway {
@@ -160,7 +174,16 @@ func startGateway(t testing.TB, opts gateway.Options, slots int) *testGateway {
 	if slots == 0 {
 		slots = 4
 	}
-	fb := &fakeBackend{slots: slots}
+	fb := &fakeBackend{slots: slots, release: make(chan struct{}), closes: make(chan string, 1024)}
+	done := make(chan string, 1024)
+	if opts.Record == nil {
+		opts.Record = func(r *models.Request, _ models.Target, _ *models.Usage) {
+			select {
+			case done <- r.ID:
+			default:
+			}
+		}
+	}
 	reg := prometheus.NewRegistry()
 	sched := scheduler.New(map[string]scheduler.Backend{"fake": fb}, scheduler.Options{Registry: reg, MaxQueue: 64})
 	rt, err := router.New([]router.Entry{
@@ -182,12 +205,17 @@ func startGateway(t testing.TB, opts gateway.Options, slots int) *testGateway {
 	served := make(chan struct{})
 	go func() { _ = gw.Serve(ln); close(served) }()
 	t.Cleanup(func() {
+		select {
+		case <-fb.release:
+		default:
+			close(fb.release)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = gw.Shutdown(ctx)
 		<-served
 	})
-	return &testGateway{URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(), GW: gw, Sched: sched, Fake: fb}
+	return &testGateway{URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(), GW: gw, Sched: sched, Fake: fb, Done: done}
 }
 
 // inflight is the scheduler's count of requests holding a slot.
@@ -205,4 +233,35 @@ func (g *testGateway) queued() int {
 		return st.Queued
 	}
 	return 0
+}
+
+// waitClosed waits for n engine streams to be closed.
+func (g *testGateway) waitClosed(t testing.TB, n int, why string) {
+	t.Helper()
+	timeout := time.NewTimer(20 * time.Second)
+	defer timeout.Stop()
+	for range n {
+		select {
+		case <-g.Fake.closes:
+		case <-timeout.C:
+			t.Fatalf("%s: engine stream not closed after 20s (%d open, %d in flight)", why, g.Fake.open.Load(), g.inflight())
+		}
+	}
+}
+
+// slotFree checks that the engine slot is free again: with one slot, a new request can
+// only be answered once the previous one has given its slot back. Afterwards nothing
+// is in flight.
+func (g *testGateway) slotFree(t testing.TB) {
+	t.Helper()
+	resp, b := post(t, g.URL+"/v1/chat/completions", chatBody("words 1", false))
+	if resp.StatusCode != 200 {
+		t.Fatalf("request after the slot was freed: %d %s", resp.StatusCode, b)
+	}
+	if n := g.inflight(); n != 0 {
+		t.Fatalf("%d requests in flight after every request ended", n)
+	}
+	if n := g.Fake.open.Load(); n != 0 {
+		t.Fatalf("%d engine streams still open", n)
+	}
 }

@@ -37,6 +37,7 @@ type Scheduler interface {
 type Options struct {
 	MaxBodyBytes   int           // default 8 MiB
 	RequestTimeout time.Duration // default 10 minutes
+	Limits         Limits        // against slow, abusive or too many clients
 	// APIKeys are the accepted bearer keys' SHA-256 hashes; empty: no authentication.
 	APIKeys [][32]byte
 	// AdminKeys guard /admin/*; empty: the admin endpoints are closed.
@@ -65,6 +66,8 @@ type Server struct {
 	prom    fasthttp.RequestHandler
 	seq     atomic.Uint64
 	idPre   string
+	active  atomic.Int64 // inference requests waiting or running (Limits.MaxConcurrentRequests)
+	gate    *bodyGate
 }
 
 // New returns a server for opts.
@@ -84,15 +87,19 @@ func New(opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{opts: opts, m: newMetrics(opts.Registry)}
+	opts.Limits.applyDefaults()
+	s := &Server{opts: opts, m: newMetrics(opts.Registry), gate: newBodyGate(opts.Limits)}
 	s.idPre = strconv.FormatInt(time.Now().UnixNano()&0xffffffffff, 36)
 	s.prom = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	s.srv = &fasthttp.Server{
 		Handler:                       s.handle,
 		ErrorHandler:                  s.parseError,
+		HeaderReceived:                s.headerReceived,
 		MaxRequestBodySize:            opts.MaxBodyBytes,
-		ReadTimeout:                   60 * time.Second,
-		IdleTimeout:                   120 * time.Second,
+		ReadTimeout:                   opts.Limits.HeaderTimeout, // the body's: headerReceived
+		WriteTimeout:                  opts.Limits.WriteTimeout,  // streams extend theirs per write
+		IdleTimeout:                   opts.Limits.IdleTimeout,
+		ReadBufferSize:                4096,
 		NoDefaultServerHeader:         true,
 		DisableHeaderNamesNormalizing: false,
 		Name:                          "sluice",
@@ -107,7 +114,9 @@ type fasthttpLogger struct{ l *slog.Logger }
 func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Debug(fmt.Sprintf(format, args...)) }
 
 // Serve answers connections from ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error {
+	return s.srv.Serve(&limitListener{Listener: ln, s: s, max: int64(s.opts.Limits.MaxConnections), answer: rejectAnswer()})
+}
 
 // Shutdown stops accepting connections and lets requests in flight finish until ctx
 // ends. Requests still running then end when their engines stop.
@@ -118,12 +127,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Handler exposes the request handler (for in-process tests and benchmarks).
 func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 
+// parseError answers a request fasthttp could not read: too large, refused by the
+// large-body gate, too slow, or malformed.
 func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) || strings.Contains(err.Error(), "body size exceeds") {
-		s.fail(ctx, "", "", models.Errorf(models.ErrTooLarge, "request body is larger than the %d-byte limit", s.opts.MaxBodyBytes))
-		return
+	refused := s.gate.done(&ctx.Request.Header) // also ends the claim of a body that failed
+	tooLarge := errors.Is(err, fasthttp.ErrBodyTooLarge) || strings.Contains(err.Error(), "body size exceeds")
+	switch {
+	case tooLarge && refused:
+		s.m.refused.WithLabelValues("large_bodies").Inc()
+		s.refuseAndLinger(ctx, errBodiesBusy)
+	case tooLarge:
+		s.m.refused.WithLabelValues("too_large").Inc()
+		s.refuseAndLinger(ctx, models.Errorf(models.ErrTooLarge, "request body is larger than the %d-byte limit", s.opts.MaxBodyBytes))
+	case isTimeout(err):
+		s.m.refused.WithLabelValues("slow_client").Inc()
+		s.fail(ctx, "", "", errSlowRequest)
+	default:
+		s.fail(ctx, "", "", models.Errorf(models.ErrInvalid, "malformed HTTP request: %v", err))
 	}
-	s.fail(ctx, "", "", models.Errorf(models.ErrInvalid, "malformed HTTP request: %v", err))
 }
 
 type route struct {
@@ -132,6 +153,32 @@ type route struct {
 }
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	if s.gate.isLarge(ctx.Request.Header.ContentLength()) {
+		s.handleLarge(ctx)
+		return
+	}
+	s.route(ctx)
+}
+
+// handleLarge answers a request with a large body, which holds one of the large-body
+// gate's tokens until its answer is done. The body is dropped from the connection once
+// the engine has it, so that an idle keep-alive connection does not keep it.
+func (s *Server) handleLarge(ctx *fasthttp.RequestCtx) {
+	held := s.gate.holds(&ctx.Request.Header)
+	s.route(ctx)
+	if !held {
+		return
+	}
+	ctx.Request.SwapBody(nil)
+	h := &ctx.Request.Header
+	if b, ok := ctx.Response.BodyStream().(*sseBody); ok {
+		b.onClose = func() { s.gate.done(h) }
+		return
+	}
+	s.gate.done(h)
+}
+
+func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
 	method := ctx.Method()
 	var rt route

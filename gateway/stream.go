@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"io"
+	"net"
 	"strconv"
 	"time"
 
@@ -26,6 +27,12 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, endpoint string, t models.Targ
 	b.bp = s.getBuf()
 	var tmp [128]byte
 	b.model = append(b.model, jsonx.AppendString(tmp[:0], t.Model)...)
+	// Each write of the stream must progress within WriteTimeout (a client that stops
+	// reading is dropped, which closes the engine stream and frees its slot); the
+	// deadline moves on as the stream does, so a long answer is not cut.
+	if c := ctx.Conn(); c != nil && ctx.SetWriteDeadline(time.Now().Add(s.opts.Limits.WriteTimeout)) == nil {
+		b.conn, b.extended = c, time.Now()
+	}
 	ctx.SetBodyStream(b, -1)
 }
 
@@ -51,6 +58,10 @@ type sseBody struct {
 	scratch   []byte
 	finished  bool
 	gotTokens bool
+
+	conn     net.Conn  // the client's, whose write deadline Read moves on
+	extended time.Time // when it last did
+	onClose  func()    // run once by Close (the large-body gate's release)
 }
 
 func (b *sseBody) Read(p []byte) (int, error) {
@@ -64,6 +75,14 @@ func (b *sseBody) Read(p []byte) (int, error) {
 	}
 	n := copy(p, (*b.bp)[b.off:])
 	b.off += n
+	if b.conn != nil {
+		// fasthttp writes what was just read: give that write a fresh deadline (moved at
+		// most every quarter of the timeout: each move costs timer work).
+		if now := time.Now(); now.Sub(b.extended) > b.s.opts.Limits.WriteTimeout/4 {
+			_ = b.conn.SetWriteDeadline(now.Add(b.s.opts.Limits.WriteTimeout))
+			b.extended = now
+		}
+	}
 	return n, nil
 }
 
@@ -171,6 +190,10 @@ func (b *sseBody) Close() error {
 		b.s.m.requests.WithLabelValues(b.endpoint, b.t.Model, code).Inc()
 	}
 	b.s.m.inflight.Dec()
+	b.s.active.Add(-1)
+	if b.onClose != nil {
+		b.onClose()
+	}
 	b.s.putBuf(b.bp)
 	b.bp = nil
 	return nil

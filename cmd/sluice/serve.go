@@ -270,6 +270,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	gw, err := gateway.New(gateway.Options{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, RequestTimeout: cfg.Server.RequestTimeout,
+		Limits:  gatewayLimits(cfg.Server.Limits),
 		APIKeys: cfg.Server.KeyDigests(), Router: rt, Scheduler: chain, Models: rt.Models,
 		Ready: sched.Ready, Registry: reg, Logger: log,
 		AdminKeys: cfg.Server.AdminKeyDigests(),
@@ -327,4 +328,11 @@ func printReady(w io.Writer, addr string, ms []models.ModelInfo) {
 		fmt.Fprintf(w, "try: curl -N http://%s/v1/chat/completions -H 'Content-Type: application/json' "+
 			"-d '{\"model\":\"%s\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n", addr, chat)
 	}
+}
+
+// gatewayLimits passes server.limits to the gateway.
+func gatewayLimits(l config.Limits) gateway.Limits {
+	return gateway.Limits{HeaderTimeout: l.HeaderTimeout, BodyTimeout: l.BodyTimeout, WriteTimeout: l.WriteTimeout,
+		IdleTimeout: l.IdleTimeout, MaxConnections: l.MaxConnections, MaxConcurrentRequests: l.MaxConcurrentRequests,
+		LargeBodyBytes: l.LargeBodyBytes, MaxLargeBodies: l.MaxLargeBodies, OversizeDrain: l.OversizeDrain}
 }

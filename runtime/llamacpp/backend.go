@@ -34,6 +34,7 @@ type Options struct {
 	Env       []string // the engine's own environment (CUDA_VISIBLE_DEVICES=...)
 	BaseEnv   []string // what the engine inherits (config.EngineEnviron); nothing else is
 	Port      int      // 0: a free loopback port
+	MaxEvent  int      // bound on one streamed event from the server (0: upstream.DefaultMaxEvent)
 
 	Counter models.TokenCounter
 	Logger  *slog.Logger
@@ -90,7 +91,7 @@ func New(opts Options) (*Backend, error) {
 	}
 	ob, err := openai.New(openai.Options{
 		Name: opts.Name, BaseURL: base + "/v1", Dialect: openai.LlamaCpp, Slots: opts.Slots,
-		HealthURL: base + "/health", Counter: opts.Counter,
+		HealthURL: base + "/health", Counter: opts.Counter, Upstream: upstream.Options{MaxEvent: opts.MaxEvent},
 	})
 	if err != nil {
 		return nil, err

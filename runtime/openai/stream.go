@@ -2,6 +2,8 @@ package openai
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -50,6 +52,10 @@ func (s *stream) Recv() (models.Chunk, error) {
 				}
 				return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_stream_ended",
 					Msg: "engine " + s.b.opts.Name + " ended the stream before finishing"}
+			}
+			if errors.Is(err, upstream.ErrEventTooLarge) {
+				return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_event_too_large", Err: err,
+					Msg: fmt.Sprintf("engine %s sent an event over %d bytes (server.limits.max_engine_line_bytes)", s.b.opts.Name, s.b.client.MaxEvent())}
 			}
 			return models.Chunk{}, s.b.transportError(err, s.deadline)
 		}
