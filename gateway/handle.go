@@ -47,14 +47,52 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint stri
 		s.fail(ctx, endpoint, "", errBusy)
 		return
 	}
-	if !s.serveAdmitted(ctx, kind, endpoint) {
+	rc := s.watch(ctx)
+	if !s.serveAdmitted(ctx, kind, endpoint, rc) {
+		rc.end()
 		s.active.Add(-1)
+	}
+}
+
+// reqCtx is an inference request's context: cancelled when its client hangs up while
+// the request waits or runs (see hangups), or at its end.
+type reqCtx struct {
+	ctx    context.Context
+	cancel context.CancelFunc // nil when not watched
+	w      *watched
+}
+
+// watch gives the request a context that its client's hang-up cancels.
+func (s *Server) watch(ctx *fasthttp.RequestCtx) reqCtx {
+	rc := reqCtx{ctx: context.Background()}
+	lc, ok := ctx.Conn().(*limitConn)
+	if !ok || s.hangups == nil {
+		return rc
+	}
+	c, cancel := context.WithCancel(rc.ctx)
+	if rc.w = s.hangups.watch(lc, cancel); rc.w == nil {
+		cancel()
+		return rc
+	}
+	rc.ctx, rc.cancel = c, cancel
+	return rc
+}
+
+// end stops watching and releases the context.
+func (rc *reqCtx) end() {
+	if rc.w != nil {
+		rc.w.unwatch()
+		rc.w = nil
+	}
+	if rc.cancel != nil {
+		rc.cancel()
+		rc.cancel = nil
 	}
 }
 
 // serveAdmitted is serve for an admitted request. It reports whether a streamed answer
 // took the request over (its sseBody.Close ends it).
-func (s *Server) serveAdmitted(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint string) (streaming bool) {
+func (s *Server) serveAdmitted(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint string, rc reqCtx) (streaming bool) {
 	start := time.Now()
 	tenant, err := s.authorize(ctx)
 	if err != nil {
@@ -77,10 +115,10 @@ func (s *Server) serveAdmitted(ctx *fasthttp.RequestCtx, kind models.Kind, endpo
 	}
 	// The request's timeout travels as r.Deadline and is enforced where the request
 	// waits (the scheduler's queue, the engine connection's deadline), so the hot path
-	// creates no timer and no cancelable context: a client that goes away mid-stream is
-	// handled by closing the stream (sseBody.Close), which drops the engine connection
-	// at once, and fasthttp gives no signal for a client that leaves earlier.
-	rctx := context.Background()
+	// creates no timer. Its context is cancelled when the client hangs up (hangups),
+	// which takes it out of the scheduler's queue or aborts the engine call; a failed
+	// write of a stream closes the stream (sseBody.Close) too.
+	rctx := rc.ctx
 	if d := start.Add(s.opts.RequestTimeout); r.Deadline.IsZero() || d.Before(r.Deadline) {
 		r.Deadline = d
 	}
@@ -102,7 +140,7 @@ func (s *Server) serveAdmitted(ctx *fasthttp.RequestCtx, kind models.Kind, endpo
 	}
 	setTraceHeaders(&ctx.Response.Header, r, t)
 	if r.Stream && kind != models.KindEmbedding {
-		s.stream(ctx, endpoint, t, r, st)
+		s.stream(ctx, endpoint, t, r, st, rc)
 		return true
 	}
 	s.respond(ctx, endpoint, t, r, st)

@@ -272,11 +272,15 @@ type limitConn struct {
 	net.Conn
 	l      *limitListener
 	closed atomic.Bool
+	w      *watched // set by the hang-up watcher when it registers the connection
 }
 
 func (c *limitConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
 		c.l.open.Add(-1)
+		if h := c.l.s.hangups; h != nil {
+			h.forget(c)
+		}
 	}
 	return c.Conn.Close()
 }

@@ -68,6 +68,9 @@ type Server struct {
 	idPre   string
 	active  atomic.Int64 // inference requests waiting or running (Limits.MaxConcurrentRequests)
 	gate    *bodyGate
+	// hangups cancels requests whose client left (nil: not watched, e.g. not Linux).
+	hangups *hangups
+	started atomic.Bool
 }
 
 // New returns a server for opts.
@@ -113,15 +116,26 @@ type fasthttpLogger struct{ l *slog.Logger }
 
 func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Debug(fmt.Sprintf(format, args...)) }
 
-// Serve answers connections from ln until Shutdown.
+// Serve answers connections from ln until Shutdown. Call it once.
 func (s *Server) Serve(ln net.Listener) error {
+	if !s.started.Swap(true) {
+		if h := newHangups(); h != nil {
+			s.hangups = h
+			hung := s.m.hangups.WithLabelValues("waiting_or_running")
+			go h.run(hung.Inc)
+		}
+	}
 	return s.srv.Serve(&limitListener{Listener: ln, s: s, max: int64(s.opts.Limits.MaxConnections), answer: rejectAnswer()})
 }
 
 // Shutdown stops accepting connections and lets requests in flight finish until ctx
 // ends. Requests still running then end when their engines stop.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return s.srv.ShutdownWithContext(ctx)
+	err := s.srv.ShutdownWithContext(ctx)
+	if s.hangups != nil {
+		s.hangups.stop()
+	}
+	return err
 }
 
 // Handler exposes the request handler (for in-process tests and benchmarks).

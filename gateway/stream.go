@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"strconv"
@@ -16,13 +17,13 @@ import (
 // fasthttp pulls from on the connection's own goroutine: no extra goroutine per stream.
 // When the client goes away, fasthttp's write fails and it closes the reader, which
 // closes the engine stream (and its connection) at once.
-func (s *Server) stream(ctx *fasthttp.RequestCtx, endpoint string, t models.Target, r *models.Request, st models.Stream) {
+func (s *Server) stream(ctx *fasthttp.RequestCtx, endpoint string, t models.Target, r *models.Request, st models.Stream, rc reqCtx) {
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	// The cost is known only at the end: it follows the body as an HTTP trailer.
 	_ = ctx.Response.Header.SetTrailer("X-Sluice-Cost-USD")
-	b := &sseBody{s: s, st: st, r: r, t: t, endpoint: endpoint, hdr: &ctx.Response.Header,
+	b := &sseBody{s: s, st: st, r: r, t: t, endpoint: endpoint, hdr: &ctx.Response.Header, rc: rc,
 		a: answer{id: idPrefix(r.Kind) + r.ID, model: t.Model, created: r.Arrived.Unix(), kind: r.Kind}}
 	b.bp = s.getBuf()
 	var tmp [128]byte
@@ -62,6 +63,7 @@ type sseBody struct {
 	conn     net.Conn  // the client's, whose write deadline Read moves on
 	extended time.Time // when it last did
 	onClose  func()    // run once by Close (the large-body gate's release)
+	rc       reqCtx    // watched until Close: a hang-up cancels the engine call
 }
 
 func (b *sseBody) Read(p []byte) (int, error) {
@@ -148,7 +150,11 @@ func (b *sseBody) end(err error) {
 	if err != nil {
 		b.scratch = appendErrorJSON(b.scratch[:0], err, b.r.ID)
 		b.event(b.scratch)
-		b.s.m.streamErr.WithLabelValues(b.t.Model, "engine_error").Inc()
+		reason := "engine_error"
+		if errors.Is(err, models.ErrCanceled) {
+			reason = "client_disconnect" // the client hung up (hangups cancelled the engine call)
+		}
+		b.s.m.streamErr.WithLabelValues(b.t.Model, reason).Inc()
 		return
 	}
 	b.event([]byte("[DONE]"))
@@ -183,6 +189,7 @@ func (b *sseBody) Close() error {
 		code = itoa(status)
 	}
 	b.closeEngine()
+	b.rc.end()
 	b.s.finish(b.endpoint, b.t, b.r, b.usage, b.err, b.firstTok)
 	if code == "200" {
 		b.s.m.series(b.endpoint, b.t.Model).ok.Inc()
