@@ -38,6 +38,8 @@ type fakeBackend struct {
 	release chan struct{}
 	// closes receives the request id of every stream when it is closed.
 	closes chan string
+	// fuzz: "hang" answers like "words 3" and answers are at most 1000 words.
+	fuzz bool
 }
 
 const internalAddr = "10.9.8.7:8081"
@@ -71,7 +73,7 @@ func (b *fakeBackend) Open(ctx context.Context, t models.Target, r *models.Reque
 	b.open.Add(1)
 	s := &fakeStream{b: b, ctx: ctx, r: r, closed: make(chan struct{}), words: 3, release: b.release}
 	switch {
-	case p == "hang":
+	case p == "hang" && !b.fuzz:
 		s.hang = true
 		if b.started != nil {
 			b.started <- r.ID
@@ -87,6 +89,9 @@ func (b *fakeBackend) Open(ctx context.Context, t models.Target, r *models.Reque
 			n = n*10 + int(c-'0')
 		}
 		s.words = n
+		if b.fuzz {
+			s.words = min(n, 1000)
+		}
 	}
 	return s, nil
 }
