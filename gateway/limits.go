@@ -95,11 +95,12 @@ func (s *Server) admit() bool {
 // (released when its request ends) or is refused. Only requests with large bodies (or
 // chunked ones) touch its lock; the rest pay one comparison.
 type bodyGate struct {
-	large int
-	max   int // < 0: no cap
-	mu    sync.Mutex
-	used  int
-	state map[*fasthttp.RequestHeader]gateState
+	large   int
+	max     int // < 0: no cap
+	maxBody int // bodies over this are refused (413) without a token
+	mu      sync.Mutex
+	used    int
+	state   map[*fasthttp.RequestHeader]gateState
 }
 
 type gateState uint8
@@ -109,8 +110,8 @@ const (
 	gateRefused                      // refused: the body limit was lowered to fail it
 )
 
-func newBodyGate(l Limits) *bodyGate {
-	return &bodyGate{large: l.LargeBodyBytes, max: l.MaxLargeBodies, state: map[*fasthttp.RequestHeader]gateState{}}
+func newBodyGate(l Limits, maxBody int) *bodyGate {
+	return &bodyGate{large: l.LargeBodyBytes, max: l.MaxLargeBodies, maxBody: maxBody, state: map[*fasthttp.RequestHeader]gateState{}}
 }
 
 // isLarge reports whether a request with this Content-Length (fasthttp: -1 chunked, -2
@@ -120,8 +121,9 @@ func (g *bodyGate) isLarge(cl int) bool { return g.max >= 0 && (cl > g.large || 
 // admit runs after a request's headers are in; it returns the body limit to apply
 // (0: the server's).
 func (g *bodyGate) admit(h *fasthttp.RequestHeader) int {
-	if !g.isLarge(h.ContentLength()) {
-		return 0
+	cl := h.ContentLength()
+	if !g.isLarge(cl) || cl > g.maxBody {
+		return 0 // small, or too large anyway: fasthttp answers 413 without reading it
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()

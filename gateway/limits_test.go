@@ -224,6 +224,14 @@ func TestLargeBodiesBounded(t *testing.T) {
 	if n := g.Fake.open.Load(); n != 2 {
 		t.Fatalf("%d large requests reached the engine, want 2", n)
 	}
+	// A body over the size limit is a 413 even when the gate is full.
+	c0, br0 := dial(t, g.Addr)
+	if err := <-sendBody(c0, "hang", 5<<20, false); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, b := rawResponse(t, c0, br0); code != 413 {
+		t.Fatalf("oversized body while the gate is full: %d %s", code, b)
+	}
 	close(g.Fake.release)
 	for range 2 {
 		<-results

@@ -91,7 +91,7 @@ func New(opts Options) (*Server, error) {
 		opts.Registry = prometheus.NewRegistry()
 	}
 	opts.Limits.applyDefaults()
-	s := &Server{opts: opts, m: newMetrics(opts.Registry), gate: newBodyGate(opts.Limits)}
+	s := &Server{opts: opts, m: newMetrics(opts.Registry), gate: newBodyGate(opts.Limits, opts.MaxBodyBytes)}
 	s.idPre = strconv.FormatInt(time.Now().UnixNano()&0xffffffffff, 36)
 	s.prom = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	s.srv = &fasthttp.Server{
