@@ -11,9 +11,11 @@ import (
 // (server.limits). Every limit has a default; a negative value turns a cap off.
 type Limits struct {
 	// HeaderTimeout bounds the time from a request's first byte (or from the connection's
-	// start) until its headers are in (default 10s): slowloris clients are dropped.
+	// start) until its headers, and a body of up to 64 KiB, are in (default 10s):
+	// slowloris clients are dropped.
 	HeaderTimeout time.Duration `yaml:"header_timeout"`
-	// BodyTimeout bounds reading a request's body once its headers are in (default 60s).
+	// BodyTimeout bounds reading a larger (or chunked) body once the headers are in
+	// (default 60s).
 	BodyTimeout time.Duration `yaml:"body_timeout"`
 	// WriteTimeout bounds each write of an answer (default 60s): a client that stops
 	// reading for that long is dropped and its engine request cancelled, so a slow

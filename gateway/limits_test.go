@@ -71,16 +71,28 @@ func TestSlowHeaders(t *testing.T) {
 	}
 }
 
-// TestSlowBody: a body that does not arrive within BodyTimeout gets a 408.
+// TestSlowBody: a small body that does not arrive within HeaderTimeout of the request's
+// first byte, or a larger one within BodyTimeout of its headers, gets a 408.
 func TestSlowBody(t *testing.T) {
-	g := startGateway(t, gateway.Options{Limits: gateway.Limits{BodyTimeout: 200 * time.Millisecond}}, 1)
-	c, br := dial(t, g.Addr)
-	fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"model\":")
-	code, _, b := rawResponse(t, c, br)
-	if code != 408 {
-		t.Fatalf("slow body: %d %s", code, b)
+	for _, tc := range []struct {
+		name   string
+		limits gateway.Limits
+		length int
+	}{
+		{"small", gateway.Limits{HeaderTimeout: 200 * time.Millisecond, BodyTimeout: time.Hour}, 500},
+		{"large", gateway.Limits{BodyTimeout: 200 * time.Millisecond}, 100 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := startGateway(t, gateway.Options{Limits: tc.limits}, 1)
+			c, br := dial(t, g.Addr)
+			fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"model\":", tc.length)
+			code, _, b := rawResponse(t, c, br)
+			if code != 408 {
+				t.Fatalf("slow body: %d %s", code, b)
+			}
+			openAIError(t, b)
+		})
 	}
-	openAIError(t, b)
 }
 
 // TestSlowReaderFreesSlot: a client that stops reading a streamed answer is dropped
