@@ -155,18 +155,25 @@ func anthropicStatusOf(err error) (status int, typ string) {
 	return status, "api_error"
 }
 
-// appendAnthropicError writes {"type":"error","error":{...}} in Anthropic's shape.
-func appendAnthropicError(dst []byte, err error) []byte {
+// appendAnthropicError writes {"type":"error","error":{...}} in Anthropic's shape; id is
+// the request's id (empty before it has one).
+func appendAnthropicError(dst []byte, err error, id string) []byte {
 	_, typ := anthropicStatusOf(err)
+	status, _, code := statusOf(err)
+	var e *models.Error
+	if errors.As(err, &e) && e.Code != "" {
+		code = e.Code
+	}
 	dst = append(dst, `{"type":"error","error":{"type":`...)
 	dst = jsonx.AppendString(dst, typ)
 	dst = append(dst, `,"message":`...)
-	dst = jsonx.AppendString(dst, err.Error())
+	dst = jsonx.AppendString(dst, clientMessage(err, status, code, id))
 	return append(dst, "}}"...)
 }
 
-// writeAnthropicError answers ctx with err in Anthropic's error format.
-func writeAnthropicError(ctx *fasthttp.RequestCtx, err error) {
+// writeAnthropicError answers ctx with err in Anthropic's error format; id is the
+// request's id.
+func writeAnthropicError(ctx *fasthttp.RequestCtx, err error, id string) {
 	status, _ := anthropicStatusOf(err)
 	var e *models.Error
 	if errors.As(err, &e) && e.RetryAfter > 0 {
@@ -176,5 +183,5 @@ func writeAnthropicError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
-	ctx.SetBody(appendAnthropicError(nil, err))
+	ctx.SetBody(appendAnthropicError(nil, err, id))
 }

@@ -44,11 +44,10 @@ func checkAnswer(t *testing.T, method string, resp *http.Response, body []byte) 
 	}
 	ct := resp.Header.Get("Content-Type")
 	if resp.StatusCode >= 400 {
-		var e apiError
-		if err := json.Unmarshal(body, &e); err != nil || e.Error.Message == "" || e.Error.Type == "" {
-			t.Fatalf("status %d without an OpenAI error: %q", resp.StatusCode, body)
+		if !isOpenAIError(body) && !isAnthropicError(body) {
+			t.Fatalf("status %d without an OpenAI (or, for /v1/messages, Anthropic) error: %q", resp.StatusCode, body)
 		}
-		if (resp.StatusCode == 429 || resp.StatusCode == 503) && resp.Header.Get("Retry-After") == "" {
+		if (resp.StatusCode == 429 || resp.StatusCode == 503 || resp.StatusCode == 529) && resp.Header.Get("Retry-After") == "" {
 			t.Fatalf("status %d without Retry-After", resp.StatusCode)
 		}
 		return
@@ -63,12 +62,30 @@ func checkAnswer(t *testing.T, method string, resp *http.Response, body []byte) 
 	}
 }
 
-// checkSSE: every event is JSON, and the stream ends with [DONE] or an error event.
+func isOpenAIError(b []byte) bool {
+	var e apiError
+	return json.Unmarshal(b, &e) == nil && e.Error.Message != "" && e.Error.Type != ""
+}
+
+func isAnthropicError(b []byte) bool {
+	var e struct {
+		Type  string `json:"type"`
+		Error struct{ Type, Message string }
+	}
+	return json.Unmarshal(b, &e) == nil && e.Type == "error" && e.Error.Type != "" && e.Error.Message != ""
+}
+
+// checkSSE: every event is JSON, and the stream ends with [DONE] (OpenAI), message_stop
+// (Anthropic) or an error event.
 func checkSSE(t *testing.T, body []byte) {
 	t.Helper()
-	var last string
+	var last, lastEvent string
 	for _, line := range strings.Split(string(body), "\n") {
 		if line == "" {
+			continue
+		}
+		if ev, ok := strings.CutPrefix(line, "event: "); ok {
+			lastEvent = ev
 			continue
 		}
 		data, ok := strings.CutPrefix(line, "data: ")
@@ -80,8 +97,11 @@ func checkSSE(t *testing.T, body []byte) {
 		}
 		last = data
 	}
-	if last != "[DONE]" && !strings.HasPrefix(last, `{"error":`) {
-		t.Fatalf("stream ends with %q, not [DONE] or an error", last)
+	switch {
+	case last == "[DONE]", strings.HasPrefix(last, `{"error":`) && isOpenAIError([]byte(last)):
+	case lastEvent == "message_stop", lastEvent == "error" && isAnthropicError([]byte(last)):
+	default:
+		t.Fatalf("stream ends with %q (event %q), not [DONE], message_stop or an error", last, lastEvent)
 	}
 }
 
@@ -99,7 +119,7 @@ func (g *testGateway) settle(t *testing.T) {
 // headers and body come from the fuzzer, so that it explores the request bodies.
 func FuzzGatewayRequest(f *testing.F) {
 	paths := []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/models/m",
-		"/healthz", "/readyz", "/nope", "/admin/status"}
+		"/healthz", "/readyz", "/nope", "/admin/status", "/v1/messages"}
 	seeds := []struct {
 		path     uint8
 		method   string
@@ -120,6 +140,9 @@ func FuzzGatewayRequest(f *testing.F) {
 		{4, "HEAD", "", "", ``},
 		{0, "GET", "", "", `[1,2]`},
 		{7, "DELETE", "", "", `{}`},
+		{9, "POST", "", "", `{"model":"m","max_tokens":8,"messages":[{"role":"user","content":"words 3"}]}`},
+		{9, "POST", "", "", `{"model":"m","max_tokens":8,"stream":true,"system":"s","messages":[{"role":"user","content":[{"type":"text","text":"midfail"}]}]}`},
+		{9, "POST", "", "", `{"model":"m","max_tokens":8,"messages":[{"role":"user","content":"unavailable"}]}`},
 	}
 	for _, s := range seeds {
 		f.Add(s.path, s.method, s.priority, s.deadline, []byte(s.body))

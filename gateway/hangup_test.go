@@ -125,3 +125,24 @@ func TestPipelinedAndKeepAlive(t *testing.T) {
 		t.Fatalf("left in flight: %d, open streams %d", g.inflight(), g.Fake.open.Load())
 	}
 }
+
+// TestHangupAnthropic: the same for /v1/messages, running and streaming.
+func TestHangupAnthropic(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			g := startGateway(t, gateway.Options{}, 1)
+			g.Fake.started = make(chan string, 1)
+			c, err := net.Dial("tcp", g.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			body := fmt.Sprintf(`{"model":"m","max_tokens":8,"stream":%v,"messages":[{"role":"user","content":"hang"}]}`, stream)
+			fmt.Fprintf(c, "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			<-g.Fake.started
+			c.Close()
+			g.waitClosed(t, 1, "client left /v1/messages")
+			g.slotFree(t)
+		})
+	}
+}

@@ -124,3 +124,25 @@ func TestReadyzHidesReasons(t *testing.T) {
 		t.Fatalf("readyz with the admin key = %d %s: want the reason", code, b)
 	}
 }
+
+// TestAnthropicErrorsHideInternals: the same on /v1/messages, in Anthropic's shape.
+func TestAnthropicErrorsHideInternals(t *testing.T) {
+	g := startGateway(t, gateway.Options{}, 0)
+	resp, b := post(t, g.URL+"/v1/messages", `{"model":"m","max_tokens":8,"messages":[{"role":"user","content":"unavailable"}]}`)
+	var e struct {
+		Type  string `json:"type"`
+		Error struct {
+			Type    string `json:"type"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(b, &e); err != nil || e.Type != "error" || e.Error.Message == "" {
+		t.Fatalf("not an Anthropic error: %d %s", resp.StatusCode, b)
+	}
+	if resp.StatusCode != 529 || strings.Contains(string(b), "10.9.8.7") {
+		t.Fatalf("status %d, body %s", resp.StatusCode, b)
+	}
+	if id := resp.Header.Get("X-Request-Id"); id == "" || !strings.Contains(e.Error.Message, id) {
+		t.Fatalf("message %q lacks the request id %q", e.Error.Message, id)
+	}
+}

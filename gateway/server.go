@@ -185,11 +185,14 @@ func (s *Server) handleLarge(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.Request.SwapBody(nil)
 	h := &ctx.Request.Header
-	if b, ok := ctx.Response.BodyStream().(*sseBody); ok {
+	switch b := ctx.Response.BodyStream().(type) {
+	case *sseBody:
 		b.onClose = func() { s.gate.done(h) }
-		return
+	case *anthropicBody:
+		b.onClose = func() { s.gate.done(h) }
+	default:
+		s.gate.done(h)
 	}
-	s.gate.done(h)
 }
 
 func (s *Server) route(ctx *fasthttp.RequestCtx) {

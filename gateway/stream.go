@@ -28,13 +28,44 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, endpoint string, t models.Targ
 	b.bp = s.getBuf()
 	var tmp [128]byte
 	b.model = append(b.model, jsonx.AppendString(tmp[:0], t.Model)...)
-	// Each write of the stream must progress within WriteTimeout (a client that stops
-	// reading is dropped, which closes the engine stream and frees its slot); the
-	// deadline moves on as the stream does, so a long answer is not cut.
-	if c := ctx.Conn(); c != nil && ctx.SetWriteDeadline(time.Now().Add(s.opts.Limits.WriteTimeout)) == nil {
-		b.conn, b.extended = c, time.Now()
-	}
+	b.wd.arm(ctx, s.opts.Limits.WriteTimeout)
 	ctx.SetBodyStream(b, -1)
+}
+
+// writeDeadline gives each write of a streamed answer WriteTimeout to progress (a
+// client that stops reading is dropped, which closes the engine stream and frees its
+// slot); the deadline moves on as the stream does, so a long answer is not cut.
+type writeDeadline struct {
+	conn     net.Conn  // the client's
+	extended time.Time // when the deadline last moved
+}
+
+// arm sets the first deadline (through ctx, so that fasthttp clears it after the
+// answer).
+func (w *writeDeadline) arm(ctx *fasthttp.RequestCtx, timeout time.Duration) {
+	if c := ctx.Conn(); c != nil && ctx.SetWriteDeadline(time.Now().Add(timeout)) == nil {
+		w.conn, w.extended = c, time.Now()
+	}
+}
+
+// extend gives the write about to happen a fresh deadline, moving it at most every
+// quarter of the timeout (each move costs timer work).
+func (w *writeDeadline) extend(timeout time.Duration) {
+	if w.conn == nil {
+		return
+	}
+	if now := time.Now(); now.Sub(w.extended) > timeout/4 {
+		_ = w.conn.SetWriteDeadline(now.Add(timeout))
+		w.extended = now
+	}
+}
+
+// streamErrReason labels a stream that ended with err.
+func streamErrReason(err error) string {
+	if errors.Is(err, models.ErrCanceled) {
+		return "client_disconnect" // the client hung up (hangups cancelled the engine call)
+	}
+	return "engine_error"
 }
 
 type sseBody struct {
@@ -60,10 +91,9 @@ type sseBody struct {
 	finished  bool
 	gotTokens bool
 
-	conn     net.Conn  // the client's, whose write deadline Read moves on
-	extended time.Time // when it last did
-	onClose  func()    // run once by Close (the large-body gate's release)
-	rc       reqCtx    // watched until Close: a hang-up cancels the engine call
+	wd      writeDeadline // moved on as the stream is written
+	onClose func()        // run once by Close (the large-body gate's release)
+	rc      reqCtx        // watched until Close: a hang-up cancels the engine call
 }
 
 func (b *sseBody) Read(p []byte) (int, error) {
@@ -77,14 +107,7 @@ func (b *sseBody) Read(p []byte) (int, error) {
 	}
 	n := copy(p, (*b.bp)[b.off:])
 	b.off += n
-	if b.conn != nil {
-		// fasthttp writes what was just read: give that write a fresh deadline (moved at
-		// most every quarter of the timeout: each move costs timer work).
-		if now := time.Now(); now.Sub(b.extended) > b.s.opts.Limits.WriteTimeout/4 {
-			_ = b.conn.SetWriteDeadline(now.Add(b.s.opts.Limits.WriteTimeout))
-			b.extended = now
-		}
-	}
+	b.wd.extend(b.s.opts.Limits.WriteTimeout) // fasthttp writes what was just read
 	return n, nil
 }
 
@@ -150,11 +173,7 @@ func (b *sseBody) end(err error) {
 	if err != nil {
 		b.scratch = appendErrorJSON(b.scratch[:0], err, b.r.ID)
 		b.event(b.scratch)
-		reason := "engine_error"
-		if errors.Is(err, models.ErrCanceled) {
-			reason = "client_disconnect" // the client hung up (hangups cancelled the engine call)
-		}
-		b.s.m.streamErr.WithLabelValues(b.t.Model, reason).Inc()
+		b.s.m.streamErr.WithLabelValues(b.t.Model, streamErrReason(err)).Inc()
 		return
 	}
 	b.event([]byte("[DONE]"))
