@@ -32,6 +32,7 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	Pricing   Pricing   `yaml:"pricing"`
 	GPU       GPU       `yaml:"gpu"`
+	Ledger    Ledger    `yaml:"ledger"`
 	// Tokenizer is a Hugging Face tokenizer.json used to count tokens when an engine
 	// reports none (default: the Llama-2 vocabulary in the cache, when present).
 	Tokenizer string `yaml:"tokenizer"`
@@ -43,8 +44,10 @@ type Server struct {
 	MaxBodyBytes   int           `yaml:"max_body_bytes"`
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// APIKeys are accepted bearer keys: plain keys (put them in the environment and
-	// write "${MY_KEY}") or "sha256:<hex>" digests. Empty: no authentication.
-	APIKeys []string `yaml:"api_keys"`
+	// write "${MY_KEY}"), "sha256:<hex>" digests, or objects with a key's policy and
+	// limits (see APIKey). Keys can also live in the ledger's store (`sluice keys`).
+	// None at all: no authentication.
+	APIKeys []APIKey `yaml:"api_keys"`
 	// ShutdownTimeout bounds how long in-flight requests may finish on shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// AdminKeys guard /admin/* (plain or "sha256:<hex>"). Empty: sluice makes a random
@@ -253,6 +256,9 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 		if t == reflect.TypeOf(time.Duration(0)) {
 			return nil
 		}
+		if n.Kind == yaml.ScalarNode && reflect.PointerTo(t).Implements(scalarStruct) {
+			return nil // a string that stands for the whole struct (APIKey)
+		}
 		if n.Kind != yaml.MappingNode {
 			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 				return nil
@@ -290,6 +296,9 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 	}
 	return nil
 }
+
+// scalarStruct is implemented by struct types that also accept a plain string.
+var scalarStruct = reflect.TypeOf((*interface{ acceptsScalar() })(nil)).Elem()
 
 func join(path, k string) string {
 	if path == "" {

@@ -71,3 +71,20 @@ type Trace struct {
 	// Attempts counts targets tried (1 without fallbacks).
 	Attempts int
 }
+
+// KeyID is the id of the key whose SHA-256 digest is d: "key-" and its first 12 hex
+// digits. It is not a secret (a digest prefix reveals nothing usable about the key).
+func KeyID(d [32]byte) string {
+	const hexd = "0123456789abcdef"
+	b := make([]byte, 0, 16)
+	b = append(b, "key-"...)
+	for _, c := range d[:6] {
+		b = append(b, hexd[c>>4], hexd[c&15])
+	}
+	return string(b)
+}
+
+// Limited reports whether the key has any rate limit or budget.
+func (k *Key) Limited() bool {
+	return k != nil && (k.RequestsPerMinute > 0 || k.TokensPerMinute > 0 || k.DailyUSD > 0 || k.MonthlyUSD > 0)
+}
