@@ -1,5 +1,7 @@
 package models
 
+import "time"
+
 // Residency policies: where a key's requests may be served.
 const (
 	ResidencyAny       = "any"        // any region, cloud included
@@ -70,6 +72,12 @@ type Trace struct {
 	Overflow string
 	// Attempts counts targets tried (1 without fallbacks).
 	Attempts int
+	// Set by the gateway when the request ends, before the Record hook runs: the HTTP
+	// status the client gets (499: it went away), the time from arrival to the end of
+	// the answer and to its first token (0: none).
+	Status  int
+	Latency time.Duration
+	TTFT    time.Duration
 }
 
 // KeyID is the id of the key whose SHA-256 digest is d: "key-" and its first 12 hex
