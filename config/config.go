@@ -63,7 +63,9 @@ type Pricing struct {
 	GPUPerHour map[string]float64 `yaml:"gpu_per_hour"`
 	// CPUPerHour is what the box costs per hour when engines run without GPUs.
 	CPUPerHour float64 `yaml:"cpu_per_hour"`
-	// Reference is the cloud model every request is compared with (default gpt-4o).
+	// Reference, when set, is the cloud model every request is compared with; unset,
+	// each model is compared with its class's (ledger.references: a small local model
+	// with a small cloud model).
 	Reference string `yaml:"reference"`
 	// Cloud list prices per million tokens, merged over the defaults.
 	Cloud map[string]CloudPrice `yaml:"cloud"`

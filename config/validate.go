@@ -49,9 +49,6 @@ func (c *Config) applyDefaults(env Env) {
 	if c.Scheduler.SLO == (SLO{}) {
 		c.Scheduler.SLO.Interactive = 5 * time.Second
 	}
-	if c.Pricing.Reference == "" {
-		c.Pricing.Reference = "gpt-4o"
-	}
 	if c.Pricing.CPUPerHour == 0 {
 		c.Pricing.CPUPerHour = 0.05
 	}

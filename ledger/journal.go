@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -284,4 +285,10 @@ func replayDir(dir string, batch int, apply func([]Record) error) (int, error) {
 		return total, err
 	}
 	return total, os.RemoveAll(dir)
+}
+
+// Recover stores the records that stopped processes left in their journals under dir
+// (for tools that read the store without running a ledger, such as `sluice usage`).
+func Recover(ctx context.Context, store Store, dir string) (int, error) {
+	return replayOrphans(dir, "", 512, func(recs []Record) error { return store.Apply(ctx, recs) })
 }

@@ -103,9 +103,10 @@ func hasEnv(env []string, k string) bool {
 
 // engineCosts prices every engine: its share of each GPU it runs on (GPUs shared by n
 // engines are split n ways) at the configured GPU-hour prices, the box's CPU price split
-// among engines without GPUs, or an explicit price_per_hour. Remote engines without a
-// price cost nothing here.
-func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int) ([]cost.Engine, error) {
+// among engines without GPUs, or an explicit price_per_hour. A remote engine without
+// one is a cloud API priced per token at pricing.cloud's list prices; a model missing
+// there is unpriced (flagged, never counted as free). Engines on the box belong to pool.
+func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int, pool string) ([]cost.Engine, error) {
 	table := cost.DefaultGPUHourly()
 	for k, v := range cfg.Pricing.GPUPerHour {
 		table[k] = v
@@ -130,6 +131,10 @@ func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int)
 			if len(gpus) > 0 {
 				label = gpuLabel(snap, gpus)
 			}
+			if !local(e) {
+				out = append(out, cost.Engine{Name: e.Name, GPU: label, Meter: cost.NewMeter(perHour, nil), Remote: true})
+				continue
+			}
 		case len(gpus) > 0:
 			for _, g := range gpus {
 				d, _ := snap.Device(g)
@@ -143,11 +148,70 @@ func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int)
 		case local(e):
 			perHour = cfg.Pricing.CPUPerHour / float64(max(cpuEngines, 1))
 		default:
-			label = "external"
+			out = append(out, cost.Engine{Name: e.Name, GPU: "cloud", PerToken: cloudPrices(cfg)})
+			continue
 		}
-		out = append(out, cost.Engine{Name: e.Name, GPU: label, Meter: cost.NewMeter(perHour, nil)})
+		out = append(out, cost.Engine{Name: e.Name, GPU: label, Meter: cost.NewMeter(perHour, nil), Pool: pool})
 	}
 	return out, nil
+}
+
+// boxPrice is what the whole box costs per hour, for effective cost: ledger.box_per_hour,
+// else every GPU NVML sees (with engines or not) at the GPU-hour prices, else the CPU
+// box's price.
+func boxPrice(cfg *config.Config, snap gpu.Snapshot) (float64, error) {
+	if cfg.Ledger.BoxPerHour != nil {
+		return *cfg.Ledger.BoxPerHour, nil
+	}
+	if len(snap.Devices) == 0 {
+		return cfg.Pricing.CPUPerHour, nil
+	}
+	table := cost.DefaultGPUHourly()
+	for k, v := range cfg.Pricing.GPUPerHour {
+		table[k] = v
+	}
+	var sum float64
+	for _, d := range snap.Devices {
+		p, ok := cost.GPUHourly(table, d.Name)
+		if !ok {
+			return 0, fmt.Errorf("pricing.gpu_per_hour: no price for GPU %d (%s); add one", d.Index, d.Name)
+		}
+		sum += p
+	}
+	return sum, nil
+}
+
+// modelClasses sizes every catalog model (and alias) for its reference cloud model: by
+// the GGUF's parameter count for models sluice runs, else by a size in the name
+// ("llama3.1:8b"); the rest are left to the default class.
+func modelClasses(cfg *config.Config) map[string]string {
+	m := map[string]string{}
+	for _, e := range cfg.Engines {
+		class := ""
+		if e.Kind == "llamacpp" && e.ModelPath != "" {
+			if n, err := gpu.ModelParameters(e.ModelPath); err == nil && n > 0 {
+				class = cost.ClassOf(n)
+			}
+		}
+		for _, md := range e.Models {
+			c := class
+			if c == "" {
+				if c2, ok := cost.ClassFromName(md.Upstream); ok {
+					c = c2
+				} else if c2, ok := cost.ClassFromName(md.Name); ok {
+					c = c2
+				}
+			}
+			if c == "" {
+				continue
+			}
+			m[md.Name] = c
+			for _, a := range md.Aliases {
+				m[a] = c
+			}
+		}
+	}
+	return m
 }
 
 // local reports whether the engine runs on this box (sluice starts it, or its URL is

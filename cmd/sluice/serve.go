@@ -143,16 +143,34 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	costs, err := engineCosts(cfg, snap, placed)
+	pool := boxPool()
+	costs, err := engineCosts(cfg, snap, placed, pool)
 	if err != nil {
 		return err
 	}
 	acct := cost.NewAccountant(cloudPrices(cfg), cfg.Pricing.Reference, modelReferences(cfg))
+	acct.SetClasses(modelClasses(cfg), cfg.Ledger.References, cost.ClassSmall)
 	for _, c := range costs {
 		acct.AddEngine(c)
-		log.Info("engine price", "engine", c.Name, "hardware", c.GPU, "usd_per_hour", c.Meter.PerHour())
+		if c.Meter != nil {
+			log.Info("engine price", "engine", c.Name, "hardware", c.GPU, "usd_per_hour", c.Meter.PerHour())
+		} else {
+			log.Info("engine price", "engine", c.Name, "hardware", c.GPU, "per_token", "pricing.cloud list prices; models without one are unpriced")
+		}
 	}
+	boxPerHour, err := boxPrice(cfg, snap)
+	if err != nil {
+		return err
+	}
+	acct.SetBox(pool, boxPerHour, time.Now())
+	log.Info("box price", "pool", pool, "usd_per_hour", boxPerHour)
 	reg.MustRegister(acct)
+	bk, err := openBooks(ctx, cfg, acct, reg, log)
+	if err != nil {
+		return err
+	}
+	defer bk.close()
+	log.Info(bk.describeAuth())
 	adminKeys, note, err := adminKey(cfg)
 	if err != nil {
 		return fmt.Errorf("admin key: %w", err)
@@ -203,14 +221,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Each stage has the scheduler's Open(ctx, Target, *Request) and wraps the next one;
 	// they are added here innermost first (the scheduler is the last stop).
 	var chain gateway.Scheduler = sched
-	gw, err := gateway.New(gateway.Options{
+	chain = bk.wrap(chain, costs, cfg, reg) // keys' rate limits and budgets, just before dispatch
+	gwOpts := gateway.Options{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, RequestTimeout: cfg.Server.RequestTimeout,
-		APIKeys: cfg.Server.KeyDigests(), Router: rt, Scheduler: chain, Models: rt.Models,
+		Router: rt, Scheduler: chain, Models: rt.Models,
 		Ready: sched.Ready, Registry: reg, Logger: log,
 		AdminKeys: cfg.Server.AdminKeyDigests(),
-		Record:    func(r *models.Request, t models.Target, u *models.Usage) { acct.Record(t.Backend, t.Model, u) },
+		Record:    bk.record(acct, log),
 		Status:    func() []byte { return statusJSON(mon, sched, rt, acct) },
-	})
+	}
+	bk.options(&gwOpts)
+	gw, err := gateway.New(gwOpts)
 	if err != nil {
 		return err
 	}
