@@ -110,6 +110,10 @@ type Engine struct {
 	GPUs []int `yaml:"gpus"`
 	// PricePerHour overrides what the engine costs per hour (e.g. a remote vLLM box).
 	PricePerHour *float64 `yaml:"price_per_hour"`
+	// Cloud marks a cloud API billed per token at pricing.cloud's list prices (models
+	// without one are unpriced). Default: engines at a non-loopback URL without
+	// price_per_hour.
+	Cloud bool `yaml:"cloud"`
 
 	// MaxConcurrency caps requests in flight for engines that report no slots.
 	MaxConcurrency int `yaml:"max_concurrency"`

@@ -126,6 +126,9 @@ func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int,
 		var perHour float64
 		label := "cpu"
 		switch gpus := placed[e.Name]; {
+		case e.Cloud:
+			out = append(out, cost.Engine{Name: e.Name, GPU: "cloud", PerToken: tokenPrices(cfg, e)})
+			continue
 		case e.PricePerHour != nil:
 			perHour, label = *e.PricePerHour, "priced"
 			if len(gpus) > 0 {
@@ -148,12 +151,27 @@ func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int,
 		case local(e):
 			perHour = cfg.Pricing.CPUPerHour / float64(max(cpuEngines, 1))
 		default:
-			out = append(out, cost.Engine{Name: e.Name, GPU: "cloud", PerToken: cloudPrices(cfg)})
+			out = append(out, cost.Engine{Name: e.Name, GPU: "cloud", PerToken: tokenPrices(cfg, e)})
 			continue
 		}
 		out = append(out, cost.Engine{Name: e.Name, GPU: label, Meter: cost.NewMeter(perHour, nil), Pool: pool})
 	}
 	return out, nil
+}
+
+// tokenPrices are a cloud engine's list prices by upstream model name, and by the
+// catalog names (and aliases) its models go by.
+func tokenPrices(cfg *config.Config, e config.Engine) map[string]cost.CloudPrice {
+	m := cloudPrices(cfg)
+	for _, md := range e.Models {
+		if p, ok := m[md.Upstream]; ok {
+			m[md.Name] = p
+			for _, a := range md.Aliases {
+				m[a] = p
+			}
+		}
+	}
+	return m
 }
 
 // boxPrice is what the whole box costs per hour, for effective cost: ledger.box_per_hour,
@@ -217,6 +235,9 @@ func modelClasses(cfg *config.Config) map[string]string {
 // local reports whether the engine runs on this box (sluice starts it, or its URL is
 // loopback).
 func local(e config.Engine) bool {
+	if e.Cloud {
+		return false
+	}
 	if e.URL == "" {
 		return true
 	}
