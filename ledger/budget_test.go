@@ -177,7 +177,7 @@ func TestLocalNeverBlockedByCloudBudget(t *testing.T) {
 	err := serveOne(ctx, b, l, key, "2", cloudTarget)
 	var me *models.Error
 	if !errors.Is(err, models.ErrOverBudget) || !errors.As(err, &me) || me.RetryAfter <= 0 ||
-		!strings.Contains(me.Msg, "daily budget of $0.00") || !strings.Contains(me.Msg, "resets at") {
+		!strings.Contains(me.Msg, "daily budget of $0.0048 ($0.0032 spent") || !strings.Contains(me.Msg, "resets at") {
 		t.Fatalf("cloud-only request: %v", err)
 	}
 	both := models.Target{Model: "m", Candidates: []models.Candidate{{Backend: "cloud"}, {Backend: "local", Region: models.RegionLocal}}}

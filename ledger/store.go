@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/sluice-llm/sluice/models"
@@ -99,10 +100,10 @@ func overLimit(keyID string, le *LimitError, now time.Time) error {
 		what = fmt.Sprintf("the limit of %d tokens per minute (%d used or reserved)", int(le.Max), int(le.Used))
 	case LimitDaily:
 		kind, code = models.ErrOverBudget, "budget_exceeded"
-		what = fmt.Sprintf("the daily budget of $%.2f ($%.4f spent or reserved)", le.Max, le.Used)
+		what = fmt.Sprintf("the daily budget of $%s ($%s spent or reserved)", money(le.Max), money(le.Used))
 	case LimitMonthly:
 		kind, code = models.ErrOverBudget, "budget_exceeded"
-		what = fmt.Sprintf("the monthly budget of $%.2f ($%.4f spent or reserved)", le.Max, le.Used)
+		what = fmt.Sprintf("the monthly budget of $%s ($%s spent or reserved)", money(le.Max), money(le.Used))
 	}
 	wait := le.Reset.Sub(now)
 	if wait < time.Second {
@@ -110,6 +111,14 @@ func overLimit(keyID string, le *LimitError, now time.Time) error {
 	}
 	return &models.Error{Kind: kind, Code: code, RetryAfter: wait, Err: le,
 		Msg: fmt.Sprintf("API key %s has reached %s; it resets at %s", keyID, what, le.Reset.UTC().Format(time.RFC3339))}
+}
+
+// money formats dollars: cents for sums of a dollar or more, else 6 significant digits.
+func money(v float64) string {
+	if v >= 1 {
+		return fmt.Sprintf("%.2f", v)
+	}
+	return strconv.FormatFloat(v, 'g', 6, 64)
 }
 
 // AsLimit returns the LimitError inside err, if any.
