@@ -79,6 +79,9 @@ func TestReplayAfterCrash(t *testing.T) {
 	s, path := openTestStore(t)
 	dead := openTestLedger(t, s, path, Options{})
 	dead.j.maxSize = 600 // several segments
+	if err := dead.j.rotate(); err != nil {
+		t.Fatal(err)
+	}
 	for i := range 20 {
 		r := sampleRecord(dead.UID(time.Duration(i).String()))
 		if err := dead.Add(&r); err != nil {
@@ -93,7 +96,7 @@ func TestReplayAfterCrash(t *testing.T) {
 	// A torn record at the end (killed in the middle of a write): never acknowledged.
 	torn := sampleRecord("torn")
 	frame := appendFrame(nil, &torn)
-	if _, err := dead.j.f.Write(frame[:len(frame)-3]); err != nil {
+	if _, _, err := dead.j.append(frame[:len(frame)-3]); err != nil {
 		t.Fatal(err)
 	}
 	segs, _ := filepath.Glob(filepath.Join(dead.j.dir, "*.log"))

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-llm/sluice/models"
@@ -20,7 +21,8 @@ import (
 // every write is a transaction started with BEGIN IMMEDIATE, so budget checks in two
 // processes serialise on the file's lock.
 type SQLite struct {
-	db *sql.DB
+	db     *sql.DB
+	pruned atomic.Int64 // unix seconds minute windows were last pruned
 }
 
 var _ Store = (*SQLite)(nil)
@@ -129,15 +131,24 @@ func monthOf(t time.Time) int64 {
 	return time.Date(u.Year(), u.Month(), 1, 0, 0, 0, 0, time.UTC).Unix()
 }
 
-const insertRecord = `INSERT OR IGNORE INTO records(uid, time, request_id, key_id, tenant, end_user, feature,
-	kind, model, served, target, region, pool, cache, prompt_tokens, prompt_tokens_before, completion_tokens,
-	cached_tokens, estimated, latency_us, ttft_us, cost_usd, billed_usd, unpriced, reference_model, reference_usd,
-	ref_compressed_usd, served_ref_model, served_ref_usd, status)
-	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+const recordColumns = `uid, time, request_id, key_id, tenant, end_user, feature, kind, model, served, target,
+	region, pool, cache, prompt_tokens, prompt_tokens_before, completion_tokens, cached_tokens, estimated, latency_us,
+	ttft_us, cost_usd, billed_usd, unpriced, reference_model, reference_usd, ref_compressed_usd, served_ref_model,
+	served_ref_usd, status`
 
-const addWindow = `INSERT INTO windows(key_id, span, start, requests, tokens, usd) VALUES (?,?,?,1,?,?)
-	ON CONFLICT(key_id, span, start) DO UPDATE SET requests = requests + 1, tokens = tokens + excluded.tokens,
-	usd = usd + excluded.usd`
+const nRecordColumns = 30
+
+// insertRows is an INSERT of n records that skips UIDs already stored and returns the
+// UIDs it inserted.
+func insertRows(n int) string {
+	row := "(" + strings.Repeat("?,", nRecordColumns-1) + "?)"
+	rows := strings.Repeat(row+",", n-1) + row
+	return `INSERT INTO records(` + recordColumns + `) VALUES ` + rows + ` ON CONFLICT(uid) DO NOTHING RETURNING uid`
+}
+
+const addWindow = `INSERT INTO windows(key_id, span, start, requests, tokens, usd) VALUES (?,?,?,?,?,?)
+	ON CONFLICT(key_id, span, start) DO UPDATE SET requests = requests + excluded.requests,
+	tokens = tokens + excluded.tokens, usd = usd + excluded.usd`
 
 func b2i(b bool) int {
 	if b {
@@ -146,57 +157,114 @@ func b2i(b bool) int {
 	return 0
 }
 
-// Apply implements Store.
+// recordArgs appends r's column values.
+func recordArgs(args []any, r *Record) []any {
+	return append(args, r.UID, micros(r.Time), r.RequestID, r.KeyID, r.Tenant, r.User, r.Feature,
+		r.Kind, r.Model, r.Served, r.Target, r.Region, r.Pool, r.Cache, r.PromptTokens, r.PromptTokensBefore,
+		r.CompletionTokens, r.CachedTokens, b2i(r.Estimated), r.Latency.Microseconds(), r.TTFT.Microseconds(),
+		r.CostUSD, r.BilledUSD, b2i(r.Unpriced), r.ReferenceModel, r.ReferenceUSD, r.RefCompressedUSD,
+		r.ServedRefModel, r.ServedRefUSD, r.Status)
+}
+
+type windowKey struct {
+	key   string
+	span  string
+	start int64
+}
+
+type windowSum struct {
+	requests, tokens int64
+	usd              float64
+}
+
+// applyChunk is how many records one INSERT statement carries.
+const applyChunk = 32
+
+// Apply implements Store: records go in by the chunk; the usage windows of the ones
+// that were new are summed in memory and added with one upsert per window; the
+// reservations they settle are deleted together.
 func (s *SQLite) Apply(ctx context.Context, recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		ins, err := tx.PrepareContext(ctx, insertRecord)
-		if err != nil {
-			return err
+		inserted := make(map[string]bool, len(recs))
+		args := make([]any, 0, applyChunk*nRecordColumns)
+		for start := 0; start < len(recs); start += applyChunk {
+			part := recs[start:min(start+applyChunk, len(recs))]
+			args = args[:0]
+			for i := range part {
+				args = recordArgs(args, &part[i])
+			}
+			rows, err := tx.QueryContext(ctx, insertRows(len(part)), args...)
+			if err != nil {
+				return fmt.Errorf("insert records: %w", err)
+			}
+			for rows.Next() {
+				var uid string
+				if err := rows.Scan(&uid); err != nil {
+					rows.Close()
+					return err
+				}
+				inserted[uid] = true
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("insert records: %w", err)
+			}
 		}
-		defer ins.Close()
-		win, err := tx.PrepareContext(ctx, addWindow)
-		if err != nil {
-			return err
-		}
-		defer win.Close()
-		del, err := tx.PrepareContext(ctx, `DELETE FROM reservations WHERE uid = ?`)
-		if err != nil {
-			return err
-		}
-		defer del.Close()
+		wins := map[windowKey]*windowSum{}
+		var settled []any
 		for i := range recs {
 			r := &recs[i]
-			res, err := ins.ExecContext(ctx, r.UID, micros(r.Time), r.RequestID, r.KeyID, r.Tenant, r.User, r.Feature,
-				r.Kind, r.Model, r.Served, r.Target, r.Region, r.Pool, r.Cache, r.PromptTokens, r.PromptTokensBefore,
-				r.CompletionTokens, r.CachedTokens, b2i(r.Estimated), r.Latency.Microseconds(), r.TTFT.Microseconds(),
-				r.CostUSD, r.BilledUSD, b2i(r.Unpriced), r.ReferenceModel, r.ReferenceUSD, r.RefCompressedUSD,
-				r.ServedRefModel, r.ServedRefUSD, r.Status)
-			if err != nil {
-				return fmt.Errorf("insert record: %w", err)
+			if r.KeyID == "" {
+				continue
 			}
-			n, _ := res.RowsAffected()
+			settled = append(settled, r.UID)
 			// Requests refused before any work (429) do not use up the windows.
-			if n == 1 && r.KeyID != "" && r.Status != 429 {
-				tok := r.PromptTokens + r.CompletionTokens
-				for _, w := range [...]struct {
-					span  string
-					start int64
-				}{{"m", minuteOf(r.Time)}, {"d", dayOf(r.Time)}, {"M", monthOf(r.Time)}} {
-					if _, err := win.ExecContext(ctx, r.KeyID, w.span, w.start, tok, r.BilledUSD); err != nil {
-						return fmt.Errorf("usage window: %w", err)
-					}
+			if !inserted[r.UID] || r.Status == 429 {
+				continue
+			}
+			delete(inserted, r.UID) // a UID twice in one batch counts once
+			for _, w := range [...]windowKey{{r.KeyID, "m", minuteOf(r.Time)}, {r.KeyID, "d", dayOf(r.Time)}, {r.KeyID, "M", monthOf(r.Time)}} {
+				ws := wins[w]
+				if ws == nil {
+					ws = &windowSum{}
+					wins[w] = ws
+				}
+				ws.requests++
+				ws.tokens += int64(r.PromptTokens + r.CompletionTokens)
+				ws.usd += r.BilledUSD
+			}
+		}
+		if len(wins) > 0 {
+			win, err := tx.PrepareContext(ctx, addWindow)
+			if err != nil {
+				return err
+			}
+			defer win.Close()
+			for k, w := range wins {
+				if _, err := win.ExecContext(ctx, k.key, k.span, k.start, w.requests, w.tokens, w.usd); err != nil {
+					return fmt.Errorf("usage window: %w", err)
 				}
 			}
-			if _, err := del.ExecContext(ctx, r.UID); err != nil {
+		}
+		for len(settled) > 0 {
+			n := min(len(settled), 256)
+			q := `DELETE FROM reservations WHERE uid IN (` + strings.Repeat("?,", n-1) + `?)`
+			if _, err := tx.ExecContext(ctx, q, settled[:n]...); err != nil {
+				return err
+			}
+			settled = settled[n:]
+		}
+		// Minute windows older than an hour are never read again.
+		if now := time.Now(); now.Unix()-s.pruned.Load() > 60 {
+			s.pruned.Store(now.Unix())
+			if _, err := tx.ExecContext(ctx, `DELETE FROM windows WHERE span = 'm' AND start < ?`, minuteOf(now)-3600); err != nil {
 				return err
 			}
 		}
-		// Minute windows older than an hour are never read again.
-		_, err = tx.ExecContext(ctx, `DELETE FROM windows WHERE span = 'm' AND start < ?`, minuteOf(recs[0].Time)-3600)
-		return err
+		return nil
 	})
 }
 

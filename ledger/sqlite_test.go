@@ -10,7 +10,7 @@ import (
 	"github.com/sluice-llm/sluice/models"
 )
 
-func openTestStore(t *testing.T) (*SQLite, string) {
+func openTestStore(t testing.TB) (*SQLite, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ledger.db")
 	s, err := OpenSQLite(path, false)
@@ -34,7 +34,7 @@ func window(t *testing.T, s *SQLite, key, span string, start int64) (reqs, token
 func TestApplyIsIdempotent(t *testing.T) {
 	s, _ := openTestStore(t)
 	ctx := context.Background()
-	at := time.Date(2026, 6, 15, 10, 30, 15, 0, time.UTC)
+	at := time.Now().UTC() // minute windows older than an hour are pruned
 	r := Record{UID: "p-1", Time: at, KeyID: "key-a", PromptTokens: 10, CompletionTokens: 5, BilledUSD: 0.25, Status: 200}
 	if err := s.Apply(ctx, []Record{r, r}); err != nil {
 		t.Fatal(err)
@@ -50,8 +50,8 @@ func TestApplyIsIdempotent(t *testing.T) {
 	for _, w := range []struct {
 		span  string
 		start time.Time
-	}{{"m", time.Date(2026, 6, 15, 10, 30, 0, 0, time.UTC)}, {"d", time.Date(2026, 6, 15, 0, 0, 0, 0, time.UTC)},
-		{"M", time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}} {
+	}{{"m", at.Truncate(time.Minute)}, {"d", at.Truncate(24 * time.Hour)},
+		{"M", time.Date(at.Year(), at.Month(), 1, 0, 0, 0, 0, time.UTC)}} {
 		reqs, tokens, usd := window(t, s, "key-a", w.span, w.start.Unix())
 		if reqs != 1 || tokens != 15 || usd != 0.25 {
 			t.Errorf("window %s = %d requests, %d tokens, $%g", w.span, reqs, tokens, usd)

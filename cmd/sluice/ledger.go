@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/sluice-llm/sluice/config"
 	"github.com/sluice-llm/sluice/cost"
 	"github.com/sluice-llm/sluice/gateway"
+	"github.com/sluice-llm/sluice/internal/bookkeeping"
 	"github.com/sluice-llm/sluice/ledger"
 	"github.com/sluice-llm/sluice/models"
 )
@@ -101,48 +101,9 @@ func (b *books) close() {
 	}
 }
 
-// record is the gateway's Record hook: cost and reference into the usage (headers,
-// metrics), then the request's ledger record, crash-safe before the answer ends.
+// record is the gateway's Record hook.
 func (b *books) record(acct *cost.Accountant, log *slog.Logger) func(*models.Request, models.Target, *models.Usage) {
-	return func(r *models.Request, t models.Target, u *models.Usage) {
-		hit := strings.HasPrefix(r.Trace.Cache, "hit")
-		engine := t.Backend
-		if hit {
-			engine = "cache" // the cache answered: no engine's hardware or tokens
-		}
-		acct.Record(engine, t.Model, u)
-		if b.led == nil {
-			return
-		}
-		rec := b.led.NewRecord(r, t, u)
-		p := acct.Price(r.Model, t, u, rec.PromptTokensBefore, hit)
-		rec.Pool, rec.BilledUSD, rec.Unpriced = p.Pool, p.Billed, p.Unpriced || u.Cost.Unpriced
-		rec.ReferenceModel, rec.ReferenceUSD, rec.RefCompressedUSD = p.ReferenceModel, p.Reference, p.RefCompressed
-		rec.ServedRefModel, rec.ServedRefUSD = p.ServedRefModel, p.ServedRef
-		if !hit {
-			rec.CostUSD = u.Cost.Total()
-		}
-		if err := b.led.Add(&rec); err != nil {
-			log.Error("ledger: record not crash-safe", "id", r.ID, "err", err)
-		}
-	}
-}
-
-// tokenPricer tells the budget stage which candidates are paid per token.
-type tokenPricer struct{ engines map[string]cost.Engine }
-
-func (p tokenPricer) TokenPrice(c models.Candidate) (float64, float64, bool) {
-	e, ok := p.engines[c.Backend]
-	if !ok || e.PerToken == nil {
-		return 0, 0, false
-	}
-	pr, ok := e.PerToken[c.UpstreamModel]
-	if !ok {
-		// A model without a list price on a per-token engine: unknown cost. Budgets
-		// treat it as unaffordable rather than free.
-		return 1e6, 1e6, true
-	}
-	return pr.Input, pr.Output, true
+	return bookkeeping.Record(acct, b.led, log)
 }
 
 // wrap adds the budget stage around next (limits are checked just before dispatch,
@@ -151,11 +112,8 @@ func (b *books) wrap(next gateway.Scheduler, costs []cost.Engine, cfg *config.Co
 	if b.led == nil {
 		return next
 	}
-	m := make(map[string]cost.Engine, len(costs))
-	for _, c := range costs {
-		m[c.Name] = c
-	}
-	return ledger.NewBudget(next, b.led, ledger.BudgetOptions{Pricer: tokenPricer{m}, DefaultMaxTokens: cfg.Ledger.DefaultMaxTokens, Registry: reg})
+	return ledger.NewBudget(next, b.led, ledger.BudgetOptions{Pricer: bookkeeping.NewPricer(costs),
+		DefaultMaxTokens: cfg.Ledger.DefaultMaxTokens, Registry: reg})
 }
 
 // options fills the gateway's key, usage and admin hooks.
