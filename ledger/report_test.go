@@ -155,3 +155,37 @@ func asModelsError(err error, me **models.Error) bool {
 	*me = e
 	return ok
 }
+
+// TestReportWorkedExample is docs/gpu.md's example made honest: an H100 at $2.69/h
+// serves one request (1,000 + 500 tokens, 2 s alone on the GPU) and idles 8 s. Its
+// marginal cost is $0.001494 against $0.0075 on GPT-4o; over the 10 s the box cost
+// $0.007472, all carried by that request, and the saving all but disappears.
+func TestReportWorkedExample(t *testing.T) {
+	s, _ := openTestStore(t)
+	ctx := context.Background()
+	at := time.Date(2026, 6, 15, 10, 0, 0, 0, time.UTC)
+	perSec := 2.69 / 3600
+	ref := (1000*2.5 + 500*10.0) / 1e6
+	if err := s.Apply(ctx, []Record{{UID: "1", Time: at, Pool: "box", Target: "local", CostUSD: 2 * perSec,
+		PromptTokens: 1000, PromptTokensBefore: 1000, CompletionTokens: 500, ReferenceModel: "gpt-4o",
+		ReferenceUSD: ref, RefCompressedUSD: ref, ServedRefUSD: ref, Status: 200}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddHardware(ctx, []HardwareCost{{Pool: "box", Minute: at, USD: 10 * perSec}}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := BuildReport(ctx, s, Query{From: at.Add(-time.Hour), To: at.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tot := rep.Total
+	if !near(tot.CostUSD, 0.0014944444) && !near(tot.CostUSD, 2*perSec) {
+		t.Errorf("marginal %.7f", tot.CostUSD)
+	}
+	if !near(tot.EffectiveCostUSD, 10*perSec) || !near(tot.SavingsUSD, ref-10*perSec) || !near(tot.Savings.Local, ref-10*perSec) {
+		t.Errorf("effective %.7f, savings %.7f (local %.7f); want %.7f and %.7f", tot.EffectiveCostUSD, tot.SavingsUSD,
+			tot.Savings.Local, 10*perSec, ref-10*perSec)
+	}
+	t.Logf("marginal $%.6f, effective $%.6f, reference $%.4f: saving $%.6f (marginal would claim $%.4f)",
+		tot.CostUSD, tot.EffectiveCostUSD, ref, tot.SavingsUSD, ref-tot.CostUSD)
+}
