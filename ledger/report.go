@@ -122,6 +122,8 @@ func ParseQuery(raw string, now time.Time) (Query, string, error) {
 			q.Target = val
 		case "region":
 			q.Region = val
+		case "":
+			// "=" or "&&": nothing asked
 		case "format":
 			if val != "json" && val != "csv" {
 				return Query{}, "", models.InvalidParam("format", "format must be json or csv, got %q", val)
