@@ -149,13 +149,15 @@ func (a *Accountant) Record(engine, model string, u *models.Usage) {
 	var billed float64
 	switch {
 	case e.PerToken != nil:
-		if p, ok := e.PerToken[model]; ok {
+		if p, ok := e.PerToken[model]; ok && u.Cost.Total() == 0 {
 			u.Cost.Prompt = float64(u.PromptTokens) * p.Input / 1e6
 			u.Cost.Completion = float64(u.CompletionTokens) * p.Output / 1e6
-			billed = u.Cost.Total()
-		} else {
+		} else if !ok && u.Cost.Total() == 0 {
 			u.Cost.Unpriced = true
 		}
+		// (A cost already set came from the overflow stage, at the same list prices,
+		// with any failed attempts' cost added.)
+		billed = u.Cost.Total()
 	case e.Unpriced:
 		u.Cost.Unpriced = true
 	}

@@ -129,15 +129,12 @@ func (a *Accountant) Price(requested string, t models.Target, u *models.Usage, p
 	}
 	switch {
 	case known && e.PerToken != nil:
-		price, ok := e.PerToken[t.UpstreamModel]
-		if !ok {
-			price, ok = e.PerToken[t.Model]
-		}
-		if !ok {
+		// Record priced it (or the overflow stage did) at the model's list price.
+		if u.Cost.Unpriced {
 			p.Unpriced = true
 			return p
 		}
-		p.Billed = price.Of(u.PromptTokens, u.CompletionTokens)
+		p.Billed = u.Cost.Total()
 		p.ServedRefModel, p.ServedRef = t.Model, p.Billed
 	case known && e.Unpriced, !known:
 		p.Unpriced = true

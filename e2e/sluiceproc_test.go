@@ -5,11 +5,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sluice-llm/sluice/internal/enginetest"
+	"github.com/sluice-llm/sluice/internal/fakecloud"
 	"github.com/sluice-llm/sluice/models/tinymodel"
 	_ "modernc.org/sqlite" // to read the ledger's file
 )
@@ -155,7 +152,8 @@ func listenPort(t *testing.T, cfg string) string {
 }
 
 // ledgerConfig writes a config for `sluice serve`: a managed llama-server with the tiny
-// model ("tiny"), optionally a fake cloud serving "gpt-4o-mini" per token, keys, the
+// model ("tiny"), optionally a cloud in region eu serving "gpt-4o-mini" per token (which
+// is also the tiny model's overflow), keys, the
 // admin key and the ledger at dir/ledger.db. extra is appended (more YAML).
 func ledgerConfig(t *testing.T, dir string, cloudURL string, keys string, extra string) string {
 	t.Helper()
@@ -168,7 +166,7 @@ func ledgerConfig(t *testing.T, dir string, cloudURL string, keys string, extra 
 	fmt.Fprintf(&b, "engines:\n  - name: local\n    kind: llamacpp\n    model_path: %s\n    binary: %s\n    slots: 4\n    threads: 1\n    context: 1024\n    models: [{name: tiny}]\n",
 		enginetest.TinyModel(t, tinymodel.Options{}), enginetest.LlamaServerPath(t))
 	if cloudURL != "" {
-		fmt.Fprintf(&b, "  - name: cloud\n    kind: openai\n    cloud: true\n    url: %s\n    max_concurrency: 16\n    models: [{name: gpt-4o-mini}]\n", cloudURL)
+		fmt.Fprintf(&b, "  - name: cloud\n    kind: openai\n    region: eu\n    url: %s\n    api_key: sk-fake\n    max_concurrency: 16\n    models: [{name: gpt-4o-mini}]\n", cloudURL)
 	}
 	fmt.Fprintf(&b, "ledger:\n  path: %s\n", filepath.Join(dir, "ledger.db"))
 	b.WriteString(extra)
@@ -181,77 +179,15 @@ func ledgerConfig(t *testing.T, dir string, cloudURL string, keys string, extra 
 
 const adminKey = "sk-admin-e2e"
 
-// fakeCloud is an OpenAI-compatible cloud API on loopback: GET /v1/models and POST
-// /v1/chat/completions, streamed (SSE, a usage chunk when asked) or not, in OpenAI's
-// wire format. Every answer reports 10 prompt tokens and max_tokens completion tokens.
-type fakeCloud struct {
-	URL  string
-	srv  *http.Server
-	mu   sync.Mutex
-	hits int
-}
-
-func startFakeCloud(t *testing.T) *fakeCloud {
+// startCloud starts a fake cloud API (internal/fakecloud, OpenAI's wire format).
+func startCloud(t *testing.T) *fakecloud.Server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	f, err := fakecloud.Start(fakecloud.Options{Name: "fakeai"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeCloud{URL: "http://" + ln.Addr().String() + "/v1"}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"object":"list","data":[{"id":"gpt-4o-mini","object":"model","created":1721172741,"owned_by":"system"}]}`)
-	})
-	mux.HandleFunc("POST /v1/chat/completions", f.chat)
-	f.srv = &http.Server{Handler: mux}
-	go func() { _ = f.srv.Serve(ln) }()
-	t.Cleanup(func() { _ = f.srv.Close() })
+	t.Cleanup(f.Close)
 	return f
-}
-
-func (f *fakeCloud) chat(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Model         string `json:"model"`
-		Stream        bool   `json:"stream"`
-		MaxTokens     int    `json:"max_tokens"`
-		StreamOptions *struct {
-			IncludeUsage bool `json:"include_usage"`
-		} `json:"stream_options"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		w.WriteHeader(400)
-		io.WriteString(w, `{"error":{"message":"bad json","type":"invalid_request_error","param":null,"code":null}}`)
-		return
-	}
-	f.mu.Lock()
-	f.hits++
-	n := f.hits
-	f.mu.Unlock()
-	completion := req.MaxTokens
-	if completion == 0 {
-		completion = 16
-	}
-	id := fmt.Sprintf("chatcmpl-fake%d", n)
-	usage := fmt.Sprintf(`{"prompt_tokens":10,"completion_tokens":%d,"total_tokens":%d,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}`, completion, completion+10)
-	if !req.Stream {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"id":%q,"object":"chat.completion","created":1721172741,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the cloud.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":%s,"system_fingerprint":"fp_0ba0d124f1"}`, id, usage)
-		return
-	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	chunk := func(choices string) {
-		fmt.Fprintf(w, "data: {\"id\":%q,\"object\":\"chat.completion.chunk\",\"created\":1721172741,\"model\":\"gpt-4o-mini-2024-07-18\",\"system_fingerprint\":\"fp_0ba0d124f1\",\"choices\":%s}\n\n", id, choices)
-		w.(http.Flusher).Flush()
-	}
-	chunk(`[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]`)
-	chunk(`[{"index":0,"delta":{"content":"Hello"},"logprobs":null,"finish_reason":null}]`)
-	chunk(`[{"index":0,"delta":{"content":" from the cloud."},"logprobs":null,"finish_reason":null}]`)
-	chunk(`[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]`)
-	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
-		fmt.Fprintf(w, "data: {\"id\":%q,\"object\":\"chat.completion.chunk\",\"created\":1721172741,\"model\":\"gpt-4o-mini-2024-07-18\",\"system_fingerprint\":\"fp_0ba0d124f1\",\"choices\":[],\"usage\":%s}\n\n", id, usage)
-	}
-	io.WriteString(w, "data: [DONE]\n\n")
 }
 
 // openLedgerDB opens the ledger's SQLite file to read it as an auditor would.

@@ -40,8 +40,9 @@ type BudgetOptions struct {
 //
 // Budgets count money paid per token (cloud targets). A request that local engines can
 // serve is never refused for a budget: when the budget cannot pay for its cloud
-// candidates, they are dropped and it runs locally. Keys without limits pass through at
-// no cost. Cache hits never reach this stage (it sits just outside the scheduler).
+// candidates and fallbacks (overflow), they are dropped and it runs locally. Keys without limits pass through at
+// no cost. It sits outside the overflow stage, so it sees every target a request may end on;
+// cache hits never reach it.
 type Budget struct {
 	next       Opener
 	l          *Ledger
@@ -83,11 +84,17 @@ func (b *Budget) Open(ctx context.Context, t models.Target, r *models.Request) (
 	for _, c := range candidates(t) {
 		in, out, ok := b.price(c)
 		if !ok {
-			free = true
+			free = true // a local candidate: the request can run without spending
 			continue
 		}
 		priced = true
 		usd = max(usd, (float64(prompt)*in+float64(completion)*out)/1e6)
+	}
+	for _, c := range t.Fallbacks {
+		if in, out, ok := b.price(c); ok {
+			priced = true
+			usd = max(usd, (float64(prompt)*in+float64(completion)*out)/1e6)
+		}
 	}
 	expires := r.Deadline
 	if expires.IsZero() {
@@ -101,8 +108,10 @@ func (b *Budget) Open(ctx context.Context, t models.Target, r *models.Request) (
 	lim := LimitsOf(k)
 	err := b.l.store.Reserve(ctx, res, lim, now)
 	if le, ok := AsLimit(err); ok && le.USD() && priced && free {
-		// The budget cannot pay for the cloud candidates; the local ones cost nothing.
+		// The budget cannot pay for the cloud candidates or fallbacks; the local ones
+		// cost nothing.
 		t.Candidates = localOnly(t.Candidates, b.price)
+		t.Fallbacks = localOnly(t.Fallbacks, b.price)
 		if t.Backend != "" {
 			if _, _, ok := b.price(models.Candidate{Backend: t.Backend, UpstreamModel: t.UpstreamModel, Region: t.Region}); ok {
 				t.Backend = ""

@@ -188,6 +188,22 @@ func TestLocalNeverBlockedByCloudBudget(t *testing.T) {
 	if len(got.Candidates) != 1 || got.Candidates[0].Backend != "local" {
 		t.Fatalf("dispatched to %+v, want the local candidate only", got.Candidates)
 	}
+	// A local model whose overflow fallback is the cloud: the fallback goes, the
+	// request stays.
+	key2 := &models.Key{ID: "key-spent2", Tenant: "t", DailyUSD: actualUSD * 1.5}
+	if err := serveOne(ctx, b, l, key2, "5", cloudTarget); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	withFallback := models.Target{Model: "m", Candidates: []models.Candidate{{Backend: "local"}}, Fallbacks: []models.Candidate{{Backend: "cloud"}}}
+	if err := serveOne(ctx, b, l, key2, "6", withFallback); err != nil {
+		t.Fatalf("a local request with a cloud fallback was refused: %v", err)
+	}
+	if got := cloud.targets[len(cloud.targets)-1]; len(got.Fallbacks) != 0 || len(got.Candidates) != 1 {
+		t.Fatalf("dispatched with %+v", got)
+	}
 	local := models.Target{Model: "m", Candidates: []models.Candidate{{Backend: "local"}}}
 	if err := serveOne(ctx, b, l, key, "4", local); !errors.Is(err, models.ErrRejected) {
 		t.Fatalf("3rd request admitted in a minute with a limit of 2: %v", err)

@@ -103,9 +103,11 @@ func hasEnv(env []string, k string) bool {
 
 // engineCosts prices every engine: its share of each GPU it runs on (GPUs shared by n
 // engines are split n ways) at the configured GPU-hour prices, the box's CPU price split
-// among engines without GPUs, or an explicit price_per_hour. A remote engine without
-// one is a cloud API priced per token at pricing.cloud's list prices; a model missing
-// there is unpriced (flagged, never counted as free). Engines on the box belong to pool.
+// among engines without GPUs, or an explicit price_per_hour. An engine in a cloud region
+// (not local) without one is a cloud API priced per token (models[].price, else
+// pricing.cloud's list price); a model without either is unpriced. So is an engine off
+// the box in the local region (on your network) without a price: flagged, never counted
+// as free. Engines on the box belong to pool (for effective cost).
 func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int, pool string) ([]cost.Engine, error) {
 	table := cost.DefaultGPUHourly()
 	for k, v := range cfg.Pricing.GPUPerHour {
@@ -117,7 +119,7 @@ func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int,
 		for _, g := range placed[e.Name] {
 			sharers[g]++
 		}
-		if local(e) && len(placed[e.Name]) == 0 && e.PricePerHour == nil {
+		if onBox(e) && len(placed[e.Name]) == 0 && e.PricePerHour == nil {
 			cpuEngines++
 		}
 	}
@@ -126,7 +128,7 @@ func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int,
 		var perHour float64
 		label := "cpu"
 		switch gpus := placed[e.Name]; {
-		case e.Cloud:
+		case !e.Local() && e.PricePerHour == nil:
 			out = append(out, cost.Engine{Name: e.Name, GPU: "cloud", PerToken: tokenPrices(cfg, e)})
 			continue
 		case e.PricePerHour != nil:
@@ -134,7 +136,7 @@ func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int,
 			if len(gpus) > 0 {
 				label = gpuLabel(snap, gpus)
 			}
-			if !local(e) {
+			if !onBox(e) {
 				out = append(out, cost.Engine{Name: e.Name, GPU: label, Meter: cost.NewMeter(perHour, nil), Remote: true})
 				continue
 			}
@@ -148,10 +150,10 @@ func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int,
 				perHour += p / float64(sharers[g])
 			}
 			label = gpuLabel(snap, gpus)
-		case local(e):
+		case onBox(e):
 			perHour = cfg.Pricing.CPUPerHour / float64(max(cpuEngines, 1))
 		default:
-			out = append(out, cost.Engine{Name: e.Name, GPU: "cloud", PerToken: tokenPrices(cfg, e)})
+			out = append(out, cost.Engine{Name: e.Name, GPU: "unpriced", Unpriced: true})
 			continue
 		}
 		out = append(out, cost.Engine{Name: e.Name, GPU: label, Meter: cost.NewMeter(perHour, nil), Pool: pool})
@@ -159,15 +161,24 @@ func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int,
 	return out, nil
 }
 
-// tokenPrices are a cloud engine's list prices by upstream model name, and by the
-// catalog names (and aliases) its models go by.
+// tokenPrices are a cloud engine's list prices per token: pricing.cloud's table (for
+// models the engine reports itself), and each configured model's price (models[].price,
+// else the table's entry for its upstream name or its name) under its upstream name, its
+// name and its aliases.
 func tokenPrices(cfg *config.Config, e config.Engine) map[string]cost.CloudPrice {
+	table := cloudPrices(cfg)
 	m := cloudPrices(cfg)
 	for _, md := range e.Models {
-		if p, ok := m[md.Upstream]; ok {
-			m[md.Name] = p
-			for _, a := range md.Aliases {
-				m[a] = p
+		p, ok := modelPrice(md, table)
+		if !ok {
+			delete(m, md.Name)
+			delete(m, md.Upstream)
+			continue
+		}
+		cp := cost.CloudPrice{Input: p.Input, Output: p.Output}
+		for _, n := range append([]string{md.Name, md.Upstream}, md.Aliases...) {
+			if n != "" {
+				m[n] = cp
 			}
 		}
 	}
@@ -232,12 +243,9 @@ func modelClasses(cfg *config.Config) map[string]string {
 	return m
 }
 
-// local reports whether the engine runs on this box (sluice starts it, or its URL is
+// onBox reports whether the engine runs on this box (sluice starts it, or its URL is
 // loopback).
-func local(e config.Engine) bool {
-	if e.Cloud {
-		return false
-	}
+func onBox(e config.Engine) bool {
 	if e.URL == "" {
 		return true
 	}

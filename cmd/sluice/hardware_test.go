@@ -40,6 +40,8 @@ func TestPlaceAndPrice(t *testing.T) {
 		{Name: "cpu", Kind: "llamacpp", ModelPath: model, Slots: 1, Context: 512},
 		{Name: "remote", Kind: "openai", URL: "http://10.0.0.5:8000/v1"},
 		{Name: "vllm", Kind: "openai", URL: "http://10.0.0.6:8000/v1", PricePerHour: ptr(1.5)},
+		{Name: "openai", Kind: "openai", URL: "https://api.openai.com/v1", EngineRouting: config.EngineRouting{Region: "us"},
+			Models: []config.Model{{Name: "mini", Upstream: "gpt-4o-mini"}, {Name: "mystery", Upstream: "mystery-1"}}},
 	}}
 	cfg.Pricing.CPUPerHour = 0.10
 	cfg.Pricing.GPUPerHour = map[string]float64{"A10G": 1.00}
@@ -71,11 +73,19 @@ func TestPlaceAndPrice(t *testing.T) {
 		"vllm":   {1.5, "priced"},
 	}
 	for _, c := range costs {
-		if c.Name == "remote" {
-			// A remote engine without a price per hour: a cloud API priced per token
-			// (pricing.cloud), never a free engine.
-			if c.Meter != nil || c.PerToken["gpt-4o-mini"].Input != 0.15 || c.GPU != "cloud" {
+		switch c.Name {
+		case "remote":
+			// On the network, without a price: unpriced, never a free engine.
+			if c.Meter != nil || !c.Unpriced || c.PerToken != nil {
 				t.Errorf("remote: %+v", c)
+			}
+			continue
+		case "openai":
+			// A cloud region: per token at list prices, under the catalog name too; a
+			// model without a list price is not priced at all.
+			_, mystery := c.PerToken["mystery"]
+			if c.Meter != nil || c.PerToken["mini"].Input != 0.15 || c.PerToken["gpt-4o-mini"].Output != 0.60 || mystery || c.GPU != "cloud" {
+				t.Errorf("openai: %+v", c)
 			}
 			continue
 		}

@@ -22,6 +22,7 @@ Usage:
   sluice usage [--group-by key,feature,day] [--from DATE] [--to DATE] [--csv]   cost, savings and usage
   sluice gpus                                   this box's GPUs (NVML)
   sluice bench gateway [--json] [--duration 5s] [--rates 500,2000,5000]
+  sluice router train|eval|data|score           the classifier behind model "auto"
   sluice version
 
 Run "sluice <command> -h" for a command's flags.
@@ -60,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = usageCmd(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = bench(ctx, args[1:], stdout, stderr)
+	case "router":
+		err = routerCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "sluice", version)
 	case "help", "-h", "--help":

@@ -62,6 +62,9 @@ func (p Pricer) TokenPrice(c models.Candidate) (float64, float64, bool) {
 	}
 	pr, ok := e.PerToken[c.UpstreamModel]
 	if !ok {
+		pr, ok = e.PerToken[c.Model]
+	}
+	if !ok {
 		// A model without a list price on a per-token engine: its cost is unknown.
 		// Budgets treat it as unaffordable rather than free.
 		return 1e6, 1e6, true
