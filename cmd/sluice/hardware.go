@@ -212,7 +212,8 @@ func boxPrice(cfg *config.Config, snap gpu.Snapshot) (float64, error) {
 
 // modelClasses sizes every catalog model (and alias) for its reference cloud model: by
 // the GGUF's parameter count for models sluice runs, else by a size in the name
-// ("llama3.1:8b"); the rest are left to the default class.
+// ("llama3.1:8b"), else by its routing tier when ledger.references names one; the rest
+// are left to the default class.
 func modelClasses(cfg *config.Config) map[string]string {
 	m := map[string]string{}
 	for _, e := range cfg.Engines {
@@ -230,6 +231,9 @@ func modelClasses(cfg *config.Config) map[string]string {
 				} else if c2, ok := cost.ClassFromName(md.Name); ok {
 					c = c2
 				}
+			}
+			if _, ok := cfg.Ledger.References[md.Tier]; c == "" && ok {
+				c = md.Tier // no size known: its routing tier, when it names a reference
 			}
 			if c == "" {
 				continue
