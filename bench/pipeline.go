@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sluice-llm/sluice/cost"
 	"github.com/sluice-llm/sluice/gateway"
-	"github.com/sluice-llm/sluice/models"
+	"github.com/sluice-llm/sluice/internal/bookkeeping"
+	"github.com/sluice-llm/sluice/ledger"
 	"github.com/sluice-llm/sluice/router"
 	"github.com/sluice-llm/sluice/runtime/openai"
 	"github.com/sluice-llm/sluice/scheduler"
@@ -29,6 +32,7 @@ type pipeline struct {
 	ln      net.Listener
 	stop    context.CancelFunc
 	done    chan struct{}
+	books   func() // stops the ledger and removes its files
 }
 
 // newPipeline builds the pipeline over the engine at upstreamAddr and marks the backend
@@ -55,15 +59,39 @@ func newPipeline(ctx context.Context, upstreamAddr string) (*pipeline, error) {
 		be.Close()
 		return nil, err
 	}
-	gw, err := gateway.New(gateway.Options{Router: rt, Scheduler: sched, Models: rt.Models, Registry: reg,
-		Ready:  sched.Ready,
-		Record: func(r *models.Request, t models.Target, u *models.Usage) { acct.Record(t.Backend, t.Model, u) }})
+	// The ledger as serve has it by default: every request journaled before its answer
+	// ends, batched into SQLite off the request path.
+	dir, err := os.MkdirTemp("", "sluice-bench-ledger-")
 	if err != nil {
 		be.Close()
 		return nil, err
 	}
+	store, err := ledger.OpenSQLite(filepath.Join(dir, "ledger.db"), false)
+	if err != nil {
+		be.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	led, err := ledger.Open(ctx, store, ledger.Options{JournalDir: filepath.Join(dir, "ledger.db.journal"), Registry: reg})
+	if err != nil {
+		be.Close()
+		store.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	ledCtx, ledStop := context.WithCancel(context.WithoutCancel(ctx))
+	ledDone := make(chan struct{})
+	go func() { _ = led.Run(ledCtx); close(ledDone) }()
+	books := func() { ledStop(); <-ledDone; store.Close(); os.RemoveAll(dir) }
+	gw, err := gateway.New(gateway.Options{Router: rt, Scheduler: sched, Models: rt.Models, Registry: reg,
+		Ready: sched.Ready, Record: bookkeeping.Record(acct, led, nil)})
+	if err != nil {
+		be.Close()
+		books()
+		return nil, err
+	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	p := &pipeline{gw: gw, backend: be, stop: stop, done: make(chan struct{})}
+	p := &pipeline{gw: gw, backend: be, stop: stop, done: make(chan struct{}), books: books}
 	goLabeled(TargetSluice, func() {
 		sched.Run(runCtx) // periodic health probes, as in production
 		close(p.done)
@@ -91,4 +119,5 @@ func (p *pipeline) close() {
 	p.stop()
 	<-p.done
 	p.backend.Close()
+	p.books()
 }

@@ -60,9 +60,17 @@ func TestCheckExposure(t *testing.T) {
 		{"myhost:8080", nil, false, true, ""},
 		{"0.0.0.0:8080", nil, true, false, "WARNING"},
 		{"0.0.0.0:8080", []string{"sk-x"}, false, false, ""},
+		{"0.0.0.0:8080", []string{"store"}, false, false, ""}, // keys in the key store only
 	} {
-		s := Server{Listen: tc.listen, APIKeys: tc.keys, AllowPublicWithoutKeys: tc.allow}
-		notice, err := s.CheckExposure()
+		s := Server{Listen: tc.listen, AllowPublicWithoutKeys: tc.allow}
+		for _, k := range tc.keys {
+			s.APIKeys = append(s.APIKeys, APIKey{Key: k})
+		}
+		store := len(tc.keys) == 1 && tc.keys[0] == "store"
+		if store {
+			s.APIKeys = nil // the key is in the store, not the config
+		}
+		notice, err := s.CheckExposure(store)
 		if (err != nil) != tc.err || !strings.Contains(notice, tc.notice) || (tc.notice == "" && notice != "") {
 			t.Errorf("%s keys=%v allow=%v: notice %q err %v", tc.listen, tc.keys, tc.allow, notice, err)
 		}

@@ -106,9 +106,10 @@ func IsLoopback(listen string) bool {
 // CheckExposure refuses to serve a public address without API keys unless allowed
 // (server.allow_public_without_keys or --insecure-public). It returns a notice for the
 // start-up output: why a key-less server is reachable from this machine only, or a
-// warning when allowed to be public.
-func (s *Server) CheckExposure() (notice string, err error) {
-	if len(s.APIKeys) > 0 {
+// warning when allowed to be public. storeKeys says the key store holds keys (they count as
+// well as the configured ones).
+func (s *Server) CheckExposure(storeKeys bool) (notice string, err error) {
+	if len(s.APIKeys) > 0 || storeKeys {
 		return "", nil
 	}
 	if IsLoopback(s.Listen) {

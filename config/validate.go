@@ -50,9 +50,6 @@ func (c *Config) applyDefaults(env Env) {
 	if c.Scheduler.SLO == (SLO{}) {
 		c.Scheduler.SLO.Interactive = 5 * time.Second
 	}
-	if c.Pricing.Reference == "" {
-		c.Pricing.Reference = "gpt-4o"
-	}
 	if c.Pricing.CPUPerHour == 0 {
 		c.Pricing.CPUPerHour = 0.05
 	}
@@ -65,6 +62,7 @@ func (c *Config) applyDefaults(env Env) {
 	if c.Server.AdminKeyFile == "" {
 		c.Server.AdminKeyFile = filepath.Join(cache, "admin-key")
 	}
+	c.Ledger.applyDefaults(env)
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -150,16 +148,8 @@ func (c *Config) Validate() error {
 		bad("server.request_timeout", "must be at least 1s, got %v", c.Server.RequestTimeout)
 	}
 	c.Server.Limits.validate(bad)
-	for i, k := range c.Server.APIKeys {
-		p := fmt.Sprintf("server.api_keys[%d]", i)
-		if k == "" {
-			bad(p, "is empty (an unset environment variable?)")
-		} else if h, ok := strings.CutPrefix(k, "sha256:"); ok {
-			if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
-				bad(p, "sha256: digest must be 64 hex digits")
-			}
-		}
-	}
+	c.Server.validateKeys(bad)
+	c.Ledger.validate(bad)
 	for i, k := range c.Server.AdminKeys {
 		if k == "" {
 			bad(fmt.Sprintf("server.admin_keys[%d]", i), "is empty (an unset environment variable?)")
@@ -283,9 +273,6 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
-
-// KeyDigests returns the SHA-256 digests of the configured API keys.
-func (s *Server) KeyDigests() [][32]byte { return digests(s.APIKeys) }
 
 // AdminKeyDigests returns the SHA-256 digests of the configured admin keys.
 func (s *Server) AdminKeyDigests() [][32]byte { return digests(s.AdminKeys) }

@@ -34,12 +34,15 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx) {
 func (s *Server) messagesAdmitted(ctx *fasthttp.RequestCtx, rc reqCtx) (streaming bool) {
 	const endpoint = "messages"
 	start := time.Now()
-	tenant, err := s.authorize(ctx)
+	key, err := s.authorize(ctx)
 	if err != nil {
 		s.failAnthropic(ctx, endpoint, "", err)
 		return
 	}
-	r := &models.Request{Arrived: start, Tenant: tenant}
+	r := &models.Request{Arrived: start, Key: key}
+	if key != nil {
+		r.Tenant = key.Tenant
+	}
 	p := s.parsers.Get()
 	err = parseAnthropic(p, ctx.PostBody(), r)
 	s.parsers.Put(p)
@@ -61,6 +64,7 @@ func (s *Server) messagesAdmitted(ctx *fasthttp.RequestCtx, rc reqCtx) (streamin
 	t, err := s.opts.Router.Route(rctx, r)
 	if err != nil {
 		s.failAnthropic(ctx, endpoint, "", err)
+		s.recordFailure(ctx, r, t, models.Usage{})
 		return
 	}
 	s.m.inflight.Inc()
@@ -68,6 +72,7 @@ func (s *Server) messagesAdmitted(ctx *fasthttp.RequestCtx, rc reqCtx) (streamin
 	if err != nil {
 		s.m.inflight.Dec()
 		s.failAnthropic(ctx, endpoint, t.Model, err)
+		s.recordFailure(ctx, r, t, models.Usage{})
 		s.m.series(endpoint, t.Model).duration.Observe(time.Since(start).Seconds())
 		return
 	}
@@ -112,6 +117,7 @@ func (s *Server) anthropicRespond(ctx *fasthttp.RequestCtx, endpoint string, t m
 			st.Close()
 			s.finish(endpoint, t, r, st.Usage(), err, 0)
 			s.failAnthropic(ctx, endpoint, t.Model, err)
+			s.recordFailure(ctx, r, t, st.Usage())
 			return
 		}
 		text = append(text, c.Text...)
@@ -122,7 +128,7 @@ func (s *Server) anthropicRespond(ctx *fasthttp.RequestCtx, endpoint string, t m
 	}
 	st.Close()
 	u := st.Usage()
-	s.record(r, t, &u)
+	s.record(r, t, &u, fasthttp.StatusOK, 0)
 	b := make([]byte, 0, 256+len(text)+len(toolCalls))
 	b = append(b, `{"id":`...)
 	b = jsonx.AppendString(b, "msg_"+r.ID)

@@ -227,7 +227,14 @@ func (b *anthropicBody) closeEngine() {
 	b.ended = true
 	_ = b.st.Close()
 	b.usage = b.st.Usage()
-	b.s.record(b.r, b.t, &b.usage)
+	status := fasthttp.StatusOK
+	switch {
+	case !b.done:
+		status = 499 // the client went away
+	case b.err != nil:
+		status, _ = anthropicStatusOf(b.err)
+	}
+	b.s.record(b.r, b.t, &b.usage, status, b.firstTok)
 }
 
 // Close is called by fasthttp when the body is written or the client went away.

@@ -94,12 +94,15 @@ func (rc *reqCtx) end() {
 // took the request over (its sseBody.Close ends it).
 func (s *Server) serveAdmitted(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint string, rc reqCtx) (streaming bool) {
 	start := time.Now()
-	tenant, err := s.authorize(ctx)
+	key, err := s.authorize(ctx)
 	if err != nil {
 		s.fail(ctx, endpoint, "", err)
 		return
 	}
-	r := &models.Request{Arrived: start, Tenant: tenant}
+	r := &models.Request{Arrived: start, Key: key}
+	if key != nil {
+		r.Tenant = key.Tenant
+	}
 	p := s.parsers.Get()
 	err = parseRequest(p, kind, ctx.PostBody(), r)
 	s.parsers.Put(p)
@@ -125,6 +128,7 @@ func (s *Server) serveAdmitted(ctx *fasthttp.RequestCtx, kind models.Kind, endpo
 	t, err := s.opts.Router.Route(rctx, r)
 	if err != nil {
 		s.fail(ctx, endpoint, "", err)
+		s.recordFailure(ctx, r, t, models.Usage{})
 		return
 	}
 	s.m.inflight.Inc()
@@ -132,6 +136,7 @@ func (s *Server) serveAdmitted(ctx *fasthttp.RequestCtx, kind models.Kind, endpo
 	if err != nil {
 		s.m.inflight.Dec()
 		s.fail(ctx, endpoint, t.Model, err)
+		s.recordFailure(ctx, r, t, models.Usage{})
 		s.m.series(endpoint, t.Model).duration.Observe(time.Since(start).Seconds())
 		return
 	}
@@ -170,6 +175,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, endpoint string, t models.Tar
 			st.Close()
 			s.finish(endpoint, t, r, st.Usage(), err, 0)
 			s.fail(ctx, endpoint, t.Model, err)
+			s.recordFailure(ctx, r, t, st.Usage())
 			return
 		}
 		if c.Format == models.FormatOpenAIFull {
@@ -193,7 +199,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, endpoint string, t models.Tar
 	}
 	st.Close()
 	u := st.Usage()
-	s.record(r, t, &u)
+	s.record(r, t, &u, fasthttp.StatusOK, 0)
 	switch {
 	case raw:
 		// The engine's answer with the client's model name and sluice's usage: the
@@ -317,10 +323,19 @@ func mergeToolCalls(acc, next []byte) []byte {
 	return append(out, next[1:]...)
 }
 
-func (s *Server) record(r *models.Request, t models.Target, u *models.Usage) {
-	if s.opts.Record != nil {
-		s.opts.Record(r, t, u)
+// record hands a finished request to the Record hook, with its status, latency and
+// time to first token in r.Trace. It runs before the end of the answer is written.
+func (s *Server) record(r *models.Request, t models.Target, u *models.Usage, status int, ttft time.Duration) {
+	if s.opts.Record == nil {
+		return
 	}
+	r.Trace.Status, r.Trace.Latency, r.Trace.TTFT = status, time.Since(r.Arrived), ttft
+	s.opts.Record(r, t, u)
+}
+
+// recordFailure records a request that ends with the error already set on ctx.
+func (s *Server) recordFailure(ctx *fasthttp.RequestCtx, r *models.Request, t models.Target, u models.Usage) {
+	s.record(r, t, &u, ctx.Response.StatusCode(), 0)
 }
 
 // setCostHeaders reports a request's cost (X-Sluice-Cost-USD) and what it would have

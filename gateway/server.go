@@ -3,8 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,7 +36,9 @@ type Options struct {
 	MaxBodyBytes   int           // default 8 MiB
 	RequestTimeout time.Duration // default 10 minutes
 	Limits         Limits        // against slow, abusive or too many clients
-	// APIKeys are the accepted bearer keys' SHA-256 hashes; empty: no authentication.
+	// Keys resolves bearer keys to their policy (ledger.KeyRing); nil: APIKeys, the
+	// accepted keys' SHA-256 digests. Neither: no authentication.
+	Keys Keys
 	APIKeys [][32]byte
 	// AdminKeys guard /admin/*; empty: the admin endpoints are closed.
 	AdminKeys [][32]byte
@@ -51,9 +51,17 @@ type Options struct {
 	Ready    func() (bool, []byte)
 	Registry *prometheus.Registry // metrics are registered here and served on /metrics
 	Logger   *slog.Logger
-	// Record is called once per finished request with its final usage (and cost), before
-	// the usage is written to the client; it may fill in u.Cost.Reference.
+	// Record is called once per request that was parsed, when it ends (served, failed
+	// or abandoned), with its final usage (and cost), before the end of the answer is
+	// written to the client; r.Trace holds its status, latency and TTFT. It may fill in
+	// u.Cost.Reference. When it returns, the request counts as recorded (the ledger
+	// makes its record crash-safe first).
 	Record func(r *models.Request, t models.Target, u *models.Usage)
+	// Usage serves GET /v1/usage (nil: 404): caller is the request's key (nil with
+	// authentication off), admin whether it carries an admin key, query the raw query.
+	Usage func(ctx context.Context, caller *models.Key, admin bool, query string) (contentType string, body []byte, err error)
+	// KeyAdmin serves /admin/keys[/{id}] behind an admin key (nil: 404).
+	KeyAdmin func(ctx context.Context, method, id string, body []byte) (status int, out []byte, err error)
 }
 
 // Server is the HTTP front end.
@@ -71,6 +79,7 @@ type Server struct {
 	// hangups cancels requests whose client left (nil: not watched, e.g. not Linux).
 	hangups *hangups
 	started atomic.Bool
+	keys    Keys
 }
 
 // New returns a server for opts.
@@ -91,7 +100,10 @@ func New(opts Options) (*Server, error) {
 		opts.Registry = prometheus.NewRegistry()
 	}
 	opts.Limits.applyDefaults()
-	s := &Server{opts: opts, m: newMetrics(opts.Registry), gate: newBodyGate(opts.Limits, opts.MaxBodyBytes)}
+	s := &Server{opts: opts, m: newMetrics(opts.Registry), gate: newBodyGate(opts.Limits, opts.MaxBodyBytes), keys: opts.Keys}
+	if s.keys == nil && len(opts.APIKeys) > 0 {
+		s.keys = newStaticKeys(opts.APIKeys)
+	}
 	s.idPre = strconv.FormatInt(time.Now().UnixNano()&0xffffffffff, 36)
 	s.prom = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	s.srv = &fasthttp.Server{
@@ -218,7 +230,13 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		rt = route{fasthttp.MethodGet, (*Server).metrics}
 	case "/admin/status":
 		rt = route{fasthttp.MethodGet, (*Server).adminStatus}
+	case "/v1/usage":
+		rt = route{fasthttp.MethodGet, (*Server).usageReport}
 	default:
+		if string(path) == "/admin/keys" || bytes.HasPrefix(path, []byte("/admin/keys/")) {
+			s.adminKeys(ctx) // several methods: checked by the handler
+			return
+		}
 		if bytes.HasPrefix(path, []byte("/v1/models/")) {
 			rt = route{fasthttp.MethodGet, (*Server).getModel}
 			break
@@ -234,33 +252,6 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	rt.h(s, ctx)
-}
-
-// authorize checks the bearer key and returns the tenant it identifies.
-func (s *Server) authorize(ctx *fasthttp.RequestCtx) (string, error) {
-	if len(s.opts.APIKeys) == 0 {
-		return "", nil
-	}
-	return checkKey(ctx, s.opts.APIKeys)
-}
-
-// checkKey finds the request's key among digests (constant-time compares).
-func checkKey(ctx *fasthttp.RequestCtx, digests [][32]byte) (string, error) {
-	h := ctx.Request.Header.Peek("Authorization")
-	key, ok := bytes.CutPrefix(h, []byte("Bearer "))
-	if !ok {
-		key = ctx.Request.Header.Peek("X-Api-Key") // Anthropic-style clients
-	}
-	if len(key) == 0 {
-		return "", models.Errorf(models.ErrAuth, "missing API key: send Authorization: Bearer <key>")
-	}
-	sum := sha256.Sum256(key)
-	for i := range digests {
-		if subtle.ConstantTimeCompare(sum[:], digests[i][:]) == 1 {
-			return "key-" + fmt.Sprintf("%x", sum[:6]), nil
-		}
-	}
-	return "", models.Errorf(models.ErrAuth, "invalid API key")
 }
 
 // fail answers with err. A request that has an id (the X-Request-Id response header) has
@@ -293,7 +284,7 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 		ctx.Response.Header.Set("Retry-After", "1")
 	}
-	if len(s.opts.AdminKeys) == 0 || func() bool { _, err := checkKey(ctx, s.opts.AdminKeys); return err != nil }() {
+	if !s.isAdmin(ctx) {
 		detail = redactReasons(detail)
 	}
 	ctx.SetBody(detail)
@@ -331,12 +322,12 @@ func redactReasons(detail []byte) []byte {
 func (s *Server) metrics(ctx *fasthttp.RequestCtx) { s.prom(ctx) }
 
 func (s *Server) adminStatus(ctx *fasthttp.RequestCtx) {
-	if len(s.opts.AdminKeys) == 0 || s.opts.Status == nil {
+	if s.opts.Status == nil {
 		s.fail(ctx, "", "", models.Errorf(models.ErrForbidden, "admin endpoints are closed: configure server.admin_keys"))
 		return
 	}
-	if _, err := checkKey(ctx, s.opts.AdminKeys); err != nil {
-		s.fail(ctx, "", "", models.Errorf(models.ErrAuth, "admin endpoints need an admin key: %v", err))
+	if err := s.checkAdmin(ctx); err != nil {
+		s.fail(ctx, "", "", err)
 		return
 	}
 	ctx.SetContentType("application/json")

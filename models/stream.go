@@ -18,6 +18,9 @@ type Cost struct {
 	// Reference is what the same tokens would cost on ReferenceModel at list prices.
 	Reference      float64
 	ReferenceModel string
+	// Unpriced: the target has no price (a remote engine nobody priced): the cost is
+	// unknown, which is not the same as zero.
+	Unpriced bool
 }
 
 // Total is the request's own cost.

@@ -155,17 +155,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	// Without API keys sluice serves loopback only, unless told otherwise.
-	exposure, err := cfg.Server.CheckExposure()
-	if err != nil {
-		return err
-	}
-	if exposure != "" {
-		fmt.Fprintln(stdout, "sluice: "+exposure)
-		if cfg.Server.AllowPublicWithoutKeys {
-			log.Warn(exposure)
-		}
-	}
 
 	var counter models.TokenCounter
 	if cfg.Tokenizer != "" {
@@ -200,16 +189,46 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	costs, err := engineCosts(cfg, snap, placed)
+	pool := boxPool()
+	costs, err := engineCosts(cfg, snap, placed, pool)
 	if err != nil {
 		return err
 	}
 	acct := cost.NewAccountant(cloudPrices(cfg), cfg.Pricing.Reference, modelReferences(cfg))
+	acct.SetClasses(modelClasses(cfg), cfg.Ledger.References, cost.ClassSmall)
 	for _, c := range costs {
 		acct.AddEngine(c)
-		log.Info("engine price", "engine", c.Name, "hardware", c.GPU, "usd_per_hour", c.Meter.PerHour())
+		if c.Meter != nil {
+			log.Info("engine price", "engine", c.Name, "hardware", c.GPU, "usd_per_hour", c.Meter.PerHour())
+		} else {
+			log.Info("engine price", "engine", c.Name, "hardware", c.GPU, "per_token", "pricing.cloud list prices; models without one are unpriced")
+		}
 	}
+	boxPerHour, err := boxPrice(cfg, snap)
+	if err != nil {
+		return err
+	}
+	acct.SetBox(pool, boxPerHour, time.Now())
+	log.Info("box price", "pool", pool, "usd_per_hour", boxPerHour)
 	reg.MustRegister(acct)
+	bk, err := openBooks(ctx, cfg, acct, reg, log)
+	if err != nil {
+		return err
+	}
+	defer bk.close()
+	log.Info(bk.describeAuth())
+	// Without API keys (in the config or the key store) sluice serves loopback only,
+	// unless told otherwise; checked before any engine starts.
+	exposure, err := cfg.Server.CheckExposure(bk.keys.Required())
+	if err != nil {
+		return err
+	}
+	if exposure != "" {
+		fmt.Fprintln(stdout, "sluice: "+exposure)
+		if cfg.Server.AllowPublicWithoutKeys {
+			log.Warn(exposure)
+		}
+	}
 	adminKeys, note, err := adminKey(cfg)
 	if err != nil {
 		return fmt.Errorf("admin key: %w", err)
@@ -265,18 +284,23 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// they are added here innermost first (the scheduler is the last stop).
 	var chain gateway.Scheduler = sched
 	chain = overflowStage(cfg, chain, engines.remoteBackends(cfg, entries, log), reg, log)
+	// Keys' rate limits and budgets, checked against every target the overflow stage
+	// may choose, local and remote, before dispatch (and after compression).
+	chain = bk.wrap(chain, costs, cfg, reg)
 	if chain, err = compressStage(cfg, chain, counter, reg, log); err != nil {
 		return err
 	}
-	gw, err := gateway.New(gateway.Options{
+	gwOpts := gateway.Options{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, RequestTimeout: cfg.Server.RequestTimeout,
-		Limits:  gatewayLimits(cfg.Server.Limits),
-		APIKeys: cfg.Server.KeyDigests(), Router: rt, Scheduler: chain, Models: rt.Models,
+		Limits: gatewayLimits(cfg.Server.Limits),
+		Router: rt, Scheduler: chain, Models: rt.Models,
 		Ready: sched.Ready, Registry: reg, Logger: log,
 		AdminKeys: cfg.Server.AdminKeyDigests(),
-		Record:    func(r *models.Request, t models.Target, u *models.Usage) { acct.Record(t.Backend, t.Model, u) },
+		Record:    bk.record(acct, log),
 		Status:    func() []byte { return statusJSON(mon, sched, rt, acct) },
-	})
+	}
+	bk.options(&gwOpts)
+	gw, err := gateway.New(gwOpts)
 	if err != nil {
 		return err
 	}
