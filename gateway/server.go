@@ -38,7 +38,7 @@ type Options struct {
 	Limits         Limits        // against slow, abusive or too many clients
 	// Keys resolves bearer keys to their policy (ledger.KeyRing); nil: APIKeys, the
 	// accepted keys' SHA-256 digests. Neither: no authentication.
-	Keys Keys
+	Keys    Keys
 	APIKeys [][32]byte
 	// AdminKeys guard /admin/*; empty: the admin endpoints are closed.
 	AdminKeys [][32]byte
