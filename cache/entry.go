@@ -66,7 +66,9 @@ const entryVersion = 1
 var errCorrupt = errors.New("cache: corrupt entry")
 
 // MarshalBinary encodes an entry for the persistent stores.
-func (e *Entry) MarshalBinary() ([]byte, error) { return e.appendBinary(make([]byte, 0, e.Size()+64)), nil }
+func (e *Entry) MarshalBinary() ([]byte, error) {
+	return e.appendBinary(make([]byte, 0, e.Size()+64)), nil
+}
 
 func (e *Entry) appendBinary(b []byte) []byte {
 	b = append(b, entryVersion)
