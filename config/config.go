@@ -32,6 +32,7 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	Pricing   Pricing   `yaml:"pricing"`
 	GPU       GPU       `yaml:"gpu"`
+	Cache     Cache     `yaml:"cache"`
 	// Tokenizer is a Hugging Face tokenizer.json used to count tokens when an engine
 	// reports none (default: the Llama-2 vocabulary in the cache, when present).
 	Tokenizer string `yaml:"tokenizer"`
