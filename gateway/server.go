@@ -42,10 +42,13 @@ type Options struct {
 	// AdminKeys guard /admin/*; empty: the admin endpoints are closed.
 	AdminKeys [][32]byte
 	// Status renders GET /admin/status (JSON); nil: not served.
-	Status    func() []byte
-	Router    Router
-	Scheduler Scheduler
-	Models    func() []models.ModelInfo
+	Status func() []byte
+	// CachePurge serves POST /admin/cache/purge?tenant=&model= (either may be empty:
+	// all); it returns how many cached answers it removed. nil: not served.
+	CachePurge func(ctx context.Context, tenant, model string) (int, error)
+	Router     Router
+	Scheduler  Scheduler
+	Models     func() []models.ModelInfo
 	// Ready reports readiness and a JSON-serialisable detail for /readyz.
 	Ready    func() (bool, []byte)
 	Registry *prometheus.Registry // metrics are registered here and served on /metrics
@@ -152,6 +155,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		rt = route{fasthttp.MethodGet, (*Server).metrics}
 	case "/admin/status":
 		rt = route{fasthttp.MethodGet, (*Server).adminStatus}
+	case "/admin/cache/purge":
+		rt = route{fasthttp.MethodPost, (*Server).adminCachePurge}
 	default:
 		if bytes.HasPrefix(path, []byte("/v1/models/")) {
 			rt = route{fasthttp.MethodGet, (*Server).getModel}
@@ -236,6 +241,42 @@ func (s *Server) adminStatus(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBody(s.opts.Status())
+}
+
+// admin checks the admin key; it writes the error and returns false when refused.
+func (s *Server) admin(ctx *fasthttp.RequestCtx, served bool) bool {
+	if len(s.opts.AdminKeys) == 0 || !served {
+		s.fail(ctx, "", "", models.Errorf(models.ErrForbidden, "admin endpoints are closed: configure server.admin_keys"))
+		return false
+	}
+	if _, err := checkKey(ctx, s.opts.AdminKeys); err != nil {
+		s.fail(ctx, "", "", models.Errorf(models.ErrAuth, "admin endpoints need an admin key: %v", err))
+		return false
+	}
+	return true
+}
+
+// adminCachePurge removes cached answers of a tenant, a model, both, or (neither given,
+// with all=true) everything.
+func (s *Server) adminCachePurge(ctx *fasthttp.RequestCtx) {
+	if !s.admin(ctx, s.opts.CachePurge != nil) {
+		return
+	}
+	args := ctx.QueryArgs()
+	tenant, model := string(args.Peek("tenant")), string(args.Peek("model"))
+	if tenant == "" && model == "" && string(args.Peek("all")) != "true" {
+		s.fail(ctx, "", "", models.InvalidParam("tenant", "name a tenant or a model to purge (or all=true for everything)"))
+		return
+	}
+	n, err := s.opts.CachePurge(context.Background(), tenant, model)
+	if err != nil {
+		s.opts.Logger.Warn("cache purge failed", "err", err)
+		s.fail(ctx, "", "", &models.Error{Kind: models.ErrUnavailable, Msg: "the cache store did not answer", Err: err})
+		return
+	}
+	b := append([]byte(`{"purged":`), strconv.Itoa(n)...)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(b, '}'))
 }
 
 func (s *Server) listModels(ctx *fasthttp.RequestCtx) {
