@@ -50,9 +50,9 @@ type Options struct {
 	// TTL of an entry (default 24 h).
 	TTL time.Duration
 	// MaxTemperature: requests sampled above it are not cached unless the client says
-	// X-Sluice-Cache: force (default 0.3). A request without a temperature uses the
+	// X-Sluice-Cache: force (nil: 0.3). A request without a temperature uses the
 	// engine's default (random) and is not cached either, unless it sets a seed.
-	MaxTemperature float64
+	MaxTemperature *float64
 	// Disabled lists models never cached.
 	Disabled []string
 	// Queue bounds answers waiting to be stored (default 1024; more are dropped).
@@ -77,6 +77,7 @@ type Stage struct {
 	log      *slog.Logger
 	now      func() time.Time
 	disabled map[string]bool
+	maxTemp  float64
 	writes   chan *pending
 }
 
@@ -100,8 +101,9 @@ func New(next Opener, o Options) (*Stage, error) {
 	if s.o.TTL <= 0 {
 		s.o.TTL = DefaultTTL
 	}
-	if s.o.MaxTemperature == 0 {
-		s.o.MaxTemperature = DefaultMaxTemperature
+	s.maxTemp = DefaultMaxTemperature
+	if o.MaxTemperature != nil {
+		s.maxTemp = *o.MaxTemperature
 	}
 	if s.o.Threshold <= 0 {
 		s.o.Threshold = DefaultThresholdEngine
@@ -150,7 +152,7 @@ func (s *Stage) cacheable(t models.Target, r *models.Request) string {
 	}
 	if r.Cache&models.CacheForce == 0 {
 		sp := &r.Sampling
-		if sp.Seed == nil && (sp.Temperature == nil || *sp.Temperature > s.o.MaxTemperature) {
+		if sp.Seed == nil && (sp.Temperature == nil || *sp.Temperature > s.maxTemp) {
 			return bypassSampling
 		}
 	}

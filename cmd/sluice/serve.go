@@ -203,13 +203,27 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Each stage has the scheduler's Open(ctx, Target, *Request) and wraps the next one;
 	// they are added here innermost first (the scheduler is the last stop).
 	var chain gateway.Scheduler = sched
+	// The answer cache wraps everything below it: a hit never reaches the scheduler.
+	cacheStage, cacheStore, err := buildCache(ctx, cfg, chain, reg, counter, log)
+	if err != nil {
+		return err
+	}
+	var purge func(context.Context, string, string) (int, error)
+	if cacheStage != nil {
+		chain, purge = cacheStage, cacheStage.Purge
+		cacheCtx, stopCache := context.WithCancel(context.Background())
+		cacheDone := make(chan struct{})
+		go func() { _ = cacheStage.Run(cacheCtx); close(cacheDone) }()
+		// On the way out (after the gateway drained): store what is queued, then close.
+		defer func() { stopCache(); <-cacheDone; _ = cacheStore.Close() }()
+	}
 	gw, err := gateway.New(gateway.Options{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, RequestTimeout: cfg.Server.RequestTimeout,
 		APIKeys: cfg.Server.KeyDigests(), Router: rt, Scheduler: chain, Models: rt.Models,
 		Ready: sched.Ready, Registry: reg, Logger: log,
-		AdminKeys: cfg.Server.AdminKeyDigests(),
-		Record:    func(r *models.Request, t models.Target, u *models.Usage) { acct.Record(t.Backend, t.Model, u) },
-		Status:    func() []byte { return statusJSON(mon, sched, rt, acct) },
+		AdminKeys: cfg.Server.AdminKeyDigests(), CachePurge: purge,
+		Record: func(r *models.Request, t models.Target, u *models.Usage) { acct.Record(t.Backend, t.Model, u) },
+		Status: func() []byte { return statusJSON(mon, sched, rt, acct) },
 	})
 	if err != nil {
 		return err
