@@ -53,6 +53,9 @@ type Options struct {
 	// X-Sluice-Cache: force (nil: 0.3). A request without a temperature uses the
 	// engine's default (random) and is not cached either, unless it sets a seed.
 	MaxTemperature *float64
+	// StoreTruncated keeps answers cut at max_tokens (finish_reason "length") too; by
+	// default only whole answers (stop, tool_calls) are kept.
+	StoreTruncated bool
 	// Disabled lists models never cached.
 	Disabled []string
 	// Queue bounds answers waiting to be stored (default 1024; more are dropped).

@@ -131,15 +131,15 @@ func (c *tee) Close() error {
 	return err
 }
 
-// storable finish reasons: a whole answer. "length" (cut at max_tokens) and
-// "content_filter" are not kept.
-func storableFinish(f string) bool {
-	return f == "stop" || f == "tool_calls" || f == "function_call"
+// storable finish reasons: a whole answer. "length" (cut at max_tokens) only when the
+// operator asks for it; "content_filter" never.
+func storableFinish(f string, truncated bool) bool {
+	return f == "stop" || f == "tool_calls" || f == "function_call" || (truncated && f == "length")
 }
 
 func (c *tee) keep() {
 	s := c.s
-	if !c.eof || c.failed || !storableFinish(c.finish) || c.r.Cache&models.CacheNoStore != 0 {
+	if !c.eof || c.failed || !storableFinish(c.finish, s.o.StoreTruncated) || c.r.Cache&models.CacheNoStore != 0 {
 		s.m.skipped.Inc()
 		c.release()
 		return

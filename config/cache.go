@@ -31,6 +31,9 @@ type Cache struct {
 	// MaxTemperature: requests sampled above it (or with no temperature and no seed) are
 	// not cached unless the client sends X-Sluice-Cache: force (default 0.3).
 	MaxTemperature *float64 `yaml:"max_temperature"`
+	// StoreTruncated also keeps answers cut at max_tokens (finish_reason "length");
+	// by default only whole answers are kept.
+	StoreTruncated bool `yaml:"store_truncated"`
 	// DisabledModels are never cached.
 	DisabledModels []string `yaml:"disabled_models"`
 	// WriteQueue bounds answers waiting to be stored (default 1024).
