@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/sluice-llm/sluice/cache"
@@ -41,3 +42,5 @@ func TestRedisStore(t *testing.T) {
 		return s
 	}, storetest.Caps{})
 }
+
+func itoa(i int) string { return strconv.Itoa(i) }
