@@ -279,3 +279,25 @@ func normalize(v []float32) {
 		v[i] *= inv
 	}
 }
+
+// Match compares two questions as a semantic lookup does: their exact similarity and,
+// when a guard refuses the match, why ("" when none does). substitution is the
+// substitution guard's limit (0: the default, negative: off).
+func (b *Builtin) Match(x, y string, substitution float64) (float64, string) {
+	a, c := b.get(), b.get()
+	defer b.put(a)
+	defer b.put(c)
+	b.analyze(a, x, false)
+	b.analyze(c, y, false)
+	sim := cosine(a.feats, c.feats)
+	if why := guard(&a.facts, &c.facts); why != "" {
+		return sim, why
+	}
+	if substitution == 0 {
+		substitution = DefaultSubstitution
+	}
+	if substitution > 0 && substituted(a.content, c.content, substitution) {
+		return sim, guardSubstituted
+	}
+	return sim, ""
+}

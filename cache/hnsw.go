@@ -23,6 +23,7 @@ type hnsw struct {
 
 	vecs   []float32 // node i at [i*dim, (i+1)*dim)
 	links0 []uint32  // node i at [i*m0, (i+1)*m0)
+	sims0  []float32 // similarity of each level-0 link (pruning needs no dot product)
 	n0     []uint8   // links used on level 0
 	levels []uint8
 	upper  map[uint32][][]uint32 // levels 1.. of the nodes that have them
@@ -44,6 +45,7 @@ type searchScratch struct {
 	cand    []candidate // max-heap on sim (best first)
 	res     []candidate // min-heap on sim (worst first)
 	sel     []candidate
+	sorted  []candidate
 }
 
 func newHNSW(dim, m, efBuild int, seed uint64) *hnsw {
@@ -93,6 +95,7 @@ func (h *hnsw) add(v []float32) uint32 {
 	h.dead = append(h.dead, false)
 	for i := 0; i < h.m0; i++ {
 		h.links0 = append(h.links0, 0)
+		h.sims0 = append(h.sims0, 0)
 	}
 	h.n0 = append(h.n0, 0)
 	if level > 0 {
@@ -121,8 +124,8 @@ func (h *hnsw) add(v []float32) uint32 {
 		}
 		sel := h.selectNeighbours(s, found, h.m)
 		for _, c := range sel {
-			h.link(id, c.id, l, maxLinks)
-			h.link(c.id, id, l, maxLinks)
+			h.link(id, c.id, c.sim, l, maxLinks)
+			h.link(c.id, id, c.sim, l, maxLinks)
 		}
 		if len(found) > 0 {
 			ep = found[0]
@@ -198,8 +201,14 @@ func (h *hnsw) searchLevel(s *searchScratch, q []float32, ep candidate, ef, l in
 func (h *hnsw) selectNeighbours(s *searchScratch, found []candidate, m int) []candidate {
 	s.sel = s.sel[:0]
 	// best first
-	sorted := append([]candidate(nil), found...)
+	sorted := append(s.sorted[:0], found...)
 	sortBySimDesc(sorted)
+	s.sorted = sorted
+	// Only the closest 3m are considered: farther ones are rarely kept and each costs
+	// up to m dot products.
+	if len(sorted) > 3*m {
+		sorted = sorted[:3*m]
+	}
 	for _, c := range sorted {
 		if len(s.sel) >= m {
 			break
@@ -235,36 +244,54 @@ func (h *hnsw) selectNeighbours(s *searchScratch, found []candidate, m int) []ca
 	return s.sel
 }
 
-// link adds to from's links on level l, replacing the farthest when full.
-func (h *hnsw) link(from, to uint32, l, maxLinks int) {
+// link adds to from's links on level l (sim: their similarity), replacing the farthest
+// when full.
+func (h *hnsw) link(from, to uint32, sim float32, l, maxLinks int) {
 	if from == to {
 		return
 	}
-	var ns []uint32
 	if l == 0 {
-		ns = h.links0[int(from)*h.m0 : int(from)*h.m0+int(h.n0[from])]
-	} else {
-		ns = h.upper[from][l-1]
+		base := int(from) * h.m0
+		n := int(h.n0[from])
+		ns := h.links0[base : base+n]
+		for _, x := range ns {
+			if x == to {
+				return
+			}
+		}
+		if n < maxLinks {
+			h.links0[base+n] = to
+			h.sims0[base+n] = sim
+			h.n0[from]++
+			return
+		}
+		worst, worstSim := -1, sim
+		for i := 0; i < n; i++ {
+			if h.sims0[base+i] < worstSim {
+				worst, worstSim = i, h.sims0[base+i]
+			}
+		}
+		if worst >= 0 {
+			h.links0[base+worst] = to
+			h.sims0[base+worst] = sim
+		}
+		return
 	}
+	ns := h.upper[from][l-1]
 	for _, x := range ns {
 		if x == to {
 			return
 		}
 	}
 	if len(ns) < maxLinks {
-		if l == 0 {
-			h.links0[int(from)*h.m0+int(h.n0[from])] = to
-			h.n0[from]++
-		} else {
-			h.upper[from][l-1] = append(ns, to)
-		}
+		h.upper[from][l-1] = append(ns, to)
 		return
 	}
 	fv := h.vec(from)
-	worst, worstSim := -1, dot(fv, h.vec(to))
+	worst, worstSim := -1, sim
 	for i, x := range ns {
-		if sim := dot(fv, h.vec(x)); sim < worstSim {
-			worst, worstSim = i, sim
+		if s := dot(fv, h.vec(x)); s < worstSim {
+			worst, worstSim = i, s
 		}
 	}
 	if worst >= 0 {

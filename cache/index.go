@@ -22,7 +22,7 @@ const graphFrom = 256
 // Graph parameters: links per node and the search breadth when building and looking up.
 const (
 	hnswM       = 16
-	hnswEFBuild = 64
+	hnswEFBuild = 48
 	hnswEF      = 48
 )
 

@@ -323,3 +323,26 @@ func (s *Stage) Purge(ctx context.Context, tenant, model string) (int, error) {
 	s.index.Purge(tenant, model)
 	return n, nil
 }
+
+// Preload stores entries and indexes them at once (benchmarks, warm-up tools).
+func (s *Stage) Preload(ctx context.Context, es ...*Entry) error {
+	if err := s.store.Put(ctx, es...); err != nil {
+		return err
+	}
+	if s.o.Semantic {
+		for _, e := range es {
+			s.indexEntry(ctx, e)
+		}
+	}
+	return nil
+}
+
+// Describe returns the key, scope and question a request would be cached under for
+// model, or why it would not be cached (benchmarks, tools).
+func (s *Stage) Describe(model string, r *models.Request) (Key, Scope, string, error) {
+	rk, why := s.keys.describe(model, r)
+	if why != "" {
+		return Key{}, Scope{}, "", errors.New("cache: not cacheable: " + why)
+	}
+	return rk.key, rk.scope, rk.question, nil
+}

@@ -16,55 +16,56 @@ const BackendName = "cache"
 
 // replay is a cached answer played back as a stream of structured chunks: the gateway
 // encodes them with the client's model name and request id, streamed (SSE, then the
-// usage chunk and [DONE]) or whole.
+// usage chunk and [DONE]) or whole. A whole answer is one chunk; a streamed one is the
+// content (with the role and any tool calls) and then the finish reason.
 type replay struct {
-	t      models.Target
-	chunks [2]models.Chunk
-	n, i   int
+	e      *Entry
+	model  string
+	tier   string
+	stream bool
+	chat   bool
+	i      int
 	usage  models.Usage
 }
 
 func (s *Stage) replay(t models.Target, r *models.Request, e *Entry, prompt int, semantic bool) models.Stream {
-	p := &replay{t: models.Target{Model: t.Model, Backend: BackendName, Tier: t.Tier, Region: models.RegionLocal}}
-	p.usage = models.Usage{PromptTokens: prompt, CompletionTokens: e.Usage.CompletionTokens,
-		Estimated: e.Usage.Estimated || semantic, Cost: models.Cost{Avoided: e.Usage.Cost.Total()}}
 	s.m.saved.Add(e.Usage.Cost.Total())
-	a := &e.Answer
-	if !r.Stream {
-		p.chunks[0] = models.Chunk{Role: a.Role, Text: a.Text, ToolCalls: a.ToolCalls, FinishReason: a.FinishReason}
-		p.n = 1
-		return p
-	}
-	first := models.Chunk{Text: a.Text}
-	if r.Kind == models.KindChat {
-		first.Role = a.Role
-		if first.Role == "" {
-			first.Role = "assistant"
-		}
-		if len(a.ToolCalls) > 0 {
-			first.ToolCalls = toolCallDeltas(a.ToolCalls)
-		}
-	}
-	p.chunks[0] = first
-	p.chunks[1] = models.Chunk{FinishReason: a.FinishReason}
-	p.n = 2
-	return p
+	return &replay{e: e, model: t.Model, tier: t.Tier, stream: r.Stream, chat: r.Kind == models.KindChat,
+		usage: models.Usage{PromptTokens: prompt, CompletionTokens: e.Usage.CompletionTokens,
+			Estimated: e.Usage.Estimated || semantic, Cost: models.Cost{Avoided: e.Usage.Cost.Total()}}}
 }
 
 func (p *replay) Recv() (models.Chunk, error) {
-	if p.i >= p.n {
-		return models.Chunk{}, io.EOF
-	}
-	c := p.chunks[p.i]
+	a := &p.e.Answer
 	p.i++
-	return c, nil
+	switch {
+	case !p.stream && p.i == 1:
+		return models.Chunk{Role: a.Role, Text: a.Text, ToolCalls: a.ToolCalls, FinishReason: a.FinishReason}, nil
+	case p.stream && p.i == 1:
+		c := models.Chunk{Text: a.Text}
+		if p.chat {
+			c.Role = a.Role
+			if c.Role == "" {
+				c.Role = "assistant"
+			}
+			if len(a.ToolCalls) > 0 {
+				c.ToolCalls = toolCallDeltas(a.ToolCalls)
+			}
+		}
+		return c, nil
+	case p.stream && p.i == 2:
+		return models.Chunk{FinishReason: a.FinishReason}, nil
+	}
+	return models.Chunk{}, io.EOF
 }
 
 func (p *replay) Usage() models.Usage { return p.usage }
 func (p *replay) Close() error        { return nil }
 
 // Target reports the cache as the backend that served the request.
-func (p *replay) Target() models.Target { return p.t }
+func (p *replay) Target() models.Target {
+	return models.Target{Model: p.model, Backend: BackendName, Tier: p.tier, Region: models.RegionLocal}
+}
 
 // tee passes an engine's answer through and keeps a copy; when the answer is complete
 // and successful, Close queues it to be stored.

@@ -20,6 +20,7 @@ Usage:
   sluice status [--url http://127.0.0.1:8080]   GPUs, engines, models and cost of a running sluice
   sluice gpus                                   this box's GPUs (NVML)
   sluice bench gateway [--json] [--duration 5s] [--rates 500,2000,5000]
+  sluice bench cache [--json] [--sizes 10000,100000,1000000]   answer cache latency and hit quality
   sluice version
 
 Run "sluice <command> -h" for a command's flags.
