@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sluice-llm/sluice/cache"
 	"github.com/sluice-llm/sluice/cost"
 	"github.com/sluice-llm/sluice/gateway"
 	"github.com/sluice-llm/sluice/models"
@@ -21,14 +24,18 @@ import (
 const pipelineSlots = 256
 
 // pipeline is sluice's full request path, wired as cmd/sluice's serve wires it: gateway,
-// router (model "bench" -> backend "fake"), scheduler and an openai backend pointed at
-// the fake engine, with a real Prometheus registry.
+// router (model "bench" -> backend "fake"), the answer cache in its default
+// configuration (embedded store, semantic lookup with the built-in embedder), scheduler
+// and an openai backend pointed at the fake engine, with a real Prometheus registry.
 type pipeline struct {
-	gw      *gateway.Server
-	backend *openai.Backend
-	ln      net.Listener
-	stop    context.CancelFunc
-	done    chan struct{}
+	gw         *gateway.Server
+	backend    *openai.Backend
+	ln         net.Listener
+	stop       context.CancelFunc
+	done       chan struct{}
+	cacheStore cache.Store
+	cacheDone  chan struct{}
+	cacheDir   string
 }
 
 // newPipeline builds the pipeline over the engine at upstreamAddr and marks the backend
@@ -55,7 +62,25 @@ func newPipeline(ctx context.Context, upstreamAddr string) (*pipeline, error) {
 		be.Close()
 		return nil, err
 	}
-	gw, err := gateway.New(gateway.Options{Router: rt, Scheduler: sched, Models: rt.Models, Registry: reg,
+	// The answer cache as serve builds it by default. Every benchmark request is a new
+	// question (a ticket number), so this is its miss path: hashing, the question's
+	// analysis and keeping the answer.
+	dir, err := os.MkdirTemp("", "sluice-bench-cache-")
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	store, err := cache.OpenBolt(filepath.Join(dir, "cache.db"), cache.StoreOptions{MaxEntries: 100_000, MaxBytes: 512 << 20})
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	stage, err := cache.New(sched, cache.Options{Store: store, Semantic: true, Registry: reg})
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	gw, err := gateway.New(gateway.Options{Router: rt, Scheduler: stage, Models: rt.Models, Registry: reg,
 		Ready:  sched.Ready,
 		Record: func(r *models.Request, t models.Target, u *models.Usage) { acct.Record(t.Backend, t.Model, u) }})
 	if err != nil {
@@ -63,10 +88,15 @@ func newPipeline(ctx context.Context, upstreamAddr string) (*pipeline, error) {
 		return nil, err
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	p := &pipeline{gw: gw, backend: be, stop: stop, done: make(chan struct{})}
+	p := &pipeline{gw: gw, backend: be, stop: stop, done: make(chan struct{}), cacheStore: store,
+		cacheDone: make(chan struct{}), cacheDir: dir}
 	goLabeled(TargetSluice, func() {
 		sched.Run(runCtx) // periodic health probes, as in production
 		close(p.done)
+	})
+	goLabeled(TargetSluice, func() {
+		_ = stage.Run(runCtx) // stores the answers
+		close(p.cacheDone)
 	})
 	return p, nil
 }
@@ -90,5 +120,8 @@ func (p *pipeline) close() {
 	}
 	p.stop()
 	<-p.done
+	<-p.cacheDone
+	_ = p.cacheStore.Close()
+	_ = os.RemoveAll(p.cacheDir)
 	p.backend.Close()
 }

@@ -37,3 +37,35 @@ func BenchmarkExactHit(b *testing.B) {
 		b.Fatal(r.Trace.Cache)
 	}
 }
+
+func BenchmarkSemanticMiss(b *testing.B) {
+	s, err := cache.New(&storetest.Scripted{}, cache.Options{Store: cache.NewMemory(cache.StoreOptions{}), Semantic: true, Queue: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	now := time.Now()
+	sys := "You are a concise assistant for a travel company. Answer in one short sentence."
+	var es []*cache.Entry
+	for i := 0; i < 10000; i++ {
+		r := storetest.Request("t", sys, "What is the capital of France, and which river flows through it? (#"+itoa(i)+")", false)
+		k, sc, q, _ := s.Describe("m", r)
+		es = append(es, &cache.Entry{Key: k, Scope: sc, Tenant: "t", Model: "m", Kind: models.KindChat, Question: q,
+			Answer: cache.Answer{Role: "assistant", Text: "Paris " + itoa(i), FinishReason: "stop"}, Created: now, Expires: now.Add(time.Hour)})
+	}
+	if err := s.Preload(ctx, es...); err != nil {
+		b.Fatal(err)
+	}
+	reqs := make([]*models.Request, 1000)
+	for i := range reqs {
+		reqs[i] = storetest.Request("t", sys, "What is the capital of France, and which river flows through it? (#"+itoa(20000+i)+")", false)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := reqs[i%len(reqs)]
+		r.Trace = models.Trace{}
+		st, _ := s.Open(ctx, models.Target{Model: "m"}, r)
+		st.Close()
+	}
+}

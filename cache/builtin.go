@@ -151,7 +151,21 @@ func (b *Builtin) idf(h uint64, n float64) float32 {
 
 // analyze fills a from text: tokens, sparse features, dense vector and guard facts.
 func (b *Builtin) analyze(a *analysis, text string, dense bool) {
+	b.scan(a, text)
+	b.weigh(a, dense)
+}
+
+// scan is the cheap half of analyze: tokens and the facts the guards compare.
+func (b *Builtin) scan(a *analysis, text string) {
 	a.toks = tokenize(a.toks[:0], text)
+	a.facts = extractFacts(a.toks, &a.facts)
+	a.feats = a.feats[:0]
+	a.content = a.content[:0]
+}
+
+// weigh is the rest: the weighted features, the content words and, when asked, the
+// dense vector.
+func (b *Builtin) weigh(a *analysis, dense bool) {
 	n := float64(b.n.Load())
 	a.feats = a.feats[:0]
 	hashes(a.toks, func(h uint64, w float32) { a.feats = append(a.feats, feature{h, w * b.idf(h, n)}) })
@@ -159,7 +173,6 @@ func (b *Builtin) analyze(a *analysis, text string, dense bool) {
 	if dense {
 		a.dense = project(a.dense, a.feats, b.dim)
 	}
-	a.facts = extractFacts(a.toks, &a.facts)
 	a.content = a.content[:0]
 	for _, t := range a.toks {
 		if stopword(t.w) || t.digits || negation(t.w) {
@@ -170,6 +183,14 @@ func (b *Builtin) analyze(a *analysis, text string, dense bool) {
 		}
 		a.content = append(a.content, contentWord{t.w, b.idf(xxhash.Sum64String(t.w)^kindWord, n)})
 	}
+}
+
+// learn counts an analysed question (its features) as one document.
+func (b *Builtin) learn(a *analysis) {
+	for _, f := range a.feats {
+		b.df[f.h&(dfBuckets-1)].Add(1)
+	}
+	b.n.Add(1)
 }
 
 // mergeFeatures sorts features, merges repeats (sublinear term frequency) and

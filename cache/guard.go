@@ -1,6 +1,11 @@
 package cache
 
-import "slices"
+import (
+	"encoding/binary"
+	"slices"
+
+	"github.com/cespare/xxhash/v2"
+)
 
 // Guard reasons: why a vector match was refused. They label the
 // sluice_cache_guard_rejects_total metric (a bounded set).
@@ -327,4 +332,30 @@ func similarWords(a, b string) bool {
 		}
 	}
 	return float64(2*common) >= 0.6*float64(na+nb)
+}
+
+// partition narrows a scope to the questions a match may come from: the guards refuse
+// any pair whose numbers, dates or negation differ, so entries are indexed apart by
+// them and a lookup searches only its own partition.
+func partition(sc Scope, f *facts) Scope {
+	if len(f.numbers) == 0 && len(f.dates) == 0 && f.negations%2 == 0 {
+		return sc
+	}
+	d := xxhash.New()
+	d.Write(sc[:])
+	for _, n := range f.numbers {
+		d.WriteString(n)
+		d.Write([]byte{0})
+	}
+	d.Write([]byte{1})
+	for _, n := range f.dates {
+		d.WriteString(n)
+		d.Write([]byte{0})
+	}
+	d.Write([]byte{byte(f.negations % 2)})
+	var out Scope
+	binary.BigEndian.PutUint64(out[:8], d.Sum64())
+	d.Write([]byte{0xff})
+	binary.BigEndian.PutUint64(out[8:], d.Sum64())
+	return out
 }

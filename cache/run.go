@@ -136,14 +136,16 @@ func (s *Stage) indexEntry(ctx context.Context, e *Entry) {
 	if s.index.Has(e.Key, e.Answer.hash()) {
 		return
 	}
-	s.builtin.Learn(e.Question)
+	a := s.builtin.get()
+	s.builtin.analyze(a, e.Question, s.emb == s.builtin)
+	s.builtin.learn(a)
+	part := partition(e.Scope, &a.facts)
 	var v []float32
 	if s.emb == s.builtin {
-		a := s.builtin.get()
-		s.builtin.analyze(a, e.Question, true)
 		v = slices.Clone(a.dense)
-		s.builtin.put(a)
-	} else {
+	}
+	s.builtin.put(a)
+	if s.emb != s.builtin {
 		if e.EmbedderID != s.emb.ID() || len(e.Vector) == 0 {
 			vs, err := s.emb.Embed(ctx, []string{e.Question})
 			if err != nil || len(vs) != 1 {
@@ -154,7 +156,7 @@ func (s *Stage) indexEntry(ctx context.Context, e *Entry) {
 		}
 		v = e.Vector
 	}
-	s.index.Add(e.Scope, e.Key, e.Question, e.Answer.hash(), v)
+	s.index.Add(part, e.Key, e.Question, e.Answer.hash(), v)
 }
 
 // load fills the semantic index from the store (at start: entries kept across restarts

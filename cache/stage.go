@@ -201,8 +201,9 @@ func (s *Stage) Open(ctx context.Context, t models.Target, r *models.Request) (m
 
 // query is a request's analysed question, kept from the lookup for the store.
 type query struct {
-	a   *analysis // built-in analysis (pooled)
-	vec []float32 // the embedder's vector, when made
+	a    *analysis // built-in analysis (pooled)
+	part Scope     // the index partition it belongs to
+	vec  []float32 // the embedder's vector, when made
 }
 
 // lookup returns a replay of a cached answer, or nil and the analysed question (when
@@ -219,19 +220,28 @@ func (s *Stage) lookup(ctx context.Context, t models.Target, r *models.Request, 
 		s.m.hitExact.Inc()
 		return s.replay(t, r, e, e.Usage.PromptTokens, false), nil
 	}
-	if !s.o.Semantic || rk.question == "" || !s.index.HasScope(rk.scope) {
+	if !s.o.Semantic || rk.question == "" {
 		return nil, nil
 	}
-	return s.semantic(ctx, t, r, rk)
+	// The question's facts first: entries live in partitions of their scope by the
+	// numbers, dates and negation the guards require to be equal, so a question whose
+	// partition is empty is a miss without embedding anything or searching.
+	q := &query{a: s.builtin.get()}
+	s.builtin.scan(q.a, rk.question)
+	q.part = partition(rk.scope, &q.a.facts)
+	if !s.index.HasScope(q.part) {
+		return nil, q
+	}
+	s.builtin.weigh(q.a, false)
+	return s.semantic(ctx, t, r, rk, q)
 }
 
 // semantic looks the question up in its scope's index and checks the best match
 // against the guards.
-func (s *Stage) semantic(ctx context.Context, t models.Target, r *models.Request, rk *requestKey) (models.Stream, *query) {
-	q := &query{a: s.builtin.get()}
+func (s *Stage) semantic(ctx context.Context, t models.Target, r *models.Request, rk *requestKey, q *query) (models.Stream, *query) {
 	useBuiltin := s.emb == s.builtin
-	s.builtin.analyze(q.a, rk.question, useBuiltin)
 	if useBuiltin {
+		q.a.dense = project(q.a.dense, q.a.feats, s.builtin.dim)
 		q.vec = q.a.dense
 	} else {
 		vs, err := s.emb.Embed(ctx, []string{rk.question})
@@ -243,7 +253,7 @@ func (s *Stage) semantic(ctx context.Context, t models.Target, r *models.Request
 		q.vec = vs[0]
 	}
 	var buf [8]Match
-	ms := s.index.Search(buf[:0], rk.scope, q.vec, 4)
+	ms := s.index.Search(buf[:0], q.part, q.vec, 4)
 	if len(ms) == 0 {
 		return nil, q
 	}
