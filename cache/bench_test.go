@@ -2,6 +2,7 @@ package cache_test
 
 import (
 	"context"
+	"io"
 	"testing"
 	"time"
 
@@ -66,6 +67,59 @@ func BenchmarkSemanticMiss(b *testing.B) {
 		r := reqs[i%len(reqs)]
 		r.Trace = models.Trace{}
 		st, _ := s.Open(ctx, models.Target{Model: "m"}, r)
+		st.Close()
+	}
+}
+
+// oneChunk answers at once with one chunk and a finish reason.
+type oneChunk struct{}
+
+func (oneChunk) Open(context.Context, models.Target, *models.Request) (models.Stream, error) {
+	return &oneStream{}, nil
+}
+
+type oneStream struct{ i int }
+
+func (s *oneStream) Recv() (models.Chunk, error) {
+	s.i++
+	switch s.i {
+	case 1:
+		return models.Chunk{Role: "assistant", Text: "Paris, on the Seine."}, nil
+	case 2:
+		return models.Chunk{FinishReason: "stop"}, nil
+	}
+	return models.Chunk{}, io.EOF
+}
+func (s *oneStream) Usage() models.Usage { return models.Usage{PromptTokens: 30, CompletionTokens: 6} }
+func (s *oneStream) Close() error        { return nil }
+
+// BenchmarkMissPath is the request path of a cacheable miss: key, store lookup, the
+// question's facts, the engine's answer kept (stored by a running writer).
+func BenchmarkMissPath(b *testing.B) {
+	s, err := cache.New(oneChunk{}, cache.Options{Store: cache.NewMemory(cache.StoreOptions{MaxEntries: 100000}), Semantic: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	sys := "You are a concise assistant for a travel company. Answer in one short sentence and do not add any greeting."
+	reqs := make([]*models.Request, 4096)
+	for i := range reqs {
+		reqs[i] = storetest.Request("t", sys, "What is the capital of France, and which river flows through it? Ticket #"+itoa(1000000+i), false)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := reqs[i%len(reqs)]
+		r.Trace = models.Trace{}
+		r.Cache = models.CacheNoRead // every one a miss, as in the gateway benchmark
+		st, _ := s.Open(ctx, models.Target{Model: "m"}, r)
+		for {
+			if _, err := st.Recv(); err != nil {
+				break
+			}
+		}
 		st.Close()
 	}
 }

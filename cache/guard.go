@@ -335,10 +335,11 @@ func similarWords(a, b string) bool {
 }
 
 // partition narrows a scope to the questions a match may come from: the guards refuse
-// any pair whose numbers, dates or negation differ, so entries are indexed apart by
-// them and a lookup searches only its own partition.
+// any pair whose numbers or dates differ, so entries are indexed apart by them and a
+// lookup searches only its own partition. (Negation is not partitioned: a close
+// candidate that differs only in negation still counts for the ambiguity guard.)
 func partition(sc Scope, f *facts) Scope {
-	if len(f.numbers) == 0 && len(f.dates) == 0 && f.negations%2 == 0 {
+	if len(f.numbers) == 0 && len(f.dates) == 0 {
 		return sc
 	}
 	d := xxhash.New()
@@ -352,7 +353,6 @@ func partition(sc Scope, f *facts) Scope {
 		d.WriteString(n)
 		d.Write([]byte{0})
 	}
-	d.Write([]byte{byte(f.negations % 2)})
 	var out Scope
 	binary.BigEndian.PutUint64(out[:8], d.Sum64())
 	d.Write([]byte{0xff})

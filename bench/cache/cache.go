@@ -59,6 +59,9 @@ type Result struct {
 	ExactLookupNS float64 `json:"exact_lookup_ns"`      // a whole exact hit through the stage, memory store
 	ExactKeyNS    float64 `json:"exact_key_ns"`         // of which: canonical hash of the request
 	ExactBoltNS   float64 `json:"exact_lookup_bolt_ns"` // a whole exact hit, embedded store
+	// ExactCPUNS is the CPU time of an exact hit (memory store): on a loaded machine
+	// the wall figures above include waiting for a CPU.
+	ExactCPUNS float64 `json:"exact_lookup_cpu_ns"`
 
 	Semantic        []SemanticSize `json:"semantic"`
 	SemanticP99US1M float64        `json:"semantic_p99_us_1m"` // -1 when 1M was not run
@@ -83,6 +86,7 @@ type SemanticSize struct {
 	BuildSeconds  float64 `json:"build_s"`
 	P50US         float64 `json:"p50_us"`
 	P99US         float64 `json:"p99_us"`
+	CPUUS         float64 `json:"cpu_us"` // mean CPU time per lookup
 	HitPct        float64 `json:"hit_pct"`
 	BytesPerEntry float64 `json:"bytes_per_entry"`
 }
@@ -135,6 +139,8 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 			return nil, err
 		}
 		res.Semantic = append(res.Semantic, s)
+		fmt.Fprintf(c.Log, "  %d entries: built in %.0f s, lookup p50 %.1f us, p99 %.1f us, %.1f us CPU, %.0f bytes/entry\n",
+			n, s.BuildSeconds, s.P50US, s.P99US, s.CPUUS, s.BytesPerEntry)
 		if n == 1_000_000 {
 			res.SemanticP99US1M = s.P99US
 		}
@@ -276,19 +282,30 @@ func exact(ctx context.Context, c *Config, res *Result) error {
 		}
 		runtime.GC()
 		start := time.Now()
-		for i := 0; i < ops; i++ {
-			r := reqs[i%n]
-			r.Trace = models.Trace{}
-			st, err := s.Open(ctx, target, r)
-			if err != nil {
-				return err
+		var loopErr error
+		cpu := threadCPU(func() {
+			for i := 0; i < ops; i++ {
+				r := reqs[i%n]
+				r.Trace = models.Trace{}
+				st, err := s.Open(ctx, target, r)
+				if err != nil {
+					loopErr = err
+					return
+				}
+				_ = st.Close()
+				if r.Trace.Cache != cache.ResultHitExact {
+					loopErr = fmt.Errorf("bench cache: exact lookup was a %s", r.Trace.Cache)
+					return
+				}
 			}
-			_ = st.Close()
-			if r.Trace.Cache != cache.ResultHitExact {
-				return fmt.Errorf("bench cache: exact lookup was a %s", r.Trace.Cache)
-			}
+		})
+		if loopErr != nil {
+			return loopErr
 		}
 		per := float64(time.Since(start).Nanoseconds()) / float64(ops)
+		if kind == "memory" {
+			res.ExactCPUNS = float64(cpu.Nanoseconds()) / float64(ops)
+		}
 		if kind == "memory" {
 			res.ExactLookupNS = per
 			start = time.Now()
@@ -350,21 +367,31 @@ func semantic(ctx context.Context, c *Config, n int) (SemanticSize, error) {
 	lat := make([]float64, 0, c.Queries)
 	hits := 0
 	r := rand.New(rand.NewPCG(c.Seed, 7))
-	for i := 0; i < c.Queries; i++ {
-		q := gen.reword(qs[r.IntN(len(qs))])
-		req := request("tenant-a", q)
-		t0 := time.Now()
-		st, err := s.Open(ctx, target, req)
-		d := time.Since(t0)
-		if err != nil {
-			return out, err
-		}
-		_ = st.Close()
-		lat = append(lat, float64(d.Nanoseconds())/1e3)
-		if req.Trace.Cache == cache.ResultHitSemantic || req.Trace.Cache == cache.ResultHitExact {
-			hits++
-		}
+	reqs := make([]*models.Request, c.Queries)
+	for i := range reqs {
+		reqs[i] = request("tenant-a", gen.reword(qs[r.IntN(len(qs))]))
 	}
+	var loopErr error
+	cpu := threadCPU(func() {
+		for _, req := range reqs {
+			t0 := time.Now()
+			st, err := s.Open(ctx, target, req)
+			d := time.Since(t0)
+			if err != nil {
+				loopErr = err
+				return
+			}
+			_ = st.Close()
+			lat = append(lat, float64(d.Nanoseconds())/1e3)
+			if req.Trace.Cache == cache.ResultHitSemantic || req.Trace.Cache == cache.ResultHitExact {
+				hits++
+			}
+		}
+	})
+	if loopErr != nil {
+		return out, loopErr
+	}
+	out.CPUUS = float64(cpu.Nanoseconds()) / 1e3 / float64(c.Queries)
 	sort.Float64s(lat)
 	out.P50US = quantile(lat, 0.50)
 	out.P99US = quantile(lat, 0.99)
