@@ -23,7 +23,7 @@ const graphFrom = 256
 const (
 	hnswM       = 16
 	hnswEFBuild = 48
-	hnswEF      = 48
+	hnswEF      = 32
 )
 
 type scopeIndex struct {
