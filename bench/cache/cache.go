@@ -32,6 +32,8 @@ type Config struct {
 	// Sizes are the semantic index sizes to time (default 10k, 100k, 1M).
 	Sizes   []int
 	Queries int // semantic lookups timed per size (default 2,000)
+	// ExactEntries and ExactOps size the exact-lookup run (defaults 10,000 and 200,000).
+	ExactEntries, ExactOps int
 	// Thresholds for GPTCache's protocol and the Quora precision/recall.
 	Thresholds []float64
 	// Threshold is the headline (the cache's default for the built-in embedder).
@@ -112,6 +114,12 @@ func (c *Config) defaults() {
 	}
 	if c.Queries <= 0 {
 		c.Queries = 2000
+	}
+	if c.ExactEntries <= 0 {
+		c.ExactEntries = 10_000
+	}
+	if c.ExactOps <= 0 {
+		c.ExactOps = 200_000
 	}
 	if len(c.Thresholds) == 0 {
 		c.Thresholds = DefaultThresholds
@@ -240,7 +248,7 @@ func lookup(ctx context.Context, s *cache.Stage, r *models.Request) (string, err
 
 // exact times exact hits through the stage (memory store, then the bbolt store).
 func exact(ctx context.Context, c *Config, res *Result) error {
-	const n = 10_000
+	n := c.ExactEntries
 	now := time.Now()
 	for _, kind := range []string{"memory", "bolt"} {
 		var store cache.Store = cache.NewMemory(cache.StoreOptions{})
@@ -276,9 +284,9 @@ func exact(ctx context.Context, c *Config, res *Result) error {
 		if err := s.Preload(ctx, es...); err != nil {
 			return err
 		}
-		ops := 200_000
+		ops := c.ExactOps
 		if kind == "bolt" {
-			ops = 50_000
+			ops = max(1, ops/4)
 		}
 		runtime.GC()
 		start := time.Now()

@@ -32,7 +32,7 @@ func TestRun(t *testing.T) {
 	res, err := Run(context.Background(), Config{
 		MockData: "../../../shared/data/cache/mock_data.json",
 		QQP:      "../../../shared/data/cache/similiar_qqp_full.first5000.json",
-		Sizes:    []int{400}, Queries: 100, Seed: 3,
+		Sizes:    []int{400}, Queries: 100, Seed: 3, ExactEntries: 500, ExactOps: 2000,
 	})
 	if err != nil {
 		t.Fatal(err)
