@@ -108,6 +108,10 @@ func (b *Bolt) deleteKeys(keys []Key) error {
 	})
 }
 
+// SetOnRemove sets the callback for entries the store evicts or expires on its own (the
+// cache stage sets it to keep its index in step). Call it before using the store.
+func (b *Bolt) SetOnRemove(fn func([]Key)) { b.opts.OnRemove = fn }
+
 // Get implements Store.
 func (b *Bolt) Get(_ context.Context, k Key) (*Entry, error) {
 	now := b.opts.now()

@@ -3,6 +3,7 @@ package cache
 import (
 	"encoding/binary"
 	"sync"
+	"time"
 )
 
 // Index is the semantic index: one small world graph per scope (tenant, model and
@@ -40,6 +41,7 @@ type indexNode struct {
 	key      Key
 	question string
 	answer   uint64 // hash of the answer, for the ambiguity guard
+	expires  int64  // unix nanoseconds; 0: never
 	dead     bool
 }
 
@@ -118,9 +120,10 @@ func (x *Index) Purge(tenant, model string) {
 	x.Remove(drop...)
 }
 
-// Add indexes an entry's unit vector under its key (replacing an older one). The first
-// vector sets the index's dimension when it was created with 0.
-func (x *Index) Add(s Scope, k Key, question string, answer uint64, v []float32) {
+// Add indexes an entry's unit vector under its key (replacing an older one) until
+// expires (zero: never). The first vector sets the index's dimension when it was created
+// with 0.
+func (x *Index) Add(s Scope, k Key, question string, answer uint64, v []float32, expires time.Time) {
 	x.mu.Lock()
 	if x.dim == 0 {
 		x.dim = len(v)
@@ -141,7 +144,35 @@ func (x *Index) Add(s Scope, k Key, question string, answer uint64, v []float32)
 	}
 	x.where[k] = s
 	x.mu.Unlock()
-	si.add(k, question, answer, v)
+	var exp int64
+	if !expires.IsZero() {
+		exp = expires.UnixNano()
+	}
+	si.add(k, question, answer, v, exp)
+}
+
+// Sweep drops the entries expired at now (stores expire entries on their own; Redis
+// says nothing when it does) and returns how many it dropped.
+func (x *Index) Sweep(now time.Time) int {
+	t := now.UnixNano()
+	x.mu.RLock()
+	scopes := make([]*scopeIndex, 0, len(x.sc))
+	for _, si := range x.sc {
+		scopes = append(scopes, si)
+	}
+	x.mu.RUnlock()
+	var drop []Key
+	for _, si := range scopes {
+		si.mu.RLock()
+		for i := range si.nodes {
+			if n := &si.nodes[i]; !n.dead && n.expires != 0 && n.expires <= t {
+				drop = append(drop, n.key)
+			}
+		}
+		si.mu.RUnlock()
+	}
+	x.Remove(drop...)
+	return len(drop)
 }
 
 // Remove drops k from the index.
@@ -178,13 +209,13 @@ func (x *Index) Search(dst []Match, s Scope, v []float32, k int) []Match {
 	return si.search(dst, v, k)
 }
 
-func (si *scopeIndex) add(k Key, question string, answer uint64, v []float32) {
+func (si *scopeIndex) add(k Key, question string, answer uint64, v []float32, expires int64) {
 	si.mu.Lock()
 	defer si.mu.Unlock()
 	if id, ok := si.ids[k]; ok {
 		si.kill(id)
 	}
-	n := indexNode{key: k, question: question, answer: answer}
+	n := indexNode{key: k, question: question, answer: answer, expires: expires}
 	var id uint32
 	if si.g != nil {
 		id = si.g.add(v)

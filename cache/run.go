@@ -25,6 +25,11 @@ func (s *Stage) Run(ctx context.Context) error {
 				s.watch(ctx, w)
 			}()
 		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.sweep(ctx)
+		}()
 	}
 	s.write(ctx)
 	wg.Wait()
@@ -156,7 +161,7 @@ func (s *Stage) indexEntry(ctx context.Context, e *Entry) {
 		}
 		v = e.Vector
 	}
-	s.index.Add(part, e.Key, e.Question, e.Answer.hash(), v)
+	s.index.Add(part, e.Key, e.Question, e.Answer.hash(), v, e.Expires)
 }
 
 // load fills the semantic index from the store (at start: entries kept across restarts
@@ -214,6 +219,23 @@ func (s *Stage) watch(ctx context.Context, w Watcher) {
 		case <-t.C:
 		}
 		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// sweepEvery is how often expired entries leave the semantic index.
+const sweepEvery = time.Minute
+
+// sweep drops expired entries from the index every sweepEvery until ctx ends.
+func (s *Stage) sweep(ctx context.Context) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.index.Sweep(s.now())
+		}
 	}
 }
 

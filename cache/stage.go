@@ -128,6 +128,10 @@ func New(next Opener, o Options) (*Stage, error) {
 		s.disabled[m] = true
 	}
 	s.index = NewIndex(s.emb.Dim())
+	// Entries a local store evicts leave the index with them.
+	if rs, ok := s.store.(interface{ SetOnRemove(func([]Key)) }); ok {
+		rs.SetOnRemove(func(keys []Key) { s.index.Remove(keys...) })
+	}
 	s.writes = make(chan *pending, s.o.Queue)
 	s.m = newMetrics(o.Registry, func() float64 { return float64(s.store.Len()) }, func() float64 { return float64(s.index.Len()) })
 	return s, nil

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -320,5 +321,23 @@ func TestEngineEmbedderStage(t *testing.T) {
 	r = storetest.Request("t", "s", "How do I reset my router?", false)
 	if open(t, s, r); r.Trace.Cache != cache.ResultMiss {
 		t.Fatalf("router vs password: %q", r.Trace.Cache)
+	}
+}
+
+// TestIndexFollowsStore: entries the store evicts leave the semantic index, and expired
+// ones are swept out of it.
+func TestIndexFollowsStore(t *testing.T) {
+	clk := storetest.NewClock()
+	store := cache.NewMemory(cache.StoreOptions{MaxEntries: 2, Now: clk.Now})
+	s, _ := stageOver(t, store, &storetest.Scripted{}, cache.Options{Semantic: true, Now: clk.Now, TTL: time.Minute})
+	for _, q := range []string{"Where is my parcel?", "How do I reset my password?", "What are your opening hours?"} {
+		open(t, s, storetest.Request("t", "s", q, false))
+	}
+	if n := s.Index().Len(); n != 2 {
+		t.Fatalf("index holds %d entries, the store 2", n)
+	}
+	clk.Advance(2 * time.Minute)
+	if n := s.Index().Sweep(clk.Now()); n != 2 || s.Index().Len() != 0 {
+		t.Fatalf("swept %d, %d left", n, s.Index().Len())
 	}
 }

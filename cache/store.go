@@ -149,6 +149,10 @@ func NewMemory(opts StoreOptions) *Memory {
 	return &Memory{opts: opts, l: newLRU(opts.MaxEntries, opts.MaxBytes)}
 }
 
+// SetOnRemove sets the callback for entries the store evicts or expires on its own (the
+// cache stage sets it to keep its index in step). Call it before using the store.
+func (m *Memory) SetOnRemove(fn func([]Key)) { m.opts.OnRemove = fn }
+
 // Get implements Store.
 func (m *Memory) Get(_ context.Context, k Key) (*Entry, error) {
 	now := m.opts.now()
