@@ -69,6 +69,9 @@ func BenchmarkSemanticMiss(b *testing.B) {
 		st, _ := s.Open(ctx, models.Target{Model: "m"}, r)
 		st.Close()
 	}
+	if err := s.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // oneChunk answers at once with one chunk and a finish reason.
@@ -96,7 +99,19 @@ func (s *oneStream) Close() error        { return nil }
 // BenchmarkMissPath is the request path of a cacheable miss: key, store lookup, the
 // question's facts, the engine's answer kept (stored by a running writer).
 func BenchmarkMissPath(b *testing.B) {
-	s, err := cache.New(oneChunk{}, cache.Options{Store: cache.NewMemory(cache.StoreOptions{MaxEntries: 100000}), Semantic: true})
+	b.Run("memory", func(b *testing.B) { benchMiss(b, cache.NewMemory(cache.StoreOptions{MaxEntries: 100000})) })
+	b.Run("bolt", func(b *testing.B) {
+		st, err := cache.OpenBolt(b.TempDir()+"/c.db", cache.StoreOptions{MaxEntries: 100000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		benchMiss(b, st)
+	})
+}
+
+func benchMiss(b *testing.B, store cache.Store) {
+	s, err := cache.New(oneChunk{}, cache.Options{Store: store, Semantic: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -121,5 +136,8 @@ func BenchmarkMissPath(b *testing.B) {
 			}
 		}
 		st.Close()
+	}
+	if err := s.Flush(ctx); err != nil {
+		b.Fatal(err)
 	}
 }

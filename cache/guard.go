@@ -342,20 +342,18 @@ func partition(sc Scope, f *facts) Scope {
 	if len(f.numbers) == 0 && len(f.dates) == 0 {
 		return sc
 	}
-	d := xxhash.New()
-	d.Write(sc[:])
+	var stack [256]byte
+	b := append(stack[:0], sc[:]...)
 	for _, n := range f.numbers {
-		d.WriteString(n)
-		d.Write([]byte{0})
+		b = append(append(b, n...), 0)
 	}
-	d.Write([]byte{1})
-	for _, n := range f.dates {
-		d.WriteString(n)
-		d.Write([]byte{0})
+	b = append(b, 1)
+	for _, d := range f.dates {
+		b = append(append(b, d...), 0)
 	}
 	var out Scope
-	binary.BigEndian.PutUint64(out[:8], d.Sum64())
-	d.Write([]byte{0xff})
-	binary.BigEndian.PutUint64(out[8:], d.Sum64())
+	binary.BigEndian.PutUint64(out[:8], xxhash.Sum64(b))
+	b = append(b, 0xff)
+	binary.BigEndian.PutUint64(out[8:], xxhash.Sum64(b))
 	return out
 }

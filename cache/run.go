@@ -36,9 +36,14 @@ func (s *Stage) Run(ctx context.Context) error {
 	return nil
 }
 
+// linger is how long the writer waits for more answers after the first of a batch: one
+// transaction (and one fsync) per batch instead of per answer under load. Flush barriers
+// end a batch at once.
+const linger = 20 * time.Millisecond
+
 // write stores queued answers in batches (one transaction or pipeline each).
 func (s *Stage) write(ctx context.Context) {
-	batch := make([]*pending, 0, 64)
+	batch := make([]*pending, 0, 256)
 	for {
 		select {
 		case <-ctx.Done():
@@ -58,14 +63,23 @@ func (s *Stage) write(ctx context.Context) {
 			return
 		case p := <-s.writes:
 			batch = append(batch[:0], p)
-		drain:
-			for len(batch) < cap(batch) {
-				select {
-				case p := <-s.writes:
-					batch = append(batch, p)
-				default:
-					break drain
+			if p.done == nil {
+				t := time.NewTimer(linger)
+			collect:
+				for len(batch) < cap(batch) {
+					select {
+					case p := <-s.writes:
+						batch = append(batch, p)
+						if p.done != nil {
+							break collect
+						}
+					case <-t.C:
+						break collect
+					case <-ctx.Done():
+						break collect
+					}
 				}
+				t.Stop()
 			}
 			s.flush(ctx, batch)
 			clear(batch)
