@@ -35,6 +35,7 @@ type Config struct {
 	Compress  Compress  `yaml:"compress"`
 	Routing   Routing   `yaml:"routing"`
 	Ledger    Ledger    `yaml:"ledger"`
+	Cache     Cache     `yaml:"cache"`
 	// Tokenizer is a Hugging Face tokenizer.json used to count tokens when an engine
 	// reports none (default: the Llama-2 vocabulary in the cache, when present).
 	Tokenizer string `yaml:"tokenizer"`

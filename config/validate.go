@@ -67,6 +67,7 @@ func (c *Config) applyDefaults(env Env) {
 		c.Log.Level = "info"
 	}
 	c.Compress.applyDefaults()
+	c.Cache.applyDefaults(env)
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -171,6 +172,7 @@ func (c *Config) Validate() error {
 	if c.GPU.Headroom < 0 || c.GPU.Headroom >= 1 {
 		bad("gpu.headroom", "must be in [0, 1), got %g", c.GPU.Headroom)
 	}
+	c.Cache.validate(bad)
 	switch c.Scheduler.Policy {
 	case "sluice", "least-loaded", "round-robin":
 	default:

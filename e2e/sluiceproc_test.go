@@ -22,17 +22,45 @@ import (
 	_ "modernc.org/sqlite" // to read the ledger's file
 )
 
-// buildSluice builds the sluice binary (cmd/sluice) into a test directory.
+// builtSluice is the sluice binary built once for the package's tests (buildSluice).
+type builtSluice struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+	out  []byte
+}
+
+// testBinary is the package's one build of sluice (tests share it).
+var testBinary builtSluice
+
+// TestMain runs the package's tests, then removes the binary they shared.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if testBinary.dir != "" {
+		os.RemoveAll(testBinary.dir)
+	}
+	os.Exit(code)
+}
+
+// buildSluice builds the sluice binary (cmd/sluice) once for the package's tests and
+// returns its path (TestMain removes it).
 func buildSluice(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "sluice")
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "../cmd/sluice")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	b := &testBinary
+	b.once.Do(func() {
+		if b.dir, b.err = os.MkdirTemp("", "sluice-e2e-bin-"); b.err != nil {
+			return
+		}
+		b.path = filepath.Join(b.dir, "sluice")
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+		defer cancel()
+		b.out, b.err = exec.CommandContext(ctx, "go", "build", "-o", b.path, "../cmd/sluice").CombinedOutput()
+	})
+	if b.err != nil {
+		t.Fatalf("go build: %v\n%s", b.err, b.out)
 	}
-	return bin
+	return b.path
 }
 
 // sluiceProc is a `sluice serve` process.
@@ -60,13 +88,14 @@ func (l *lockedBuf) String() string {
 	return l.b.String()
 }
 
-// startSluice runs `sluice serve --config cfg` and returns once it says it is ready.
-func startSluice(t *testing.T, bin, cfg, dataDir string) *sluiceProc {
+// startSluice runs `sluice serve --config cfg` with its cache and data in dataDir (and
+// env added) and returns once it says it is ready.
+func startSluice(t *testing.T, bin, cfg, dataDir string, env ...string) *sluiceProc {
 	t.Helper()
 	port := listenPort(t, cfg)
 	p := &sluiceProc{URL: "http://127.0.0.1:" + port, stderr: &lockedBuf{}, exited: make(chan error, 1)}
 	p.cmd = exec.Command(bin, "serve", "--config", cfg, "--log-level", "debug")
-	p.cmd.Env = append(os.Environ(), "SLUICE_CACHE="+dataDir, "SLUICE_DATA="+dataDir)
+	p.cmd.Env = append(append(os.Environ(), "SLUICE_CACHE="+dataDir, "SLUICE_DATA="+dataDir), env...)
 	p.cmd.Stderr = p.stderr
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -256,6 +257,9 @@ func requestOptions(ctx *fasthttp.RequestCtx, r *models.Request) error {
 		}
 		r.Tier = string(v) // the router checks it against the configured tiers
 	}
+	if err := cacheDirective(ctx, r); err != nil {
+		return err
+	}
 	if v := ctx.Request.Header.Peek("X-Sluice-Feature"); len(v) > 0 {
 		if len(v) > 128 {
 			return models.InvalidParam("X-Sluice-Feature", "header X-Sluice-Feature must be at most 128 bytes, got %d", len(v))
@@ -267,6 +271,35 @@ func requestOptions(ctx *fasthttp.RequestCtx, r *models.Request) error {
 			return models.InvalidParam("X-Sluice-Compress", "header X-Sluice-Compress must be at most 64 bytes, got %d", len(v))
 		}
 		r.Compress = string(v)
+	}
+	return nil
+}
+
+// cacheDirective reads what the client asks of the answer cache: Cache-Control no-cache
+// (answer afresh, the new answer may be kept) and no-store (neither read nor keep), or
+// sluice's own X-Sluice-Cache: refresh, off or force (cache even a request sampled at a
+// high temperature).
+func cacheDirective(ctx *fasthttp.RequestCtx, r *models.Request) error {
+	if cc := ctx.Request.Header.Peek("Cache-Control"); len(cc) > 0 {
+		for _, d := range bytes.Split(cc, []byte{','}) {
+			switch string(bytes.ToLower(bytes.TrimSpace(d))) {
+			case "no-cache", "max-age=0":
+				r.Cache |= models.CacheNoRead
+			case "no-store":
+				r.Cache |= models.CacheNoStore
+			}
+		}
+	}
+	switch v := ctx.Request.Header.Peek("X-Sluice-Cache"); string(v) {
+	case "":
+	case "off", "bypass":
+		r.Cache |= models.CacheNoStore
+	case "refresh":
+		r.Cache |= models.CacheNoRead
+	case "force", "on":
+		r.Cache |= models.CacheForce
+	default:
+		return models.InvalidParam("X-Sluice-Cache", "header X-Sluice-Cache must be off, refresh or force, got %q", v)
 	}
 	return nil
 }

@@ -43,10 +43,13 @@ type Options struct {
 	// AdminKeys guard /admin/*; empty: the admin endpoints are closed.
 	AdminKeys [][32]byte
 	// Status renders GET /admin/status (JSON); nil: not served.
-	Status    func() []byte
-	Router    Router
-	Scheduler Scheduler
-	Models    func() []models.ModelInfo
+	Status func() []byte
+	// CachePurge serves POST /admin/cache/purge?tenant=&model= (either may be empty:
+	// all); it returns how many cached answers it removed. nil: not served.
+	CachePurge func(ctx context.Context, tenant, model string) (int, error)
+	Router     Router
+	Scheduler  Scheduler
+	Models     func() []models.ModelInfo
 	// Ready reports readiness and a JSON-serialisable detail for /readyz.
 	Ready    func() (bool, []byte)
 	Registry *prometheus.Registry // metrics are registered here and served on /metrics
@@ -232,6 +235,8 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		rt = route{fasthttp.MethodGet, (*Server).adminStatus}
 	case "/v1/usage":
 		rt = route{fasthttp.MethodGet, (*Server).usageReport}
+	case "/admin/cache/purge":
+		rt = route{fasthttp.MethodPost, (*Server).adminCachePurge}
 	default:
 		if string(path) == "/admin/keys" || bytes.HasPrefix(path, []byte("/admin/keys/")) {
 			s.adminKeys(ctx) // several methods: checked by the handler
@@ -332,6 +337,43 @@ func (s *Server) adminStatus(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBody(s.opts.Status())
+}
+
+// admin checks the admin key (checkAdmin) for an endpoint that is served; it writes the
+// error and returns false when refused.
+func (s *Server) admin(ctx *fasthttp.RequestCtx, served bool) bool {
+	if !served {
+		s.fail(ctx, "", "", models.Errorf(models.ErrForbidden, "this admin endpoint is not served (its feature is off)"))
+		return false
+	}
+	if err := s.checkAdmin(ctx); err != nil {
+		s.fail(ctx, "", "", err)
+		return false
+	}
+	return true
+}
+
+// adminCachePurge removes cached answers of a tenant, a model, both, or (neither given,
+// with all=true) everything.
+func (s *Server) adminCachePurge(ctx *fasthttp.RequestCtx) {
+	if !s.admin(ctx, s.opts.CachePurge != nil) {
+		return
+	}
+	args := ctx.QueryArgs()
+	tenant, model := string(args.Peek("tenant")), string(args.Peek("model"))
+	if tenant == "" && model == "" && string(args.Peek("all")) != "true" {
+		s.fail(ctx, "", "", models.InvalidParam("tenant", "name a tenant or a model to purge (or all=true for everything)"))
+		return
+	}
+	n, err := s.opts.CachePurge(context.Background(), tenant, model)
+	if err != nil {
+		s.opts.Logger.Warn("cache purge failed", "err", err)
+		s.fail(ctx, "", "", &models.Error{Kind: models.ErrUnavailable, Msg: "the cache store did not answer", Err: err})
+		return
+	}
+	b := append([]byte(`{"purged":`), strconv.Itoa(n)...)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(b, '}'))
 }
 
 func (s *Server) listModels(ctx *fasthttp.RequestCtx) {

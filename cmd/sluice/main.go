@@ -23,6 +23,7 @@ Usage:
   sluice gpus                                   this box's GPUs (NVML)
   sluice bench gateway [--json] [--duration 5s] [--rates 500,2000,5000]
   sluice router train|eval|data|score           the classifier behind model "auto"
+  sluice bench cache [--json] [--sizes 10000,100000,1000000]   answer cache latency and hit quality
   sluice version
 
 Run "sluice <command> -h" for a command's flags.

@@ -290,14 +290,29 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if chain, err = compressStage(cfg, chain, counter, reg, log); err != nil {
 		return err
 	}
+	// The answer cache wraps everything below it: a hit never reaches the scheduler, a
+	// budget or the compressor (it is keyed on the request as the client sent it).
+	cacheStage, cacheStore, err := buildCache(ctx, cfg, chain, reg, counter, log)
+	if err != nil {
+		return err
+	}
+	var purge func(context.Context, string, string) (int, error)
+	if cacheStage != nil {
+		chain, purge = cacheStage, cacheStage.Purge
+		cacheCtx, stopCache := context.WithCancel(context.Background())
+		cacheDone := make(chan struct{})
+		go func() { _ = cacheStage.Run(cacheCtx); close(cacheDone) }()
+		// On the way out (after the gateway drained): store what is queued, then close.
+		defer func() { stopCache(); <-cacheDone; _ = cacheStore.Close() }()
+	}
 	gwOpts := gateway.Options{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, RequestTimeout: cfg.Server.RequestTimeout,
 		Limits: gatewayLimits(cfg.Server.Limits),
 		Router: rt, Scheduler: chain, Models: rt.Models,
 		Ready: sched.Ready, Registry: reg, Logger: log,
-		AdminKeys: cfg.Server.AdminKeyDigests(),
-		Record:    bk.record(acct, log),
-		Status:    func() []byte { return statusJSON(mon, sched, rt, acct) },
+		AdminKeys: cfg.Server.AdminKeyDigests(), CachePurge: purge,
+		Record: bk.record(acct, log),
+		Status: func() []byte { return statusJSON(mon, sched, rt, acct) },
 	}
 	bk.options(&gwOpts)
 	gw, err := gateway.New(gwOpts)
