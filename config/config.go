@@ -32,6 +32,10 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	Pricing   Pricing   `yaml:"pricing"`
 	GPU       GPU       `yaml:"gpu"`
+	Compress  Compress  `yaml:"compress"`
+	Routing   Routing   `yaml:"routing"`
+	Ledger    Ledger    `yaml:"ledger"`
+	Cache     Cache     `yaml:"cache"`
 	// Tokenizer is a Hugging Face tokenizer.json used to count tokens when an engine
 	// reports none (default: the Llama-2 vocabulary in the cache, when present).
 	Tokenizer string `yaml:"tokenizer"`
@@ -43,14 +47,21 @@ type Server struct {
 	MaxBodyBytes   int           `yaml:"max_body_bytes"`
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// APIKeys are accepted bearer keys: plain keys (put them in the environment and
-	// write "${MY_KEY}") or "sha256:<hex>" digests. Empty: no authentication.
-	APIKeys []string `yaml:"api_keys"`
+	// write "${MY_KEY}"), "sha256:<hex>" digests, or objects with a key's policy and
+	// limits (see APIKey). Keys can also live in the ledger's store (`sluice keys`).
+	// None at all: no authentication.
+	APIKeys []APIKey `yaml:"api_keys"`
 	// ShutdownTimeout bounds how long in-flight requests may finish on shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// AdminKeys guard /admin/* (plain or "sha256:<hex>"). Empty: sluice makes a random
 	// key at start and writes it to AdminKeyFile for `sluice status` on the same box.
 	AdminKeys    []string `yaml:"admin_keys"`
 	AdminKeyFile string   `yaml:"admin_key_file"`
+	// AllowPublicWithoutKeys lets sluice serve a non-loopback address without API keys
+	// (e.g. behind a proxy that authenticates); otherwise it refuses to start.
+	AllowPublicWithoutKeys bool `yaml:"allow_public_without_keys"`
+	// Limits against slow, abusive or too many clients (config/limits.go).
+	Limits Limits `yaml:"limits"`
 }
 
 // Pricing sets what hardware and cloud tokens cost.
@@ -60,7 +71,9 @@ type Pricing struct {
 	GPUPerHour map[string]float64 `yaml:"gpu_per_hour"`
 	// CPUPerHour is what the box costs per hour when engines run without GPUs.
 	CPUPerHour float64 `yaml:"cpu_per_hour"`
-	// Reference is the cloud model every request is compared with (default gpt-4o).
+	// Reference, when set, is the cloud model every request is compared with; unset,
+	// each model is compared with its class's (ledger.references: a small local model
+	// with a small cloud model).
 	Reference string `yaml:"reference"`
 	// Cloud list prices per million tokens, merged over the defaults.
 	Cloud map[string]CloudPrice `yaml:"cloud"`
@@ -83,10 +96,17 @@ type GPU struct {
 // url), an Ollama server, or any OpenAI-compatible server.
 type Engine struct {
 	Name string `yaml:"name"`
-	Kind string `yaml:"kind"` // llamacpp | ollama | openai
+	Kind string `yaml:"kind"` // llamacpp | ollama | openai | anthropic | gemini
 	URL  string `yaml:"url"`
 	// APIKey for OpenAI-compatible engines and clouds (use ${ENV_VAR}).
 	APIKey string `yaml:"api_key"`
+
+	// Clouds and regions (config/cloud.go).
+	Provider   string `yaml:"provider"`    // kind openai: generic (default) | openai | azure | mistral
+	Region     string `yaml:"region"`      // local (default for local engines) | eu | us | ...; required for clouds
+	APIVersion string `yaml:"api_version"` // azure api-version, anthropic-version, gemini path version
+	Deployment string `yaml:"deployment"`  // azure: one deployment for every model (default: the model's upstream name)
+	MaxTokens  int    `yaml:"max_tokens"`  // anthropic: max_tokens of requests that set none (default 4096)
 
 	// Managed llama-server.
 	Binary    string   `yaml:"binary"`
@@ -128,6 +148,8 @@ type Model struct {
 	Kind     string   `yaml:"kind"` // chat (default) | embedding
 	// Reference is the cloud model this one is compared with (default pricing.reference).
 	Reference string `yaml:"reference"`
+	// ModelRouting: tier, context window, capabilities, price (config/routing.go).
+	ModelRouting `yaml:",inline"`
 }
 
 // Scheduler tunes admission and placement.
@@ -253,6 +275,9 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 		if t == reflect.TypeOf(time.Duration(0)) {
 			return nil
 		}
+		if n.Kind == yaml.ScalarNode && reflect.PointerTo(t).Implements(scalarStruct) {
+			return nil // a string that stands for the whole struct (APIKey)
+		}
 		if n.Kind != yaml.MappingNode {
 			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 				return nil
@@ -260,13 +285,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 			return fmt.Errorf("%s: expected a mapping (line %d)", orRoot(path), n.Line)
 		}
 		fields := map[string]reflect.StructField{}
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
-			if tag != "" && tag != "-" {
-				fields[tag] = f
-			}
-		}
+		addFields(fields, t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i].Value
 			f, ok := fields[k]
@@ -289,6 +308,24 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 		}
 	}
 	return nil
+}
+
+// scalarStruct is implemented by struct types that also accept a plain string.
+var scalarStruct = reflect.TypeOf((*interface{ acceptsScalar() })(nil)).Elem()
+
+// addFields collects t's YAML keys, those of inline structs included.
+func addFields(fields map[string]reflect.StructField, t reflect.Type) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		parts := strings.Split(f.Tag.Get("yaml"), ",")
+		if len(parts) > 1 && parts[1] == "inline" && f.Type.Kind() == reflect.Struct {
+			addFields(fields, f.Type)
+			continue
+		}
+		if parts[0] != "" && parts[0] != "-" {
+			fields[parts[0]] = f
+		}
+	}
 }
 
 func join(path, k string) string {

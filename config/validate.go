@@ -37,6 +37,7 @@ func (c *Config) applyDefaults(env Env) {
 	if s.ShutdownTimeout == 0 {
 		s.ShutdownTimeout = 30 * time.Second
 	}
+	s.Limits.applyDefaults()
 	if c.Scheduler.MaxQueue == 0 {
 		c.Scheduler.MaxQueue = 256
 	}
@@ -48,9 +49,6 @@ func (c *Config) applyDefaults(env Env) {
 	}
 	if c.Scheduler.SLO == (SLO{}) {
 		c.Scheduler.SLO.Interactive = 5 * time.Second
-	}
-	if c.Pricing.Reference == "" {
-		c.Pricing.Reference = "gpt-4o"
 	}
 	if c.Pricing.CPUPerHour == 0 {
 		c.Pricing.CPUPerHour = 0.05
@@ -64,9 +62,12 @@ func (c *Config) applyDefaults(env Env) {
 	if c.Server.AdminKeyFile == "" {
 		c.Server.AdminKeyFile = filepath.Join(cache, "admin-key")
 	}
+	c.Ledger.applyDefaults(env)
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	c.Compress.applyDefaults()
+	c.Cache.applyDefaults(env)
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -104,6 +105,7 @@ func (c *Config) applyDefaults(env Env) {
 		if e.Context == 0 {
 			e.Context = 2048
 		}
+		applyCloudDefaults(&e)
 		for i := range e.Models {
 			if e.Models[i].Upstream == "" {
 				e.Models[i].Upstream = e.Models[i].Name
@@ -115,6 +117,7 @@ func (c *Config) applyDefaults(env Env) {
 		kept = append(kept, e)
 	}
 	c.Engines = kept
+	c.Routing.applyDefaults(c)
 }
 
 // DefaultLlamaServer finds llama-server: $SLUICE_LLAMA_SERVER, the build cache
@@ -145,16 +148,9 @@ func (c *Config) Validate() error {
 	if c.Server.RequestTimeout < time.Second {
 		bad("server.request_timeout", "must be at least 1s, got %v", c.Server.RequestTimeout)
 	}
-	for i, k := range c.Server.APIKeys {
-		p := fmt.Sprintf("server.api_keys[%d]", i)
-		if k == "" {
-			bad(p, "is empty (an unset environment variable?)")
-		} else if h, ok := strings.CutPrefix(k, "sha256:"); ok {
-			if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
-				bad(p, "sha256: digest must be 64 hex digits")
-			}
-		}
-	}
+	c.Server.Limits.validate(bad)
+	c.Server.validateKeys(bad)
+	c.Ledger.validate(bad)
 	for i, k := range c.Server.AdminKeys {
 		if k == "" {
 			bad(fmt.Sprintf("server.admin_keys[%d]", i), "is empty (an unset environment variable?)")
@@ -176,6 +172,7 @@ func (c *Config) Validate() error {
 	if c.GPU.Headroom < 0 || c.GPU.Headroom >= 1 {
 		bad("gpu.headroom", "must be in [0, 1), got %g", c.GPU.Headroom)
 	}
+	c.Cache.validate(bad)
 	switch c.Scheduler.Policy {
 	case "sluice", "least-loaded", "round-robin":
 	default:
@@ -202,6 +199,8 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
+	c.Compress.validate(bad)
+	c.Routing.validate(c, bad)
 	if len(c.Engines) == 0 {
 		bad("engines", "no engines configured: add one, or pass --model, --ollama or --upstream")
 	}
@@ -225,12 +224,14 @@ func (c *Config) Validate() error {
 				}
 			}
 		case "ollama", "openai":
-			if e.URL == "" {
+			if e.URL == "" && !e.Cloud() {
 				bad(p+".url", "is required for a %s engine", e.Kind)
 			}
+		case KindAnthropic, KindGemini:
 		default:
-			bad(p+".kind", "must be llamacpp, ollama or openai, got %q", e.Kind)
+			bad(p+".kind", "must be llamacpp, ollama, openai, anthropic or gemini, got %q", e.Kind)
 		}
+		validateCloud(p, &e, bad)
 		if e.URL != "" {
 			if u, err := url.Parse(e.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				bad(p+".url", "%q is not an http(s) URL", e.URL)
@@ -274,9 +275,6 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
-
-// KeyDigests returns the SHA-256 digests of the configured API keys.
-func (s *Server) KeyDigests() [][32]byte { return digests(s.APIKeys) }
 
 // AdminKeyDigests returns the SHA-256 digests of the configured admin keys.
 func (s *Server) AdminKeyDigests() [][32]byte { return digests(s.AdminKeys) }

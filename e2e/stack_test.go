@@ -37,6 +37,7 @@ type stackOptions struct {
 	apiKeys      [][32]byte
 	maxQueue     int
 	chatOverride *enginetest.Proc
+	refreshEvery time.Duration // how often the scheduler probes the engines (default 200ms)
 }
 
 // startStack starts llama-server (chat and embedding) and a gateway in front of them.
@@ -87,7 +88,10 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		backends["ollama"] = ob
 		entries = append(entries, router.Entry{Name: "tiny-ollama", Backend: "ollama", UpstreamModel: "tiny"})
 	}
-	st.Sched = scheduler.New(backends, scheduler.Options{Registry: st.Reg, MaxQueue: o.maxQueue, RefreshEvery: 200 * time.Millisecond})
+	if o.refreshEvery == 0 {
+		o.refreshEvery = 200 * time.Millisecond
+	}
+	st.Sched = scheduler.New(backends, scheduler.Options{Registry: st.Reg, MaxQueue: o.maxQueue, RefreshEvery: o.refreshEvery})
 	ctx, cancel := context.WithCancel(context.Background())
 	st.Sched.RefreshAll(ctx)
 	done := make(chan struct{})

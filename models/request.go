@@ -72,9 +72,16 @@ type Request struct {
 	// User is the OpenAI "user" field; Feature the X-Sluice-Feature header (for reports).
 	User    string
 	Feature string
+	// Compress is the X-Sluice-Compress header as sent (the compress stage parses it).
+	Compress string
+	// Tier is the tier the client forces (X-Sluice-Tier header); "" lets the router choose.
+	Tier string
 
 	// IncludeUsage: the client asked for a usage chunk at the end of a stream.
 	IncludeUsage bool
+	// Cache is what the client asked of the answer cache (Cache-Control and
+	// X-Sluice-Cache request headers).
+	Cache CacheDirective
 
 	Messages []Message // chat
 	Prompt   []string  // completions
@@ -146,11 +153,32 @@ func joinLines(s []string) string {
 	return string(b)
 }
 
+// CacheDirective is a client's instruction to the answer cache; the flags combine.
+type CacheDirective uint8
+
+// Cache directives.
+const (
+	// CacheNoRead (Cache-Control: no-cache, X-Sluice-Cache: refresh): do not answer from
+	// the cache; the fresh answer may replace the cached one.
+	CacheNoRead CacheDirective = 1 << iota
+	// CacheNoStore (Cache-Control: no-store, X-Sluice-Cache: off): neither read nor store.
+	CacheNoStore
+	// CacheForce (X-Sluice-Cache: force): cache the request even when its sampling is not
+	// deterministic enough (a high temperature).
+	CacheForce
+)
+
 // Candidate is one backend that serves a model, and the name it knows the model by.
 type Candidate struct {
 	Backend       string
 	UpstreamModel string
 	Region        string // "local" for the box's own engines; a provider region otherwise
+	// Model is the catalog name (what clients see), Tier its tier and ContextWindow its
+	// context in tokens (0: unknown). The router fills them; a fallback to another
+	// model answers under that model's name.
+	Model         string
+	Tier          string
+	ContextWindow int
 }
 
 // Target is where a request goes. The router fills Model and Candidates (every backend
@@ -158,6 +186,11 @@ type Candidate struct {
 // for engines with addressable slots, Slot.
 type Target struct {
 	Candidates []Candidate
+	// Fallbacks are where the request may go, in order, when no candidate can take it
+	// (local capacity saturated, or a failure before the first token): other engines and
+	// models of at least the requested tier, already filtered by the key's residency
+	// policy. Only the overflow stage reads them.
+	Fallbacks []Candidate
 
 	Model         string // catalog name (what the client sees)
 	Backend       string // backend id

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,9 +27,37 @@ import (
 )
 
 type serveFlags struct {
-	config, listen, model, ollama, upstream, upstreamKey, llamaServer, logLevel string
-	slots                                                                       int
-	readyTimeout                                                                time.Duration
+	config, listen, model, ollama, upstream, upstreamRegion, llamaServer, logLevel string
+	upstreamKeyEnv, upstreamKeyFile                                                string
+	slots                                                                          int
+	readyTimeout                                                                   time.Duration
+	insecurePublic                                                                 bool
+}
+
+// upstreamKey reads the key for --upstream from the environment variable or the file
+// the flags name: never from the command line, where ps and shell history show it.
+func (f serveFlags) upstreamKey(env config.Env) (string, error) {
+	switch {
+	case f.upstreamKeyEnv != "" && f.upstreamKeyFile != "":
+		return "", errors.New("flags: give --upstream-key-env or --upstream-key-file, not both")
+	case f.upstreamKeyEnv != "":
+		k, ok := env(f.upstreamKeyEnv)
+		if !ok || k == "" {
+			return "", fmt.Errorf("flags: --upstream-key-env: environment variable %s is not set", f.upstreamKeyEnv)
+		}
+		return k, nil
+	case f.upstreamKeyFile != "":
+		b, err := os.ReadFile(f.upstreamKeyFile)
+		if err != nil {
+			return "", fmt.Errorf("flags: --upstream-key-file: %w", err)
+		}
+		k := strings.TrimSpace(string(b))
+		if k == "" {
+			return "", fmt.Errorf("flags: --upstream-key-file: %s is empty", f.upstreamKeyFile)
+		}
+		return k, nil
+	}
+	return "", nil
 }
 
 func loadServeConfig(f serveFlags, env config.Env) (*config.Config, error) {
@@ -48,8 +77,13 @@ func loadServeConfig(f serveFlags, env config.Env) (*config.Config, error) {
 			cfg.Engines = append(cfg.Engines, config.Engine{Name: "ollama", Kind: "ollama", URL: f.ollama, Slots: f.slots})
 		}
 		if f.upstream != "" {
-			cfg.Engines = append(cfg.Engines, config.Engine{Name: "upstream", Kind: "openai", URL: f.upstream,
-				APIKey: f.upstreamKey, Slots: f.slots})
+			key, err := f.upstreamKey(env)
+			if err != nil {
+				return nil, err
+			}
+			up := config.Engine{Name: "upstream", Kind: "openai", URL: f.upstream, APIKey: key, Slots: f.slots}
+			up.Region = f.upstreamRegion
+			cfg.Engines = append(cfg.Engines, up)
 		}
 		err = cfg.Finish(env)
 		if err != nil {
@@ -66,6 +100,9 @@ func loadServeConfig(f serveFlags, env config.Env) (*config.Config, error) {
 	}
 	if f.logLevel != "" {
 		cfg.Log.Level = f.logLevel
+	}
+	if f.insecurePublic {
+		cfg.Server.AllowPublicWithoutKeys = true
 	}
 	if f.llamaServer != "" {
 		for i := range cfg.Engines {
@@ -96,13 +133,22 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.model, "model", "", "serve this GGUF file with a llama-server sluice runs")
 	fs.StringVar(&f.ollama, "ollama", "", "serve the models of the Ollama server at this URL")
 	fs.StringVar(&f.upstream, "upstream", "", "serve the models of this OpenAI-compatible base URL (e.g. http://vllm:8000/v1)")
-	fs.StringVar(&f.upstreamKey, "upstream-key", "", "API key for --upstream (prefer a config file with ${ENV})")
+	fs.StringVar(&f.upstreamKeyEnv, "upstream-key-env", "", "name of the environment variable holding the API key for --upstream")
+	fs.StringVar(&f.upstreamKeyFile, "upstream-key-file", "", "file holding the API key for --upstream")
+	var keyOnCmdline string
+	fs.StringVar(&keyOnCmdline, "upstream-key", "", "refused: a key on the command line is visible to every user of the machine (ps); use --upstream-key-env or --upstream-key-file")
+	fs.StringVar(&f.upstreamRegion, "upstream-region", "", "region of --upstream: local (default for loopback and private addresses), eu, us, ...")
+	fs.BoolVar(&f.insecurePublic, "insecure-public", false, "serve a non-loopback --listen address without API keys (anyone who reaches it may use the engines)")
 	fs.StringVar(&f.llamaServer, "llama-server", "", "llama-server binary (default: $SLUICE_LLAMA_SERVER, the build cache, $PATH)")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error")
 	fs.IntVar(&f.slots, "slots", 0, "slots (parallel sequences) for engines given by flags (default 4)")
 	fs.DurationVar(&f.readyTimeout, "ready-timeout", 3*time.Minute, "how long to wait for engines at start")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if keyOnCmdline != "" {
+		return errors.New("--upstream-key puts the key on the command line, where ps and shell history show it: " +
+			"use --upstream-key-env NAME (an environment variable) or --upstream-key-file PATH")
 	}
 	cfg, err := loadServeConfig(f, config.OSEnv)
 	if err != nil {
@@ -143,16 +189,46 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	costs, err := engineCosts(cfg, snap, placed)
+	pool := boxPool()
+	costs, err := engineCosts(cfg, snap, placed, pool)
 	if err != nil {
 		return err
 	}
 	acct := cost.NewAccountant(cloudPrices(cfg), cfg.Pricing.Reference, modelReferences(cfg))
+	acct.SetClasses(modelClasses(cfg), cfg.Ledger.References, cost.ClassSmall)
 	for _, c := range costs {
 		acct.AddEngine(c)
-		log.Info("engine price", "engine", c.Name, "hardware", c.GPU, "usd_per_hour", c.Meter.PerHour())
+		if c.Meter != nil {
+			log.Info("engine price", "engine", c.Name, "hardware", c.GPU, "usd_per_hour", c.Meter.PerHour())
+		} else {
+			log.Info("engine price", "engine", c.Name, "hardware", c.GPU, "per_token", "pricing.cloud list prices; models without one are unpriced")
+		}
 	}
+	boxPerHour, err := boxPrice(cfg, snap)
+	if err != nil {
+		return err
+	}
+	acct.SetBox(pool, boxPerHour, time.Now())
+	log.Info("box price", "pool", pool, "usd_per_hour", boxPerHour)
 	reg.MustRegister(acct)
+	bk, err := openBooks(ctx, cfg, acct, reg, log)
+	if err != nil {
+		return err
+	}
+	defer bk.close()
+	log.Info(bk.describeAuth())
+	// Without API keys (in the config or the key store) sluice serves loopback only,
+	// unless told otherwise; checked before any engine starts.
+	exposure, err := cfg.Server.CheckExposure(bk.keys.Required())
+	if err != nil {
+		return err
+	}
+	if exposure != "" {
+		fmt.Fprintln(stdout, "sluice: "+exposure)
+		if cfg.Server.AllowPublicWithoutKeys {
+			log.Warn(exposure)
+		}
+	}
 	adminKeys, note, err := adminKey(cfg)
 	if err != nil {
 		return fmt.Errorf("admin key: %w", err)
@@ -184,18 +260,22 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer stopEngines()
 
 	sc := cfg.Scheduler
-	sched := scheduler.New(engines.backends(), scheduler.Options{
+	sched := scheduler.New(engines.localBackends(), scheduler.Options{
 		MaxQueue: sc.MaxQueue, RefreshEvery: sc.RefreshEvery, Registry: reg, Logger: log,
 		Policy:  scheduler.Policy(sc.Policy),
 		Weights: scheduler.Weights{Prefix: sc.Weights.Prefix, Load: sc.Weights.Load, KV: sc.Weights.KV, GPU: sc.Weights.GPU, Evict: sc.Weights.Evict, Home: sc.Weights.Home},
 		SLO:     [2]time.Duration{sc.SLO.Interactive, sc.SLO.Batch}, TenantWeights: sc.TenantWeights,
 		Engines: engines.schedulerOptions(), GPUUtil: gpuUtil(mon, placed), Meters: acct.Meters(),
 	})
-	entries, err := engines.catalog(ctx, log)
+	entries, err := engines.catalog(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	rt, err := router.New(entries)
+	ropts, err := routerOptions(cfg)
+	if err != nil {
+		return err
+	}
+	rt, err := router.NewWithOptions(entries, ropts)
 	if err != nil {
 		return err
 	}
@@ -203,14 +283,39 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Each stage has the scheduler's Open(ctx, Target, *Request) and wraps the next one;
 	// they are added here innermost first (the scheduler is the last stop).
 	var chain gateway.Scheduler = sched
-	gw, err := gateway.New(gateway.Options{
+	chain = overflowStage(cfg, chain, engines.remoteBackends(cfg, entries, log), reg, log)
+	// Keys' rate limits and budgets, checked against every target the overflow stage
+	// may choose, local and remote, before dispatch (and after compression).
+	chain = bk.wrap(chain, costs, cfg, reg)
+	if chain, err = compressStage(cfg, chain, counter, reg, log); err != nil {
+		return err
+	}
+	// The answer cache wraps everything below it: a hit never reaches the scheduler, a
+	// budget or the compressor (it is keyed on the request as the client sent it).
+	cacheStage, cacheStore, err := buildCache(ctx, cfg, chain, reg, counter, log)
+	if err != nil {
+		return err
+	}
+	var purge func(context.Context, string, string) (int, error)
+	if cacheStage != nil {
+		chain, purge = cacheStage, cacheStage.Purge
+		cacheCtx, stopCache := context.WithCancel(context.Background())
+		cacheDone := make(chan struct{})
+		go func() { _ = cacheStage.Run(cacheCtx); close(cacheDone) }()
+		// On the way out (after the gateway drained): store what is queued, then close.
+		defer func() { stopCache(); <-cacheDone; _ = cacheStore.Close() }()
+	}
+	gwOpts := gateway.Options{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, RequestTimeout: cfg.Server.RequestTimeout,
-		APIKeys: cfg.Server.KeyDigests(), Router: rt, Scheduler: chain, Models: rt.Models,
+		Limits: gatewayLimits(cfg.Server.Limits),
+		Router: rt, Scheduler: chain, Models: rt.Models,
 		Ready: sched.Ready, Registry: reg, Logger: log,
-		AdminKeys: cfg.Server.AdminKeyDigests(),
-		Record:    func(r *models.Request, t models.Target, u *models.Usage) { acct.Record(t.Backend, t.Model, u) },
-		Status:    func() []byte { return statusJSON(mon, sched, rt, acct) },
-	})
+		AdminKeys: cfg.Server.AdminKeyDigests(), CachePurge: purge,
+		Record: bk.record(acct, log),
+		Status: func() []byte { return statusJSON(mon, sched, rt, acct) },
+	}
+	bk.options(&gwOpts)
+	gw, err := gateway.New(gwOpts)
 	if err != nil {
 		return err
 	}
@@ -262,4 +367,11 @@ func printReady(w io.Writer, addr string, ms []models.ModelInfo) {
 		fmt.Fprintf(w, "try: curl -N http://%s/v1/chat/completions -H 'Content-Type: application/json' "+
 			"-d '{\"model\":\"%s\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n", addr, chat)
 	}
+}
+
+// gatewayLimits passes server.limits to the gateway.
+func gatewayLimits(l config.Limits) gateway.Limits {
+	return gateway.Limits{HeaderTimeout: l.HeaderTimeout, BodyTimeout: l.BodyTimeout, WriteTimeout: l.WriteTimeout,
+		IdleTimeout: l.IdleTimeout, MaxConnections: l.MaxConnections, MaxConcurrentRequests: l.MaxConcurrentRequests,
+		LargeBodyBytes: l.LargeBodyBytes, MaxLargeBodies: l.MaxLargeBodies, OversizeDrain: l.OversizeDrain}
 }

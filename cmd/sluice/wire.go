@@ -11,9 +11,12 @@ import (
 	"github.com/sluice-llm/sluice/config"
 	"github.com/sluice-llm/sluice/models"
 	"github.com/sluice-llm/sluice/router"
+	"github.com/sluice-llm/sluice/runtime/anthropic"
+	"github.com/sluice-llm/sluice/runtime/gemini"
 	"github.com/sluice-llm/sluice/runtime/llamacpp"
 	"github.com/sluice-llm/sluice/runtime/ollama"
 	"github.com/sluice-llm/sluice/runtime/openai"
+	"github.com/sluice-llm/sluice/runtime/upstream"
 	"github.com/sluice-llm/sluice/scheduler"
 )
 
@@ -32,6 +35,9 @@ type engineSet struct{ list []*engine }
 
 func buildEngines(cfg *config.Config, counter models.TokenCounter, log *slog.Logger) (*engineSet, error) {
 	set := &engineSet{}
+	// Managed engines inherit only an allow-list of sluice's environment (PATH, HOME,
+	// locale, CUDA_*, ...): never its secrets.
+	baseEnv := config.OSEngineEnviron()
 	for _, ec := range cfg.Engines {
 		e := &engine{name: ec.Name, cfg: ec}
 		switch ec.Kind {
@@ -39,7 +45,7 @@ func buildEngines(cfg *config.Config, counter models.TokenCounter, log *slog.Log
 			b, err := llamacpp.New(llamacpp.Options{
 				Name: ec.Name, URL: ec.URL, Binary: ec.Binary, Model: ec.ModelPath, Slots: ec.Slots,
 				Context: ec.Context, Threads: ec.Threads, GPULayers: ec.GPULayers, Embedding: ec.Embedding,
-				Args: ec.Args, Env: ec.Env, Counter: counter, Logger: log, Alias: firstModel(ec),
+				Args: ec.Args, Env: ec.Env, BaseEnv: baseEnv, MaxEvent: cfg.Server.Limits.MaxEngineLineBytes, Counter: counter, Logger: log, Alias: firstModel(ec),
 			})
 			if err != nil {
 				set.close()
@@ -58,12 +64,31 @@ func buildEngines(cfg *config.Config, counter models.TokenCounter, log *slog.Log
 			e.backend, e.list, e.close = b, b.Models, b.Close
 		case "openai":
 			slots := ec.MaxConcurrency
-			b, err := openai.New(openai.Options{Name: ec.Name, BaseURL: ec.URL, APIKey: ec.APIKey, Slots: slots, Counter: counter})
+			prov, _ := openai.ParseProvider(ec.Provider) // config validated it
+			b, err := openai.New(openai.Options{Name: ec.Name, BaseURL: ec.URL, APIKey: ec.APIKey, Slots: slots, Counter: counter,
+				Provider: prov, APIVersion: ec.APIVersion, Deployment: ec.Deployment,
+				Upstream: upstream.Options{MaxEvent: cfg.Server.Limits.MaxEngineLineBytes}})
 			if err != nil {
 				set.close()
 				return nil, err
 			}
 			e.backend, e.list, e.close = b, b.Models, b.Close
+		case config.KindAnthropic:
+			b, err := anthropic.New(anthropic.Options{Name: ec.Name, BaseURL: ec.URL, APIKey: ec.APIKey, Version: ec.APIVersion,
+				MaxConcurrency: ec.MaxConcurrency, MaxTokens: ec.MaxTokens, Counter: counter})
+			if err != nil {
+				set.close()
+				return nil, err
+			}
+			e.backend, e.close = b, b.Close
+		case config.KindGemini:
+			b, err := gemini.New(gemini.Options{Name: ec.Name, BaseURL: ec.URL, APIKey: ec.APIKey, APIVersion: ec.APIVersion,
+				MaxConcurrency: ec.MaxConcurrency, Counter: counter})
+			if err != nil {
+				set.close()
+				return nil, err
+			}
+			e.backend, e.close = b, b.Close
 		default:
 			set.close()
 			return nil, fmt.Errorf("engine %s: unknown kind %q", ec.Name, ec.Kind)
@@ -78,14 +103,6 @@ func firstModel(ec config.Engine) string {
 		return ec.Models[0].Upstream
 	}
 	return ""
-}
-
-func (s *engineSet) backends() map[string]scheduler.Backend {
-	m := make(map[string]scheduler.Backend, len(s.list))
-	for _, e := range s.list {
-		m[e.name] = e.backend
-	}
-	return m
 }
 
 // schedulerOptions tells the scheduler what it may do with each engine: address
@@ -124,14 +141,17 @@ func (s *engineSet) close() {
 
 // catalog lists the models clients can call: those configured, and for engines with
 // none configured, those the engine itself reports.
-func (s *engineSet) catalog(ctx context.Context, log *slog.Logger) ([]router.Entry, error) {
+func (s *engineSet) catalog(ctx context.Context, cfg *config.Config, log *slog.Logger) ([]router.Entry, error) {
 	now := time.Now().Unix()
+	table := cloudPrices(cfg)
 	var out []router.Entry
 	for _, e := range s.list {
 		if len(e.cfg.Models) > 0 {
 			for _, m := range e.cfg.Models {
-				out = append(out, router.Entry{Name: m.Name, Aliases: m.Aliases, Backend: e.name,
-					UpstreamModel: m.Upstream, Kind: m.Kind, Created: now})
+				en := router.Entry{Name: m.Name, Aliases: m.Aliases, Backend: e.name,
+					UpstreamModel: m.Upstream, Kind: m.Kind, Created: now}
+				entryRouting(&en, e.cfg, m, table)
+				out = append(out, en)
 			}
 			continue
 		}
@@ -149,7 +169,9 @@ func (s *engineSet) catalog(ctx context.Context, log *slog.Logger) ([]router.Ent
 			if strings.Contains(strings.ToLower(n), "embed") {
 				kind = "embedding"
 			}
-			out = append(out, router.Entry{Name: n, Backend: e.name, UpstreamModel: n, Kind: kind, Created: now})
+			en := router.Entry{Name: n, Backend: e.name, UpstreamModel: n, Kind: kind, Created: now}
+			entryRouting(&en, e.cfg, config.Model{Name: n, Upstream: n}, table)
+			out = append(out, en)
 		}
 	}
 	return out, nil
