@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // BenchmarkAdd is the request path's share: encode, append to the journal, queue.
@@ -41,6 +42,36 @@ func BenchmarkApply(b *testing.B) {
 		}
 		if err := s.Apply(context.Background(), batch); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReserve is the budget stage's cost per request for a key with a rate limit:
+// one reservation, and the record that settles it applied in batches of 512 as the
+// writer does (so reservations do not pile up beyond those in flight).
+func BenchmarkReserve(b *testing.B) {
+	s, _ := openTestStore(b)
+	defer s.Close()
+	ctx := context.Background()
+	lim := Limits{RequestsPerMinute: 1 << 30, TokensPerMinute: 1 << 40}
+	batch := make([]Record, 0, 512)
+	now := time.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		uid := "r" + strconv.Itoa(i)
+		res := Reservation{UID: uid, KeyID: "key-bench", Time: now, Expires: now.Add(time.Hour), Tokens: 600}
+		if err := s.Reserve(ctx, res, lim, now); err != nil {
+			b.Fatal(err)
+		}
+		r := sampleRecord(uid)
+		r.KeyID = "key-bench"
+		batch = append(batch, r)
+		if len(batch) == cap(batch) {
+			if err := s.Apply(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
 		}
 	}
 }

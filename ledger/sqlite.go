@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -23,7 +22,32 @@ import (
 type SQLite struct {
 	db     *sql.DB
 	pruned atomic.Int64 // unix seconds minute windows were last pruned
+	// Reserve's statements, prepared once (parsing them per request cost more than
+	// running them), and when expired reservations were last deleted (unix seconds).
+	reserve   reserveStmts
+	resPruned atomic.Int64
 }
+
+// reserveStmts are Reserve's statements.
+type reserveStmts struct {
+	prune, insert *sql.Stmt
+	used          map[string]*sql.Stmt // by span: m, d, M
+}
+
+// The statements behind Reserve. used reads a key's window and what its unexpired
+// reservations hold in that window, in one query.
+const (
+	reservePrune = `DELETE FROM reservations WHERE expires < ?`
+	// reserveUsed is completed with the reservations' column for the span.
+	reserveUsed = `SELECT
+		(SELECT requests FROM windows WHERE key_id = ?1 AND span = ?2 AND start = ?3),
+		(SELECT tokens FROM windows WHERE key_id = ?1 AND span = ?2 AND start = ?3),
+		(SELECT usd FROM windows WHERE key_id = ?1 AND span = ?2 AND start = ?3),
+		count(*), sum(tokens), sum(usd)
+		FROM reservations WHERE key_id = ?1 AND expires >= ?4 AND `
+	reserveInsert = `INSERT OR REPLACE INTO reservations(uid, key_id, minute, day, month, expires, tokens, usd)
+		VALUES (?,?,?,?,?,?,?,?)`
+)
 
 var _ Store = (*SQLite)(nil)
 
@@ -56,6 +80,7 @@ CREATE TABLE IF NOT EXISTS reservations(
 	expires INTEGER NOT NULL, tokens INTEGER NOT NULL, usd REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reservations_key ON reservations(key_id);
+CREATE INDEX IF NOT EXISTS reservations_key_minute ON reservations(key_id, minute);
 CREATE TABLE IF NOT EXISTS hardware(
 	pool TEXT NOT NULL, minute INTEGER NOT NULL, usd REAL NOT NULL,
 	PRIMARY KEY(pool, minute)
@@ -100,8 +125,30 @@ func OpenSQLite(path string, power bool) (*SQLite, error) {
 		db.Close()
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
+	if err := s.prepareReserve(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
+	}
 	_ = os.Chmod(path, 0o600)
 	return s, nil
+}
+
+// prepareReserve prepares Reserve's statements.
+func (s *SQLite) prepareReserve() error {
+	var err error
+	if s.reserve.prune, err = s.db.Prepare(reservePrune); err != nil {
+		return err
+	}
+	if s.reserve.insert, err = s.db.Prepare(reserveInsert); err != nil {
+		return err
+	}
+	s.reserve.used = map[string]*sql.Stmt{}
+	for span, col := range map[string]string{"m": "minute", "d": "day", "M": "month"} {
+		if s.reserve.used[span], err = s.db.Prepare(reserveUsed + col + " = ?3"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close closes the database.
@@ -284,33 +331,30 @@ func (s *SQLite) AddHardware(ctx context.Context, rows []HardwareCost) error {
 	})
 }
 
-// Reserve implements Store.
+// Reserve implements Store. Expired reservations are left out of the sums and deleted
+// at most once a second.
 func (s *SQLite) Reserve(ctx context.Context, res Reservation, lim Limits, now time.Time) error {
 	var over *LimitError
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM reservations WHERE key_id = ? AND expires < ?`, res.KeyID, now.Unix()); err != nil {
-			return err
+		if sec := now.Unix(); sec != s.resPruned.Load() {
+			s.resPruned.Store(sec)
+			if _, err := tx.StmtContext(ctx, s.reserve.prune).ExecContext(ctx, sec); err != nil {
+				return err
+			}
 		}
 		m, d, mo := minuteOf(res.Time), dayOf(res.Time), monthOf(res.Time)
-		used := func(span string, start int64, col string) (reqs, tokens int64, usd float64, err error) {
-			var r, t sql.NullInt64
-			var u sql.NullFloat64
-			err = tx.QueryRowContext(ctx, `SELECT requests, tokens, usd FROM windows WHERE key_id = ? AND span = ? AND start = ?`,
-				res.KeyID, span, start).Scan(&r, &t, &u)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return 0, 0, 0, err
-			}
-			var rr, rt sql.NullInt64
-			var ru sql.NullFloat64
-			if err := tx.QueryRowContext(ctx, `SELECT count(*), sum(tokens), sum(usd) FROM reservations WHERE key_id = ? AND `+col+` = ?`,
-				res.KeyID, start).Scan(&rr, &rt, &ru); err != nil {
+		used := func(span string, start int64) (reqs, tokens int64, usd float64, err error) {
+			var r, t, rr, rt sql.NullInt64
+			var u, ru sql.NullFloat64
+			st := tx.StmtContext(ctx, s.reserve.used[span])
+			if err := st.QueryRowContext(ctx, res.KeyID, span, start, now.Unix()).Scan(&r, &t, &u, &rr, &rt, &ru); err != nil {
 				return 0, 0, 0, err
 			}
 			return r.Int64 + rr.Int64, t.Int64 + rt.Int64, u.Float64 + ru.Float64, nil
 		}
 		nextMonth := time.Unix(mo, 0).UTC().AddDate(0, 1, 0)
 		if lim.RequestsPerMinute > 0 || lim.TokensPerMinute > 0 {
-			reqs, tokens, _, err := used("m", m, "minute")
+			reqs, tokens, _, err := used("m", m)
 			if err != nil {
 				return err
 			}
@@ -325,7 +369,7 @@ func (s *SQLite) Reserve(ctx context.Context, res Reservation, lim Limits, now t
 			}
 		}
 		if lim.DailyUSD > 0 && res.USD > 0 {
-			_, _, usd, err := used("d", d, "day")
+			_, _, usd, err := used("d", d)
 			if err != nil {
 				return err
 			}
@@ -335,7 +379,7 @@ func (s *SQLite) Reserve(ctx context.Context, res Reservation, lim Limits, now t
 			}
 		}
 		if lim.MonthlyUSD > 0 && res.USD > 0 {
-			_, _, usd, err := used("M", mo, "month")
+			_, _, usd, err := used("M", mo)
 			if err != nil {
 				return err
 			}
@@ -344,8 +388,7 @@ func (s *SQLite) Reserve(ctx context.Context, res Reservation, lim Limits, now t
 				return nil
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO reservations(uid, key_id, minute, day, month, expires, tokens, usd)
-			VALUES (?,?,?,?,?,?,?,?)`, res.UID, res.KeyID, m, d, mo, res.Expires.Unix(), res.Tokens, res.USD)
+		_, err := tx.StmtContext(ctx, s.reserve.insert).ExecContext(ctx, res.UID, res.KeyID, m, d, mo, res.Expires.Unix(), res.Tokens, res.USD)
 		return err
 	})
 	if err != nil {
