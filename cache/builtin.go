@@ -79,6 +79,7 @@ type sparse []feature
 type analysis struct {
 	toks    []token
 	feats   sparse
+	scratch []feature // the radix sort's second buffer
 	hs      []uint64
 	dense   []float32
 	facts   facts
@@ -168,8 +169,12 @@ func (b *Builtin) scan(a *analysis, text string) {
 func (b *Builtin) weigh(a *analysis, dense bool) {
 	n := float64(b.n.Load())
 	a.feats = a.feats[:0]
-	hashes(a.toks, func(h uint64, w float32) { a.feats = append(a.feats, feature{h, w * b.idf(h, n)}) })
-	a.feats = mergeFeatures(a.feats)
+	// Features carry their kind's weight until merged; the inverse document frequency
+	// (a lookup in a 4 MB table) is applied once per distinct feature, in the same order
+	// of float32 products as before: (kind weight x idf) x repeats.
+	a.feats = slices.Grow(a.feats, 8*len(a.toks)) // words, pairs, trigrams: one allocation at most
+	hashes(a.toks, func(h uint64, w float32) { a.feats = append(a.feats, feature{h, w}) })
+	a.feats = mergeFeatures(sortFeatures(a.feats, &a.scratch), func(h uint64) float32 { return b.idf(h, n) })
 	if dense {
 		a.dense = project(a.dense, a.feats, b.dim)
 	}
@@ -193,23 +198,17 @@ func (b *Builtin) learn(a *analysis) {
 	b.n.Add(1)
 }
 
-// mergeFeatures sorts features, merges repeats (sublinear term frequency) and
-// normalizes to unit length.
-func mergeFeatures(fs sparse) sparse {
-	slices.SortFunc(fs, func(a, b feature) int {
-		switch {
-		case a.h < b.h:
-			return -1
-		case a.h > b.h:
-			return 1
-		}
-		return 0
-	})
+// mergeFeatures merges repeats of features sorted by hash (sublinear term frequency),
+// multiplies each distinct one by idf(h) (nil: 1) and normalizes to unit length.
+func mergeFeatures(fs sparse, idf func(h uint64) float32) sparse {
 	out := fs[:0]
 	var norm float64
 	for i := 0; i < len(fs); {
 		j := i + 1
 		w := fs[i].w
+		if idf != nil {
+			w *= idf(fs[i].h)
+		}
 		for j < len(fs) && fs[j].h == fs[i].h {
 			j++
 		}
@@ -272,6 +271,54 @@ func cosine(a, b sparse) float64 {
 
 // project maps a sparse vector into dim dimensions (signed feature hashing) and
 // normalizes it.
+// sortFeatures sorts fs by hash, stably: a least-significant-digit radix sort, 8 bits a
+// pass (a long question has thousands of features, and a comparison sort through a
+// function value cost more than the rest of its analysis). scratch is reused between
+// calls; the result is fs or *scratch.
+func sortFeatures(fs []feature, scratch *[]feature) []feature {
+	if len(fs) < 64 {
+		slices.SortStableFunc(fs, func(a, b feature) int {
+			switch {
+			case a.h < b.h:
+				return -1
+			case a.h > b.h:
+				return 1
+			}
+			return 0
+		})
+		return fs
+	}
+	if cap(*scratch) < len(fs) {
+		*scratch = make([]feature, len(fs))
+	}
+	src, dst := fs, (*scratch)[:len(fs)]
+	var counts [256]int
+	for shift := uint(0); shift < 64; shift += 8 {
+		clear(counts[:])
+		for i := range src {
+			counts[byte(src[i].h>>shift)]++
+		}
+		if counts[byte(src[0].h>>shift)] == len(src) {
+			continue // every feature has this byte: the pass would not move anything
+		}
+		pos := 0
+		for d, c := range counts {
+			counts[d] = pos
+			pos += c
+		}
+		for i := range src {
+			d := byte(src[i].h >> shift)
+			dst[counts[d]] = src[i]
+			counts[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &fs[0] {
+		*scratch = fs[:0] // the caller keeps src; fs's buffer is the next call's scratch
+	}
+	return src
+}
+
 func project(dst []float32, sp sparse, dim int) []float32 {
 	dst = slices.Grow(dst[:0], dim)[:dim]
 	clear(dst)

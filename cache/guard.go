@@ -32,6 +32,22 @@ type facts struct {
 	polar     []string // sorted words that have an opposite (enable, disable, buy, ...)
 	wh        string   // class of the question word, "" if none
 	compare   string   // the word before "than"/"vs", for order checks
+	// sorted: entities, words and polar are sorted and distinct. Only the guards read
+	// them, and most questions never meet a candidate (their partition is empty), so
+	// they are sorted on first use (sort).
+	sorted bool
+}
+
+// sort sorts entities, words and polar, once.
+func (f *facts) sort() {
+	if f.sorted {
+		return
+	}
+	f.sorted = true
+	for _, s := range []*[]string{&f.entities, &f.words, &f.polar} {
+		slices.Sort(*s)
+		*s = slices.Compact(*s)
+	}
 }
 
 // extractFacts reads toks' facts, reusing prev's slices.
@@ -69,7 +85,7 @@ func extractFacts(toks []token, prev *facts) facts {
 		}
 		f.words = append(f.words, w)
 	}
-	for _, s := range []*[]string{&f.numbers, &f.dates, &f.entities, &f.words, &f.polar} {
+	for _, s := range []*[]string{&f.numbers, &f.dates} { // partition reads them
 		slices.Sort(*s)
 		*s = slices.Compact(*s)
 	}
@@ -79,6 +95,8 @@ func extractFacts(toks []token, prev *facts) facts {
 // guard compares two questions' facts and returns "" when the match may stand, or the
 // reason it must not.
 func guard(a, b *facts) string {
+	a.sort()
+	b.sort()
 	if (a.negations%2 == 1) != (b.negations%2 == 1) {
 		return GuardNegation
 	}

@@ -1,0 +1,74 @@
+package cache
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// analyzeText is a retrieval prompt of about n bytes: a document and a question.
+func analyzeText(n int) string {
+	words := strings.Fields(`The Panthers defense gave up just 308 points, ranking sixth in the league, while also
+		leading the NFL in interceptions with 24 and boasting four Pro Bowl selections. Pro Bowl defensive tackle
+		Kawann Short led the team in sacks with 11, while also forcing three fumbles and recovering two. Fellow
+		lineman Mario Addison added 6½ sacks. The Panthers line also featured veteran defensive end Jared Allen, a
+		5-time pro bowler who was the NFL's active career sack leader with 136, along with defensive end Kony Ealy`)
+	var b strings.Builder
+	b.WriteString("Document:\n")
+	rng := rand.New(rand.NewPCG(1, 2))
+	for b.Len() < n {
+		b.WriteString(words[rng.IntN(len(words))])
+		b.WriteByte(' ')
+	}
+	b.WriteString("\n\nQuestion: How many points did the Panthers defense surrender?")
+	return b.String()
+}
+
+// BenchmarkAnalyze is what storing a question costs the semantic index (the cache's
+// writer does it for every answer stored): its tokens, facts, weighted features and
+// dense vector.
+func BenchmarkAnalyze(b *testing.B) {
+	for _, n := range []int{100, 1000, 4000} {
+		text := analyzeText(n)
+		b.Run(fmt.Sprintf("%dB", n), func(b *testing.B) {
+			e := NewBuiltin()
+			a := e.get()
+			b.ReportAllocs()
+			for b.Loop() {
+				e.analyze(a, text, true)
+			}
+			e.put(a)
+		})
+	}
+}
+
+// TestSortFeatures checks the radix sort against the standard library's.
+func TestSortFeatures(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{0, 1, 2, 17, 63, 64, 65, 300, 5000} {
+		fs := make([]feature, n)
+		for i := range fs {
+			fs[i] = feature{h: rng.Uint64(), w: float32(i)}
+			if i > 0 && rng.IntN(4) == 0 {
+				fs[i].h = fs[rng.IntN(i)].h // repeats
+			}
+		}
+		want := slices.Clone(fs)
+		slices.SortStableFunc(want, func(a, b feature) int {
+			switch {
+			case a.h < b.h:
+				return -1
+			case a.h > b.h:
+				return 1
+			}
+			return 0
+		})
+		var scratch []feature
+		got := sortFeatures(slices.Clone(fs), &scratch)
+		if !slices.Equal(got, want) {
+			t.Fatalf("n=%d: radix sort differs from a stable sort", n)
+		}
+	}
+}
