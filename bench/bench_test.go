@@ -19,8 +19,12 @@ import (
 // TestMain lets this test binary serve as a hop process for TestRunSeparate: run as
 // "bench.test gateway-hop HOP UPSTREAM" it serves that hop (ServeHop) instead of testing.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 4 && os.Args[1] == "gateway-hop" {
-		if err := ServeHop(context.Background(), os.Args[2], os.Args[3], os.Stdin, os.Stdout); err != nil {
+	if len(os.Args) == 5 && os.Args[1] == "gateway-hop" {
+		o, err := ParseHopOptions(os.Args[4])
+		if err == nil {
+			err = ServeHop(context.Background(), os.Args[2], os.Args[3], o, os.Stdin, os.Stdout)
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -93,7 +97,7 @@ func children(t *testing.T) []string {
 
 func TestServeHopRejectsUnknownHop(t *testing.T) {
 	var out bytes.Buffer
-	err := ServeHop(t.Context(), "router", "-", strings.NewReader(""), &out)
+	err := ServeHop(t.Context(), "router", "-", HopOptions{}, strings.NewReader(""), &out)
 	if err == nil || !strings.Contains(err.Error(), "unknown hop") {
 		t.Fatalf("err = %v, want unknown hop", err)
 	}
@@ -181,7 +185,7 @@ func TestRunShort(t *testing.T) {
 // TestTargetsAnswer sends one request per mode to each hop and checks the answers the
 // way the load generator does, so a broken hop fails here with its answer in view.
 func TestTargetsAnswer(t *testing.T) {
-	up, err := startUpstream()
+	up, err := startUpstream(EngineOptions{}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +195,8 @@ func TestTargetsAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer np.close()
-	pl, err := newPipeline(t.Context(), up.addr())
+	const key = "sk-bench-test"
+	pl, err := newPipeline(t.Context(), up.addr(), HopOptions{APIKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,29 +204,31 @@ func TestTargetsAnswer(t *testing.T) {
 	if err := pl.serve(); err != nil {
 		t.Fatal(err)
 	}
-	g, err := newGenerator(1)
+	g, err := newGenerator(1, nil, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer g.close()
 	for name, addr := range map[string]string{"direct": up.addr(), "null": np.addr(), "sluice": pl.addr()} {
-		lt := newLoadTarget("t", addr, 4)
-		for _, mode := range []Mode{NonStream, Stream} {
-			w := g.workers[0]
-			w.req.Reset()
-			w.req.SetRequestURI(lt.url)
-			w.req.Header.SetMethod(fasthttp.MethodPost)
-			w.req.SetBody(chatRequest(mode))
-			if _, _, err := w.do(lt.clients[mode], mode, time.Now()); err != nil {
-				t.Errorf("%s %s: %v", name, mode, err)
-			}
+		lt := newLoadTarget("t", "http://"+addr, 4)
+		if err := g.ready(t.Context(), lt, time.Nanosecond); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		lt.close()
+	}
+	// sluice refuses a request without the key, or with another one.
+	for _, auth := range []string{"", "Bearer sk-other"} {
+		g.auth = auth
+		lt := newLoadTarget("t", "http://"+pl.addr(), 4)
+		if err := g.ready(t.Context(), lt, time.Nanosecond); err == nil || !strings.Contains(err.Error(), "status 401") {
+			t.Errorf("sluice with Authorization %q: %v, want status 401", auth, err)
 		}
 		lt.close()
 	}
 }
 
 func TestUpstreamUsageOnlyWhenAsked(t *testing.T) {
-	up, err := startUpstream()
+	up, err := startUpstream(EngineOptions{}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,8 +268,10 @@ func btoi(b bool) int {
 }
 
 func TestValidate(t *testing.T) {
-	full := `{"choices":[{"message":{"role":"assistant","content":"` + answerText + `"}}],` + usageFields + `}`
-	stream := "data: {\"choices\":[{\"delta\":{" + lastDelta + "}}]}\n\ndata: {\"choices\":[]," + usageFields + "}\n\n" + sseDone
+	c := newChecker(Answer{})
+	lastDelta := `"content":"."`
+	full := `{"choices":[{"message":{"role":"assistant","content":"The capital of France is Paris."}}],` + usageFields(5) + `}`
+	stream := "data: {\"choices\":[{\"delta\":{" + lastDelta + "}}]}\n\ndata: {\"choices\":[]," + usageFields(5) + "}\n\n" + sseDone
 	for _, tc := range []struct {
 		name   string
 		mode   Mode
@@ -278,7 +287,7 @@ func TestValidate(t *testing.T) {
 		{"stream cut short", Stream, 200, strings.TrimSuffix(stream, sseDone), false},
 		{"stream without last delta", Stream, 200, strings.Replace(stream, lastDelta, `"content":"!"`, 1), false},
 	} {
-		if err := validate(tc.mode, tc.status, []byte(tc.body)); (err == nil) != tc.ok {
+		if err := c.validate(tc.mode, tc.status, []byte(tc.body)); (err == nil) != tc.ok {
 			t.Errorf("%s: validate = %v, want ok %v", tc.name, err, tc.ok)
 		}
 	}
@@ -340,15 +349,16 @@ func TestConfigRejects(t *testing.T) {
 // The null proxy's handler runs beside it, so the difference per operation is what the
 // pipeline costs beyond a do-nothing hop.
 func BenchmarkGatewayChat(b *testing.B) {
-	up, err := startUpstream()
+	up, err := startUpstream(EngineOptions{}, "")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer up.close()
-	pl, err := newPipeline(b.Context(), up.addr())
+	pl, err := newPipeline(b.Context(), up.addr(), HopOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
+	chk := newChecker(Answer{})
 	defer pl.close()
 	np := &nullProxy{hc: newProxyClient(up.addr())}
 	defer np.hc.CloseIdleConnections()
@@ -364,7 +374,8 @@ func BenchmarkGatewayChat(b *testing.B) {
 				req.Header.SetHost("sluice.bench")
 				req.Header.SetMethod(fasthttp.MethodPost)
 				req.Header.SetContentType("application/json")
-				req.SetBody(chatRequest(mode))
+				body, _ := syntheticTraffic().body(mode, 0)
+				req.SetBody(body)
 				var ctx fasthttp.RequestCtx
 				ctx.Init(&req, nil, nil)
 				buf := make([]byte, 0, 4096)
@@ -383,7 +394,7 @@ func BenchmarkGatewayChat(b *testing.B) {
 						}
 						body, buf = w.Bytes(), w.Bytes()
 					}
-					if err := validate(mode, ctx.Response.StatusCode(), body); err != nil {
+					if err := chk.validate(mode, ctx.Response.StatusCode(), body); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -393,16 +404,21 @@ func BenchmarkGatewayChat(b *testing.B) {
 }
 
 func TestStamp(t *testing.T) {
-	b := chatRequest(NonStream)
-	stamp(b, 42)
+	tr := syntheticTraffic()
+	body, mark := tr.body(NonStream, 0)
+	b := bytes.Clone(body)
+	stamp(b, mark, 42)
 	if !bytes.Contains(b, []byte("Ticket #0000000042\"")) {
 		t.Fatalf("%s", b)
 	}
-	stamp(b, 1234567)
+	stamp(b, mark, 1234567)
 	if !bytes.Contains(b, []byte("Ticket #0001234567\"")) {
 		t.Fatalf("%s", b)
 	}
-	if !json.Valid(b[:len(b)]) {
+	if !json.Valid(b) {
 		t.Fatalf("not JSON: %s", b)
+	}
+	if !bytes.Equal(body, tr.bodies[0][0]) {
+		t.Fatal("stamp changed the pool's body")
 	}
 }

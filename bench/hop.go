@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strings"
 	"time"
 )
@@ -30,12 +31,39 @@ type hopStats struct {
 	RSSBytes     int64  `json:"rss_bytes"`    // peak (VmHWM)
 }
 
+// HopOptions are what a hop process needs to know besides its kind and upstream; Run
+// passes them as one JSON argument.
+type HopOptions struct {
+	Engine EngineOptions `json:"engine"`  // the fake engine's answer and pace
+	APIKey string        `json:"api_key"` // sluice's: the key requests must carry ("": auth off)
+	// KeyLimits gives sluice's key rate limits (never reached; checked per request).
+	KeyLimits bool `json:"key_limits,omitempty"`
+	// NoCache leaves the answer cache out of sluice's pipeline (serve's cache.enabled: false).
+	NoCache bool `json:"no_cache,omitempty"`
+	// CPUProfile, for the sluice hop: write a CPU profile of the whole run to this file.
+	CPUProfile string `json:"cpu_profile,omitempty"`
+	// Listen is the fake engine's address ("": a free loopback port).
+	Listen string `json:"listen,omitempty"`
+}
+
+// ParseHopOptions reads the JSON argument Run gives a hop process ("" or "-": defaults).
+func ParseHopOptions(s string) (HopOptions, error) {
+	var o HopOptions
+	if s == "" || s == "-" {
+		return o, nil
+	}
+	if err := json.Unmarshal([]byte(s), &o); err != nil {
+		return o, fmt.Errorf("bench: hop options: %w", err)
+	}
+	return o, nil
+}
+
 // ServeHop runs one hop of the benchmark in this process, for Run with Config.Exec set:
 // the fake engine (upstream is ignored), a do-nothing proxy or sluice's pipeline in front
 // of the engine at upstream. It listens on a loopback port and writes "listening ADDR"
 // to out; then each line "stats" on in is answered with one JSON line on out, and the
 // end of in (the parent went away) stops the hop.
-func ServeHop(ctx context.Context, hop, upstream string, in io.Reader, out io.Writer) error {
+func ServeHop(ctx context.Context, hop, upstream string, o HopOptions, in io.Reader, out io.Writer) error {
 	var (
 		addr   string
 		conns  func() int64
@@ -43,7 +71,7 @@ func ServeHop(ctx context.Context, hop, upstream string, in io.Reader, out io.Wr
 	)
 	switch hop {
 	case HopEngine:
-		up, err := startUpstream()
+		up, err := startUpstream(o.Engine, o.Listen)
 		if err != nil {
 			return err
 		}
@@ -55,7 +83,18 @@ func ServeHop(ctx context.Context, hop, upstream string, in io.Reader, out io.Wr
 		}
 		addr, closer = p.addr(), p.close
 	case HopSluice:
-		pl, err := newPipeline(ctx, upstream)
+		if o.CPUProfile != "" {
+			f, err := os.Create(o.CPUProfile)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+				return err
+			}
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+		pl, err := newPipeline(ctx, upstream, o)
 		if err != nil {
 			return err
 		}
@@ -121,12 +160,16 @@ type hopProc struct {
 	waitc chan error
 }
 
-// startHop starts exe... hop upstream and waits for its "listening" line.
-func startHop(exe []string, name, hop, upstream string) (*hopProc, error) {
+// startHop starts exe... hop upstream options and waits for its "listening" line.
+func startHop(exe []string, name, hop, upstream string, o HopOptions) (*hopProc, error) {
 	if upstream == "" {
 		upstream = "-"
 	}
-	args := append(append([]string{}, exe[1:]...), hop, upstream)
+	ob, err := json.Marshal(o)
+	if err != nil {
+		return nil, err
+	}
+	args := append(append([]string{}, exe[1:]...), hop, upstream, string(ob))
 	cmd := exec.Command(exe[0], args...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()

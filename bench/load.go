@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,40 +24,24 @@ const (
 	Stream    Mode = "stream"
 )
 
-// chatRequest is a realistic client request (~300 bytes): a system and a user message.
-// The user message ends with a ticket number that each send stamps anew (stamp), so no
-// two requests are the same: sluice's answer cache sees a miss every time, as the
-// engine-bound traffic the benchmark is about.
-func chatRequest(mode Mode) []byte {
-	b := []byte(`{"model":"bench","messages":[` +
-		`{"role":"system","content":"You are a concise assistant for a travel company. Answer in one short sentence and do not add any greeting."},` +
-		`{"role":"user","content":"What is the capital of France, and which river flows through it? Ticket ` + ticketMark + `"}],` +
-		`"temperature":0.2,"max_tokens":64`)
-	if mode == Stream {
-		b = append(b, `,"stream":true,"stream_options":{"include_usage":true}`...)
-	}
-	return append(b, '}')
+// checker validates answers against the fake engine's: anything but a complete 200
+// answer carrying its whole text (streamed: its last piece, then usage and [DONE]) is an
+// error.
+type checker struct {
+	content   []byte // `"content":"<the whole answer>"`
+	lastDelta []byte // `"content":"<its last piece>"`
 }
 
-// ticketMark is the placeholder stamp overwrites with a request's sequence number.
-const ticketMark = "#0000000000"
-
-// stamp writes n into body's ticket number, in place.
-func stamp(body []byte, n uint64) {
-	i := bytes.Index(body, []byte("Ticket #"))
-	if i < 0 || i+7+len(ticketMark) > len(body) {
-		return
+func newChecker(a Answer) checker {
+	if len(a.Pieces) == 0 {
+		a = syntheticTraffic().Answer
 	}
-	d := body[i+7+1 : i+7+len(ticketMark)]
-	for j := len(d) - 1; j >= 0; j-- {
-		d[j] = byte('0' + n%10)
-		n /= 10
-	}
+	return checker{content: []byte(`"content":"` + a.full() + `"`),
+		lastDelta: []byte(`"content":"` + a.Pieces[len(a.Pieces)-1] + `"`)}
 }
 
-// validate reports what is wrong with an answer: anything but a complete 200 answer
-// carrying the fake engine's text and usage is an error.
-func validate(mode Mode, status int, body []byte) error {
+// validate reports what is wrong with an answer.
+func (c checker) validate(mode Mode, status int, body []byte) error {
 	if status != fasthttp.StatusOK {
 		if len(body) > 200 {
 			body = body[:200]
@@ -64,9 +49,9 @@ func validate(mode Mode, status int, body []byte) error {
 		return fmt.Errorf("status %d: %s", status, body)
 	}
 	switch {
-	case mode == NonStream && !bytes.Contains(body, []byte(`"content":"`+answerText+`"`)):
+	case mode == NonStream && !bytes.Contains(body, c.content):
 		return errors.New("answer without the expected content")
-	case mode == Stream && !bytes.Contains(body, []byte(lastDelta)):
+	case mode == Stream && !bytes.Contains(body, c.lastDelta):
 		return errors.New("stream without the expected last delta")
 	case !bytes.Contains(body, []byte(`"usage":{`)):
 		return errors.New("answer without usage")
@@ -84,8 +69,13 @@ type loadTarget struct {
 	clients map[Mode]*fasthttp.HostClient
 }
 
-func newLoadTarget(name, addr string, conns int) *loadTarget {
-	t := &loadTarget{name: name, url: "http://" + addr + "/v1/chat/completions", clients: map[Mode]*fasthttp.HostClient{}}
+// newLoadTarget drives the OpenAI API at base (http://HOST:PORT[/path]).
+func newLoadTarget(name, base string, conns int) *loadTarget {
+	addr := strings.TrimPrefix(base, "http://")
+	if i := strings.IndexByte(addr, '/'); i >= 0 {
+		addr = addr[:i]
+	}
+	t := &loadTarget{name: name, url: base + "/v1/chat/completions", clients: map[Mode]*fasthttp.HostClient{}}
 	for _, m := range []Mode{NonStream, Stream} {
 		t.clients[m] = &fasthttp.HostClient{
 			Addr:                addr,
@@ -112,6 +102,9 @@ func (t *loadTarget) close() {
 type generator struct {
 	workers []*worker
 	seq     atomic.Uint64 // requests sent, across segments: each gets its own ticket number
+	traffic *Traffic
+	check   checker
+	auth    string // the Authorization header's value ("" none)
 }
 
 type worker struct {
@@ -121,8 +114,14 @@ type worker struct {
 	buf  []byte
 }
 
-func newGenerator(n int) (*generator, error) {
-	g := &generator{}
+func newGenerator(n int, tr *Traffic, apiKey string) (*generator, error) {
+	if tr == nil {
+		tr = syntheticTraffic()
+	}
+	g := &generator{traffic: tr, check: newChecker(tr.Answer)}
+	if apiKey != "" {
+		g.auth = "Bearer " + apiKey
+	}
 	for range n {
 		p, err := newPacer()
 		if err != nil {
@@ -150,7 +149,7 @@ type segment struct {
 }
 
 // run sends rate requests a second for d to t, in mode.
-func (g *generator) run(ctx context.Context, t *loadTarget, mode Mode, body []byte, rate int, d time.Duration) (*segment, error) {
+func (g *generator) run(ctx context.Context, t *loadTarget, mode Mode, rate int, d time.Duration) (*segment, error) {
 	n := int(float64(rate) * d.Seconds())
 	if n < 1 {
 		n = 1
@@ -177,7 +176,9 @@ func (g *generator) run(ctx context.Context, t *loadTarget, mode Mode, body []by
 		w.req.SetRequestURI(t.url)
 		w.req.Header.SetMethod(fasthttp.MethodPost)
 		w.req.Header.SetContentType("application/json")
-		w.req.SetBody(body)
+		if g.auth != "" {
+			w.req.Header.Set("Authorization", g.auth)
+		}
 		wg.Add(1)
 		goLabeled("loadgen", func() {
 			defer wg.Done()
@@ -193,8 +194,11 @@ func (g *generator) run(ctx context.Context, t *loadTarget, mode Mode, body []by
 					mu.Unlock()
 					return
 				}
-				stamp(w.req.Body(), g.seq.Add(1))
-				lat, ttfb, err := w.do(hc, mode, due)
+				n := g.seq.Add(1)
+				body, mark := g.traffic.body(mode, n)
+				w.req.SetBody(body)
+				stamp(w.req.Body(), mark, n)
+				lat, ttfb, err := w.do(hc, g.check, mode, due)
 				if err != nil {
 					lat = -1
 					mu.Lock()
@@ -224,7 +228,7 @@ func (g *generator) run(ctx context.Context, t *loadTarget, mode Mode, body []by
 
 // do sends one request and reads the whole answer; it returns the latency and the time
 // to the response headers, both from due.
-func (w *worker) do(hc *fasthttp.HostClient, mode Mode, due time.Time) (lat, ttfb int64, err error) {
+func (w *worker) do(hc *fasthttp.HostClient, c checker, mode Mode, due time.Time) (lat, ttfb int64, err error) {
 	if err := hc.Do(&w.req, &w.resp); err != nil {
 		return 0, 0, err
 	}
@@ -252,7 +256,7 @@ func (w *worker) do(hc *fasthttp.HostClient, mode Mode, due time.Time) (lat, ttf
 		body = w.buf
 	}
 	lat = int64(time.Since(due))
-	return lat, ttfb, validate(mode, w.resp.StatusCode(), body)
+	return lat, ttfb, c.validate(mode, w.resp.StatusCode(), body)
 }
 
 // errString shortens an error for a report.

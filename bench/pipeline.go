@@ -2,6 +2,9 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +17,8 @@ import (
 	"github.com/sluice-llm/sluice/gateway"
 	"github.com/sluice-llm/sluice/internal/bookkeeping"
 	"github.com/sluice-llm/sluice/ledger"
+	"github.com/sluice-llm/sluice/models"
+	"github.com/sluice-llm/sluice/overflow"
 	"github.com/sluice-llm/sluice/router"
 	"github.com/sluice-llm/sluice/runtime/openai"
 	"github.com/sluice-llm/sluice/scheduler"
@@ -24,10 +29,13 @@ import (
 // pipeline's own cost, not queueing for slots.
 const pipelineSlots = 256
 
-// pipeline is sluice's full request path, wired as cmd/sluice's serve wires it: gateway,
-// router (model "bench" -> backend "fake"), the answer cache in its default
-// configuration (embedded store, semantic lookup with the built-in embedder), scheduler
-// and an openai backend pointed at the fake engine, with a real Prometheus registry.
+// pipeline is sluice's full request path, wired as cmd/sluice's serve wires it with its
+// default configuration: gateway (API keys from a key ring, the ledger's Record hook),
+// router (model "bench" -> backend "fake"), the answer cache (embedded store, semantic
+// lookup with the built-in embedder), the budget stage (the key's rate limits, set high
+// enough never to refuse), the overflow stage (no cloud target: it passes through),
+// scheduler and an openai backend pointed at the fake engine, with a real Prometheus
+// registry. Compression is off by default in serve, and here.
 type pipeline struct {
 	gw         *gateway.Server
 	backend    *openai.Backend
@@ -35,22 +43,30 @@ type pipeline struct {
 	stop       context.CancelFunc
 	done       chan struct{}
 	books      func() // stops the ledger and removes its files
-	cacheStore cache.Store
 	cacheDone  chan struct{}
-	cacheDir   string
+	cacheClose func() // closes the cache's store and removes its file (nil: no cache)
 }
 
 // newPipeline builds the pipeline over the engine at upstreamAddr and marks the backend
-// healthy. It does not listen; call serve for that.
-func newPipeline(ctx context.Context, upstreamAddr string) (*pipeline, error) {
+// healthy; requests must carry apiKey ("": authentication off). It does not listen;
+// call serve for that.
+func newPipeline(ctx context.Context, upstreamAddr string, o HopOptions) (_ *pipeline, err error) {
+	var undo []func() // on failure, run in reverse
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	be, err := openai.New(openai.Options{Name: "fake", BaseURL: "http://" + upstreamAddr + "/v1", Slots: pipelineSlots})
 	if err != nil {
 		return nil, err
 	}
+	undo = append(undo, be.Close)
 	if err := be.Refresh(ctx); err != nil {
-		be.Close()
 		return nil, fmt.Errorf("bench: fake engine health check: %w", err)
 	}
 	// Cost accounting as in production: a meter on the engine, the accountant recording
@@ -61,75 +77,107 @@ func newPipeline(ctx context.Context, upstreamAddr string) (*pipeline, error) {
 	sched := scheduler.New(map[string]scheduler.Backend{"fake": be}, scheduler.Options{Registry: reg, Meters: acct.Meters()})
 	rt, err := router.New([]router.Entry{{Name: "bench", Backend: "fake", UpstreamModel: "bench", Kind: "chat"}})
 	if err != nil {
-		be.Close()
 		return nil, err
 	}
+
+	// The ledger as serve has it by default: every request journaled before its answer
+	// ends, batched into SQLite off the request path; the key ring on the same store.
+	dir, err := os.MkdirTemp("", "sluice-bench-ledger-")
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { os.RemoveAll(dir) })
+	store, err := ledger.OpenSQLite(filepath.Join(dir, "ledger.db"), false)
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { store.Close() })
+	led, err := ledger.Open(ctx, store, ledger.Options{JournalDir: filepath.Join(dir, "ledger.db.journal"), Registry: reg})
+	if err != nil {
+		return nil, err
+	}
+	keys, err := benchKeys(ctx, o.APIKey, o.KeyLimits, store)
+	if err != nil {
+		return nil, err
+	}
+
+	// The stages, innermost first as serve builds them: overflow (no cloud target: it
+	// passes through), the budget stage (the key's limits), the answer cache.
+	var chain gateway.Scheduler = overflow.New(sched, overflow.Options{Registry: reg})
+	chain = ledger.NewBudget(chain, led, ledger.BudgetOptions{Pricer: bookkeeping.NewPricer(nil), Registry: reg})
 	// The answer cache as serve builds it by default. Every benchmark request is a new
 	// question (a ticket number), so this is its miss path: hashing, the question's
 	// analysis and keeping the answer.
-	cacheDir, err := os.MkdirTemp("", "sluice-bench-cache-")
+	var (
+		stage      *cache.Stage
+		cacheClose func()
+	)
+	if !o.NoCache {
+		cacheDir, err := os.MkdirTemp("", "sluice-bench-cache-")
+		if err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { os.RemoveAll(cacheDir) })
+		cstore, err := cache.OpenBolt(filepath.Join(cacheDir, "cache.db"), cache.StoreOptions{MaxEntries: 100_000, MaxBytes: 512 << 20})
+		if err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { cstore.Close() })
+		if stage, err = cache.New(chain, cache.Options{Store: cstore, Semantic: true, Registry: reg}); err != nil {
+			return nil, err
+		}
+		chain = stage
+		cacheClose = func() { cstore.Close(); os.RemoveAll(cacheDir) }
+	}
+	gw, err := gateway.New(gateway.Options{Router: rt, Scheduler: chain, Models: rt.Models, Registry: reg,
+		Ready: sched.Ready, Record: bookkeeping.Record(acct, led, nil), Keys: keys})
 	if err != nil {
-		be.Close()
 		return nil, err
 	}
-	cstore, err := cache.OpenBolt(filepath.Join(cacheDir, "cache.db"), cache.StoreOptions{MaxEntries: 100_000, MaxBytes: 512 << 20})
-	if err != nil {
-		be.Close()
-		os.RemoveAll(cacheDir)
-		return nil, err
-	}
-	stage, err := cache.New(sched, cache.Options{Store: cstore, Semantic: true, Registry: reg})
-	if err != nil {
-		be.Close()
-		cstore.Close()
-		os.RemoveAll(cacheDir)
-		return nil, err
-	}
-	// The ledger as serve has it by default: every request journaled before its answer
-	// ends, batched into SQLite off the request path.
-	dir, err := os.MkdirTemp("", "sluice-bench-ledger-")
-	if err != nil {
-		be.Close()
-		return nil, err
-	}
-	store, err := ledger.OpenSQLite(filepath.Join(dir, "ledger.db"), false)
-	if err != nil {
-		be.Close()
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	led, err := ledger.Open(ctx, store, ledger.Options{JournalDir: filepath.Join(dir, "ledger.db.journal"), Registry: reg})
-	if err != nil {
-		be.Close()
-		store.Close()
-		os.RemoveAll(dir)
-		return nil, err
-	}
+
 	ledCtx, ledStop := context.WithCancel(context.WithoutCancel(ctx))
 	ledDone := make(chan struct{})
 	go func() { _ = led.Run(ledCtx); close(ledDone) }()
 	books := func() { ledStop(); <-ledDone; store.Close(); os.RemoveAll(dir) }
-	gw, err := gateway.New(gateway.Options{Router: rt, Scheduler: stage, Models: rt.Models, Registry: reg,
-		Ready: sched.Ready, Record: bookkeeping.Record(acct, led, nil)})
-	if err != nil {
-		be.Close()
-		books()
-		cstore.Close()
-		os.RemoveAll(cacheDir)
-		return nil, err
-	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	p := &pipeline{gw: gw, backend: be, stop: stop, done: make(chan struct{}), books: books, cacheStore: cstore,
-		cacheDone: make(chan struct{}), cacheDir: cacheDir}
+	p := &pipeline{gw: gw, backend: be, stop: stop, done: make(chan struct{}), books: books, cacheDone: make(chan struct{}),
+		cacheClose: cacheClose}
 	goLabeled(TargetSluice, func() {
 		sched.Run(runCtx) // periodic health probes, as in production
 		close(p.done)
 	})
 	goLabeled(TargetSluice, func() {
-		_ = stage.Run(runCtx) // stores the answers
+		if stage != nil {
+			_ = stage.Run(runCtx) // stores the answers
+		}
 		close(p.cacheDone)
 	})
 	return p, nil
+}
+
+// benchKeys is the key ring: apiKey, with a tenant and (limited) rate limits that never
+// refuse at the benchmark's rates (so the budget stage does its work for every request),
+// or no key at all when apiKey is empty.
+func benchKeys(ctx context.Context, apiKey string, limited bool, store ledger.Store) (*ledger.KeyRing, error) {
+	var cks []ledger.ConfigKey
+	if apiKey != "" {
+		d := sha256.Sum256([]byte(apiKey))
+		k := &models.Key{ID: models.KeyID(d), Name: "bench", Tenant: "bench", Residency: models.ResidencyAny}
+		if limited {
+			k.RequestsPerMinute, k.TokensPerMinute = 100_000_000, 1_000_000_000_000
+		}
+		cks = append(cks, ledger.ConfigKey{Digest: d, Key: k})
+	}
+	return ledger.NewKeyRing(ctx, cks, store)
+}
+
+// newAPIKey returns a random API key.
+func newAPIKey() (string, error) {
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return "sk-bench-" + hex.EncodeToString(b[:]), nil
 }
 
 // serve answers on a new loopback listener.
@@ -152,9 +200,9 @@ func (p *pipeline) close() {
 	p.stop()
 	<-p.done
 	<-p.cacheDone
-	_ = p.cacheStore.Close()
-	_ = os.RemoveAll(p.cacheDir)
+	if p.cacheClose != nil {
+		p.cacheClose()
+	}
 	p.backend.Close()
-	p.books()
 	p.books()
 }

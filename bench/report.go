@@ -53,6 +53,20 @@ type Report struct {
 	StreamControlRatioP50 *float64 `json:"stream_control_ratio_p50"`
 	StreamControlRatioP99 *float64 `json:"stream_control_ratio_p99"`
 	TargetRatioP50        float64  `json:"target_ratio_p50"`
+	// What does not depend on the baseline, at RefRate: sluice's added p50 (over
+	// calling the engine directly), how much more that is than the null proxy's, and
+	// CPU per request in sluice's hop against the null proxy's.
+	SluiceAddedP50US       float64 `json:"sluice_added_p50_us"`
+	SluiceStreamAddedP50US float64 `json:"sluice_stream_added_p50_us"`
+	OverNullP50US          float64 `json:"sluice_over_null_p50_us"`
+	StreamOverNullP50US    float64 `json:"sluice_stream_over_null_p50_us"`
+	SluiceCPUUS            float64 `json:"sluice_cpu_us_per_req"`
+	NullCPUUS              float64 `json:"null_cpu_us_per_req"`
+	SluiceStreamCPUUS      float64 `json:"sluice_stream_cpu_us_per_req"`
+	NullStreamCPUUS        float64 `json:"null_stream_cpu_us_per_req"`
+	// Peers, at RefRate: each one's added p50 (also as peer_<name>_added_p50_us).
+	Peers     []PeerSummary `json:"peers,omitempty"`
+	PeerRSSMB []PeerRSS     `json:"-"`
 	// Pass: p50 ratios at RefRate within the target for every mode run, and no errors.
 	// p99 is reported, never gated: two identical proxies differ several-fold there.
 	Pass     bool         `json:"pass"`
@@ -65,20 +79,30 @@ type Report struct {
 
 // ReportConfig records how a run was set up.
 type ReportConfig struct {
-	Rates      []int  `json:"rates"`
-	Modes      []Mode `json:"modes"`
-	Duration   string `json:"duration_per_target"`
-	Rounds     int    `json:"rounds"`
-	Warmup     string `json:"warmup_per_target"`
-	Workers    int    `json:"workers"`
-	GOMAXPROCS int    `json:"gomaxprocs"`
-	NumCPU     int    `json:"num_cpu"`
-	GoVersion  string `json:"go_version"`
-	Hops       string `json:"hops"` // where the hops ran
+	Traffic    string    `json:"traffic"`
+	Sizes      SizeStats `json:"request_sizes"`
+	Chunks     int       `json:"stream_content_chunks"`
+	Auth       bool      `json:"api_key_auth"`
+	KeyLimits  bool      `json:"key_rate_limits"`
+	Cache      bool      `json:"answer_cache"`
+	Rates      []int     `json:"rates"`
+	Modes      []Mode    `json:"modes"`
+	Duration   string    `json:"duration_per_target"`
+	Rounds     int       `json:"rounds"`
+	Warmup     string    `json:"warmup_per_target"`
+	Workers    int       `json:"workers"`
+	GOMAXPROCS int       `json:"gomaxprocs"`
+	NumCPU     int       `json:"num_cpu"`
+	GoVersion  string    `json:"go_version"`
+	Hops       string    `json:"hops"` // where the hops ran
 }
 
 func reportConfig(c *Config) (rc ReportConfig) {
 	rc.Rates, rc.Modes = slices.Clone(c.Rates), slices.Clone(c.Modes)
+	if c.Traffic != nil {
+		rc.Traffic, rc.Sizes, rc.Chunks = c.Traffic.String(), c.Traffic.Sizes, len(c.Traffic.Answer.Pieces)
+	}
+	rc.Auth, rc.KeyLimits, rc.Cache = !c.NoAuth, !c.NoAuth && c.KeyLimits, !c.NoCache
 	rc.Duration, rc.Rounds, rc.Warmup, rc.Workers = c.Duration.String(), c.Rounds, c.Warmup.String(), c.Workers
 	rc.GOMAXPROCS, rc.NumCPU, rc.GoVersion = runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.Version()
 	rc.Hops = hopsSeparate
@@ -101,6 +125,25 @@ const (
 	rssScopeSluice    = "sluice's process alone (peak RSS, VmHWM)"
 	rssScopeInProcess = "whole benchmark process: load generator, fake engine, both null proxies and sluice together"
 )
+
+// PeerSummary is one peer's figures at the reference rate, beside sluice's.
+type PeerSummary struct {
+	Name             string  `json:"name"`
+	AddedP50US       float64 `json:"added_p50_us"`
+	AddedP99US       float64 `json:"added_p99_us"`
+	StreamAddedP50US float64 `json:"stream_added_p50_us"`
+	StreamAddedP99US float64 `json:"stream_added_p99_us"`
+	CPUUS            float64 `json:"cpu_us_per_req"`
+	StreamCPUUS      float64 `json:"stream_cpu_us_per_req"`
+	RSSMB            float64 `json:"rss_mb"` // peak (VmHWM); 0: its process was not found
+	Errors           int     `json:"errors"`
+}
+
+// PeerRSS is a peer's peak RSS.
+type PeerRSS struct {
+	Name  string
+	RSSMB float64
+}
 
 // summarize fills the headline figures from Runs.
 func (r *Report) summarize(target float64, scope string) {
@@ -125,6 +168,36 @@ func (r *Report) summarize(target float64, scope string) {
 	r.StreamRatioP50, r.StreamRatioP99 = pick(Stream, TargetSluice)
 	r.ControlRatioP50, r.ControlRatioP99 = pick(NonStream, TargetControl)
 	r.StreamControlRatioP50, r.StreamControlRatioP99 = pick(Stream, TargetControl)
+	row := func(mode Mode, target string) Row {
+		if x := findRow(r.Runs, r.RefRate, mode, target); x != nil {
+			return *x
+		}
+		return Row{}
+	}
+	sl, nu, sls, nus := row(NonStream, TargetSluice), row(NonStream, TargetNull), row(Stream, TargetSluice), row(Stream, TargetNull)
+	r.SluiceAddedP50US, r.SluiceStreamAddedP50US = sl.AddedP50US, sls.AddedP50US
+	r.OverNullP50US, r.StreamOverNullP50US = round(sl.AddedP50US-nu.AddedP50US, 1), round(sls.AddedP50US-nus.AddedP50US, 1)
+	r.SluiceCPUUS, r.NullCPUUS, r.SluiceStreamCPUUS, r.NullStreamCPUUS = sl.CPUPerReqUS, nu.CPUPerReqUS, sls.CPUPerReqUS, nus.CPUPerReqUS
+	r.Peers = r.Peers[:0]
+	for _, x := range r.Runs {
+		if x.Rate != r.RefRate || isOwnTarget(x.Target) || slices.ContainsFunc(r.Peers, func(p PeerSummary) bool { return p.Name == x.Target }) {
+			continue
+		}
+		ns, st := row(NonStream, x.Target), row(Stream, x.Target)
+		ps := PeerSummary{Name: x.Target, AddedP50US: ns.AddedP50US, AddedP99US: ns.AddedP99US, StreamAddedP50US: st.AddedP50US,
+			StreamAddedP99US: st.AddedP99US, CPUUS: ns.CPUPerReqUS, StreamCPUUS: st.CPUPerReqUS}
+		for _, y := range r.Runs {
+			if y.Target == x.Target {
+				ps.Errors += y.Errors + y.WarmupErrors
+			}
+		}
+		for _, pr := range r.PeerRSSMB {
+			if pr.Name == x.Target {
+				ps.RSSMB = pr.RSSMB
+			}
+		}
+		r.Peers = append(r.Peers, ps)
+	}
 
 	r.Pass = r.Errors == 0 && len(r.Runs) > 0
 	for _, m := range []Mode{NonStream, Stream} {
@@ -175,16 +248,61 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if !r.Pass {
 		verdict = "FAIL"
 	}
+	if r.Config.Traffic != "" {
+		auth := "API-key auth on (a key without limits)"
+		switch {
+		case !r.Config.Auth:
+			auth = "auth off"
+		case r.Config.KeyLimits:
+			auth = "API-key auth on, the key has rate limits (never reached: checked in the store per request)"
+		}
+		cache := "answer cache on (every request a miss)"
+		if !r.Config.Cache {
+			cache = "answer cache off"
+		}
+		fmt.Fprintf(w, "\ntraffic: %s; %s; %s\n", r.Config.Traffic, auth, cache)
+	}
+	us := func(v float64) string { return formatDuration(v * 1e3) }
 	_, err := fmt.Fprintf(w, "\nat %d RPS: sluice-added / null-added p50 %s non-streaming, %s streaming (target <= %.2f); "+
 		"p99 %s / %s (reported, not gated)\n"+
 		"noise control (identical null proxy) / null: p50 %s / %s, p99 %s / %s\n"+
-		"errors: %d; peak RSS %.1f MiB (%s)\n"+
-		"%s\n"+
-		"%s\n",
+		"without the baseline: sluice adds %s at p50 non-streaming (%s more than the null proxy), %s streaming (%s more); "+
+		"CPU per request sluice %s vs null %s non-streaming, %s vs %s streaming\n"+
+		"errors: %d; peak RSS %.1f MiB (%s)\n",
 		r.RefRate, ptr(r.RatioP50), ptr(r.StreamRatioP50), r.TargetRatioP50, ptr(r.RatioP99), ptr(r.StreamRatioP99),
 		ptr(r.ControlRatioP50), ptr(r.StreamControlRatioP50), ptr(r.ControlRatioP99), ptr(r.StreamControlRatioP99),
-		r.Errors, r.RSSMB, r.RSSScope, verdict, r.Config.Hops)
+		us(r.SluiceAddedP50US), us(r.OverNullP50US), us(r.SluiceStreamAddedP50US), us(r.StreamOverNullP50US),
+		us(r.SluiceCPUUS), us(r.NullCPUUS), us(r.SluiceStreamCPUUS), us(r.NullStreamCPUUS),
+		r.Errors, r.RSSMB, r.RSSScope)
+	if err != nil {
+		return err
+	}
+	if len(r.Peers) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "\nat %d RPS\tadded p50\tadded p99\tstream added p50\tstream added p99\tcpu/req\tstream cpu/req\tpeak RSS\terrors\t\n", r.RefRate)
+		fmt.Fprintf(tw, "sluice\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f MiB\t-\t\n", us(r.SluiceAddedP50US), us(findAdded99(r, NonStream)),
+			us(r.SluiceStreamAddedP50US), us(findAdded99(r, Stream)), us(r.SluiceCPUUS), us(r.SluiceStreamCPUUS), r.RSSMB)
+		for _, p := range r.Peers {
+			rss := "-"
+			if p.RSSMB > 0 {
+				rss = fmt.Sprintf("%.1f MiB", p.RSSMB)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", p.Name, us(p.AddedP50US), us(p.AddedP99US), us(p.StreamAddedP50US),
+				us(p.StreamAddedP99US), us(p.CPUUS), us(p.StreamCPUUS), rss, p.Errors)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	_, err = fmt.Fprintf(w, "%s\n%s\n", verdict, r.Config.Hops)
 	return err
+}
+
+func findAdded99(r *Report, mode Mode) float64 {
+	if x := findRow(r.Runs, r.RefRate, mode, TargetSluice); x != nil {
+		return x.AddedP99US
+	}
+	return 0
 }
 
 func ratioCell(row Row, v *float64) string {
@@ -204,8 +322,31 @@ func ptr(v *float64) string {
 	return strconv.FormatFloat(*v, 'f', 2, 64)
 }
 
-// JSON is the report as one line of JSON.
-func (r *Report) JSON() ([]byte, error) { return json.Marshal(r) }
+// isOwnTarget reports whether a target is one the benchmark starts itself (not a peer).
+func isOwnTarget(name string) bool {
+	switch name {
+	case TargetDirect, TargetNull, TargetControl, TargetSluice:
+		return true
+	}
+	return false
+}
+
+// JSON is the report as one line of JSON, with peer_<name>_added_p50_us for each peer.
+func (r *Report) JSON() ([]byte, error) {
+	b, err := json.Marshal(r)
+	if err != nil || len(r.Peers) == 0 {
+		return b, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	for _, p := range r.Peers {
+		m["peer_"+p.Name+"_added_p50_us"] = json.RawMessage(strconv.FormatFloat(p.AddedP50US, 'f', -1, 64))
+		m["peer_"+p.Name+"_stream_added_p50_us"] = json.RawMessage(strconv.FormatFloat(p.StreamAddedP50US, 'f', -1, 64))
+	}
+	return json.Marshal(m)
+}
 
 // percentiles returns the nearest-rank percentiles qs of xs (sorting xs in place).
 func percentiles(xs []int64, qs ...float64) []int64 {

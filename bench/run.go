@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -26,6 +27,38 @@ type Config struct {
 	// name and the engine's address are appended; that process must call ServeHop
 	// (`sluice bench gateway-hop` does). Empty: every hop runs in this process.
 	Exec []string
+	// Traffic is what is sent and answered (nil: LoadTraffic with Data, Chunks).
+	Traffic *Traffic
+	// Data is the shared data directory the default traffic's prompts come from
+	// ("": the small synthetic request); Chunks the streamed answer's content chunks.
+	Data   string
+	Chunks int
+	// NoAuth turns API keys off; by default sluice requires one (a key whose limits
+	// are set, and high enough never to throttle) and every request carries it.
+	NoAuth bool
+	// NoCache leaves the answer cache out of sluice's pipeline (on by default, as in serve).
+	NoCache bool
+	// SluiceProfile writes a CPU profile of sluice's hop (its own process) to this file.
+	SluiceProfile string
+	// KeyLimits gives that key rate limits, too high ever to refuse, so the budget stage
+	// checks them for every request (by default it has none and passes it through).
+	KeyLimits bool
+	// EngineAddr is the fake engine's listen address (default: a free loopback port);
+	// fixed, so that gateways started beforehand (Peers) can be pointed at it.
+	EngineAddr string
+	// Peers are other gateways, already running in front of the fake engine at
+	// EngineAddr, measured as more targets.
+	Peers []Peer
+	// PeerWait bounds how long Run waits for each peer to answer its first request
+	// (default 30s).
+	PeerWait time.Duration
+}
+
+// Peer is another gateway measured beside sluice.
+type Peer struct {
+	Name string
+	// URL is its OpenAI base: URL + "/v1/chat/completions" is the endpoint.
+	URL string
 }
 
 // DefaultRates are the request rates a default run uses.
@@ -56,6 +89,29 @@ func (c *Config) fill() error {
 	if c.TargetRatio <= 0 {
 		c.TargetRatio = 1.5
 	}
+	if c.PeerWait <= 0 {
+		c.PeerWait = 30 * time.Second
+	}
+	if c.Traffic == nil {
+		t, err := LoadTraffic(TrafficOptions{Data: c.Data, Chunks: c.Chunks})
+		if err != nil {
+			return err
+		}
+		c.Traffic = t
+	}
+	seen := map[string]bool{TargetDirect: true, TargetNull: true, TargetControl: true, TargetSluice: true}
+	for _, p := range c.Peers {
+		if err := checkPeer(p); err != nil {
+			return err
+		}
+		if seen[p.Name] {
+			return fmt.Errorf("bench: peer name %q is taken", p.Name)
+		}
+		seen[p.Name] = true
+	}
+	if len(c.Peers) > 0 && c.EngineAddr == "" {
+		return errors.New("bench: peers need the fake engine at a fixed address (EngineAddr, --engine-addr) to be pointed at")
+	}
 	for _, r := range c.Rates {
 		if r <= 0 || r > 1_000_000 {
 			return fmt.Errorf("bench: rate %d out of range (1 to 1000000)", r)
@@ -74,7 +130,7 @@ func (c Config) Estimate() time.Duration {
 	if c.fill() != nil {
 		return 0
 	}
-	return time.Duration(len(c.Rates)*len(c.Modes)*4) * (c.Duration + c.Warmup)
+	return time.Duration(len(c.Rates)*len(c.Modes)*(4+len(c.Peers))) * (c.Duration + c.Warmup)
 }
 
 // The targets, in their first round's order.
@@ -86,8 +142,8 @@ const (
 )
 
 // Run starts the fake engine, the two null proxies and sluice's pipeline (each in a
-// process of its own when cfg.Exec is set, else in this one) and measures them at every
-// rate and mode of cfg.
+// process of its own when cfg.Exec is set, else in this one), adds cfg.Peers, and
+// measures them all at every rate and mode of cfg.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
@@ -97,7 +153,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		read    []func() (resources, error) // per target: its counters
 		rss     func() (int64, error)
 		scope   = rssScopeInProcess
+		apiKey  string
 	)
+	if !cfg.NoAuth {
+		k, err := newAPIKey()
+		if err != nil {
+			return nil, err
+		}
+		apiKey = k
+	}
+	hopOpts := HopOptions{Engine: EngineOptions{Answer: cfg.Traffic.Answer}, APIKey: apiKey, Listen: cfg.EngineAddr,
+		KeyLimits: cfg.KeyLimits, NoCache: cfg.NoCache}
+	sluiceOpts := hopOpts
+	sluiceOpts.CPUProfile = cfg.SluiceProfile
 	defer func() {
 		for _, t := range targets {
 			t.close()
@@ -110,27 +178,32 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				hops[i].close()
 			}
 		}()
-		start := func(name, hop, upstream string) (*hopProc, error) {
-			h, err := startHop(cfg.Exec, name, hop, upstream)
+		start := func(name, hop, upstream string, o HopOptions) (*hopProc, error) {
+			h, err := startHop(cfg.Exec, name, hop, upstream, o)
 			if err != nil {
 				return nil, err
 			}
 			hops = append(hops, h)
 			return h, nil
 		}
-		engine, err := start(TargetDirect, HopEngine, "")
+		engine, err := start(TargetDirect, HopEngine, "", hopOpts)
 		if err != nil {
 			return nil, err
 		}
+		hopOpts.Listen = ""
 		for _, tg := range []struct{ name, hop string }{{TargetDirect, ""}, {TargetNull, HopNull}, {TargetControl, HopNull},
 			{TargetSluice, HopSluice}} {
 			h := engine
 			if tg.hop != "" {
-				if h, err = start(tg.name, tg.hop, engine.addr); err != nil {
+				o := hopOpts
+				if tg.hop == HopSluice {
+					o = sluiceOpts
+				}
+				if h, err = start(tg.name, tg.hop, engine.addr, o); err != nil {
 					return nil, err
 				}
 			}
-			targets = append(targets, newLoadTarget(tg.name, h.addr, cfg.Workers))
+			targets = append(targets, newLoadTarget(tg.name, "http://"+h.addr, cfg.Workers))
 			read = append(read, func() (resources, error) { return hopResources(h, engine) })
 			if tg.name == TargetSluice {
 				rss = func() (int64, error) {
@@ -139,23 +212,31 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				}
 			}
 		}
+		for _, p := range cfg.Peers {
+			pid, err := pidListening(p.URL)
+			if err != nil && cfg.Progress != nil {
+				fmt.Fprintf(cfg.Progress, "bench: peer %s: %v: its CPU and RSS are not reported\n", p.Name, err)
+			}
+			targets = append(targets, newLoadTarget(p.Name, p.URL, cfg.Workers))
+			read = append(read, func() (resources, error) { return peerResources(pid, engine) })
+		}
 		scope = rssScopeSluice
 	} else {
-		up, err := startUpstream()
+		up, err := startUpstream(hopOpts.Engine, cfg.EngineAddr)
 		if err != nil {
 			return nil, fmt.Errorf("bench: fake engine: %w", err)
 		}
 		defer up.close()
-		targets = append(targets, newLoadTarget(TargetDirect, up.addr(), cfg.Workers))
+		targets = append(targets, newLoadTarget(TargetDirect, "http://"+up.addr(), cfg.Workers))
 		for _, name := range []string{TargetNull, TargetControl} {
 			p, err := startNullProxy(name, up.addr())
 			if err != nil {
 				return nil, fmt.Errorf("bench: null proxy: %w", err)
 			}
 			defer p.close()
-			targets = append(targets, newLoadTarget(name, p.addr(), cfg.Workers))
+			targets = append(targets, newLoadTarget(name, "http://"+p.addr(), cfg.Workers))
 		}
-		pl, err := newPipeline(ctx, up.addr())
+		pl, err := newPipeline(ctx, up.addr(), hopOpts)
 		if err != nil {
 			return nil, err
 		}
@@ -163,7 +244,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err := pl.serve(); err != nil {
 			return nil, fmt.Errorf("bench: sluice listener: %w", err)
 		}
-		targets = append(targets, newLoadTarget(TargetSluice, pl.addr(), cfg.Workers))
+		targets = append(targets, newLoadTarget(TargetSluice, "http://"+pl.addr(), cfg.Workers))
+		for _, p := range cfg.Peers {
+			targets = append(targets, newLoadTarget(p.Name, p.URL, cfg.Workers))
+		}
 		for range targets {
 			read = append(read, func() (resources, error) {
 				runtime.GC() // one heap for all: start each segment clean, nobody pays for another's garbage
@@ -173,11 +257,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rss = peakRSS
 	}
 
-	gen, err := newGenerator(cfg.Workers)
+	gen, err := newGenerator(cfg.Workers, cfg.Traffic, apiKey)
 	if err != nil {
 		return nil, err
 	}
 	defer gen.close()
+	for _, t := range targets[4:] {
+		if err := gen.ready(ctx, t, cfg.PeerWait); err != nil {
+			return nil, err
+		}
+	}
 
 	rep := &Report{Config: reportConfig(&cfg)}
 	for _, rate := range cfg.Rates {
@@ -195,6 +284,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if b, err := rss(); err == nil {
 		rep.RSSMB = round(float64(b)/(1<<20), 1)
 	}
+	if len(cfg.Exec) > 0 {
+		for i, p := range cfg.Peers {
+			if r, err := read[4+i](); err == nil && r.rss > 0 {
+				rep.PeerRSSMB = append(rep.PeerRSSMB, PeerRSS{Name: p.Name, RSSMB: round(float64(r.rss)/(1<<20), 1)})
+			}
+		}
+	}
 	rep.summarize(cfg.TargetRatio, scope)
 	return rep, nil
 }
@@ -203,10 +299,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // targets in rotating order, and returns a row per target.
 func measure(ctx context.Context, gen *generator, targets []*loadTarget, read []func() (resources, error), cfg *Config,
 	rate int, mode Mode) ([]Row, error) {
-	body := chatRequest(mode)
 	acc := make([]accum, len(targets))
 	for i, t := range targets {
-		seg, err := gen.run(ctx, t, mode, body, rate, cfg.Warmup)
+		seg, err := gen.run(ctx, t, mode, rate, cfg.Warmup)
 		if err != nil {
 			return nil, err
 		}
@@ -221,7 +316,7 @@ func measure(ctx context.Context, gen *generator, targets []*loadTarget, read []
 			if err != nil {
 				return nil, err
 			}
-			seg, err := gen.run(ctx, targets[i], mode, body, rate, per)
+			seg, err := gen.run(ctx, targets[i], mode, rate, per)
 			if err != nil {
 				return nil, err
 			}
@@ -242,6 +337,7 @@ func measure(ctx context.Context, gen *generator, targets []*loadTarget, read []
 
 // resources are a process's counters, read around a segment.
 type resources struct {
+	rss          int64 // peak (peers only)
 	cpu          time.Duration
 	allocBytes   uint64
 	allocObjects uint64
@@ -337,8 +433,8 @@ func (a *accum) row(target string, rate int, mode Mode) Row {
 	return r
 }
 
-// addRatios fills the added latencies (target minus direct) and, for sluice and the
-// control, the ratios of their added latency to the null proxy's.
+// addRatios fills the added latencies (target minus direct) and, for every target but
+// direct and null, the ratios of its added latency to the null proxy's.
 func addRatios(rows []Row) {
 	byName := map[string]*Row{}
 	for i := range rows {
@@ -359,9 +455,9 @@ func addRatios(rows []Row) {
 	if null == nil || null.P50US == 0 {
 		return
 	}
-	for _, name := range []string{TargetSluice, TargetControl} {
-		r := byName[name]
-		if r == nil || r.P50US == 0 {
+	for i := range rows {
+		r := &rows[i]
+		if r.Target == TargetDirect || r.Target == TargetNull || r.P50US == 0 {
 			continue
 		}
 		r.RatioP50 = ratio(r.AddedP50US, null.AddedP50US)

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,14 +12,23 @@ import (
 	"github.com/valyala/fastjson"
 )
 
-// The fake engine's answer, and the pieces the load generator checks for.
-const (
-	answerText   = "The capital of France is Paris."
-	answerDeltas = "The capital| of France| is| Paris|." // streamed in these pieces
-	lastDelta    = `"content":"."`
-	usageFields  = `"usage":{"prompt_tokens":52,"completion_tokens":8,"total_tokens":60,"prompt_tokens_details":{"cached_tokens":0}}`
-	sseDone      = "data: [DONE]\n\n"
-)
+// sseDone ends every stream.
+const sseDone = "data: [DONE]\n\n"
+
+// EngineOptions set up the fake engine.
+type EngineOptions struct {
+	// Answer is what it answers (default: the synthetic traffic's).
+	Answer Answer `json:"answer"`
+	// ChunkDelay is the pause before each streamed event after the first (0: none): a
+	// slow engine, for the soak.
+	ChunkDelay time.Duration `json:"chunk_delay"`
+}
+
+// usageFields is the usage object of an answer of n tokens.
+func usageFields(n int) string {
+	return `"usage":{"prompt_tokens":52,"completion_tokens":` + strconv.Itoa(n) + `,"total_tokens":` + strconv.Itoa(52+n) +
+		`,"prompt_tokens_details":{"cached_tokens":0}}`
+}
 
 // upstream is a fast fake OpenAI-compatible engine: it validates the request like an
 // engine would, then answers at once (no artificial delay). Streams are written one SSE
@@ -38,25 +46,36 @@ type upstream struct {
 	models   []byte
 	events   []string // the "choices" part of each streamed chunk, in order
 	usageEv  string   // the usage-only chunk's tail
+	full     string   // the non-streamed answer's tail
+	delay    time.Duration
 }
 
-func startUpstream() (*upstream, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// startUpstream starts the fake engine on listen ("": a free loopback port).
+func startUpstream(o EngineOptions, listen string) (*upstream, error) {
+	if len(o.Answer.Pieces) == 0 {
+		o.Answer = syntheticTraffic().Answer
+	}
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, err
 	}
-	u := &upstream{done: make(chan struct{})}
+	u := &upstream{done: make(chan struct{}), delay: o.ChunkDelay}
 	u.ln = countingListener{Listener: ln, n: &u.accepted}
 	u.models = []byte(`{"object":"list","data":[{"id":"bench","object":"model","created":` +
 		strconv.FormatInt(time.Now().Unix(), 10) + `,"owned_by":"bench"}]}`)
 	u.events = append(u.events,
 		`,"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]`)
-	for _, d := range strings.Split(answerDeltas, "|") {
+	for _, d := range o.Answer.Pieces {
 		u.events = append(u.events,
 			`,"choices":[{"index":0,"delta":{"content":"`+d+`"},"logprobs":null,"finish_reason":null}]`)
 	}
 	u.events = append(u.events, `,"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]`)
-	u.usageEv = `,"choices":[],` + usageFields
+	u.usageEv = `,"choices":[],` + usageFields(len(o.Answer.Pieces))
+	u.full = `,"choices":[{"index":0,"message":{"role":"assistant","content":"` + o.Answer.full() +
+		`","refusal":null},"logprobs":null,"finish_reason":"stop"}],` + usageFields(len(o.Answer.Pieces)) + `}`
 	u.srv = &fasthttp.Server{
 		Handler:               u.handle,
 		NoDefaultServerHeader: true,
@@ -110,9 +129,8 @@ func (u *upstream) chat(ctx *fasthttp.RequestCtx) {
 	id := u.seq.Add(1)
 	created := time.Now().Unix()
 	if !stream {
-		b := appendHead(make([]byte, 0, 512), id, created, "chat.completion")
-		b = append(b, `,"choices":[{"index":0,"message":{"role":"assistant","content":"`+answerText+
-			`","refusal":null},"logprobs":null,"finish_reason":"stop"}],`+usageFields+`}`...)
+		b := appendHead(make([]byte, 0, 256+len(u.full)), id, created, "chat.completion")
+		b = append(b, u.full...)
 		ctx.SetContentType("application/json")
 		ctx.SetBody(b)
 		return
@@ -170,6 +188,9 @@ func (r *sseReader) reset(u *upstream, id uint64, created int64, usage bool) {
 func (r *sseReader) Read(p []byte) (int, error) {
 	if r.next >= len(r.ends) {
 		return 0, io.EOF
+	}
+	if r.next > 0 && r.u.delay > 0 && r.off == r.ends[r.next-1] {
+		time.Sleep(r.u.delay) // a slow engine: the next token takes this long
 	}
 	n := copy(p, r.buf[r.off:r.ends[r.next]])
 	r.off += n

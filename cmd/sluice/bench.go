@@ -44,10 +44,17 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "gateway":
 	case "gateway-hop": // internal: one hop of "bench gateway", started by it
-		if len(args) != 3 {
-			return errors.New("bench gateway-hop: want HOP UPSTREAM (started by \"sluice bench gateway\")")
+		if len(args) != 3 && len(args) != 4 {
+			return errors.New("bench gateway-hop: want HOP UPSTREAM [OPTIONS] (started by \"sluice bench gateway\")")
 		}
-		return sbench.ServeHop(ctx, args[1], args[2], os.Stdin, stdout)
+		var o sbench.HopOptions
+		if len(args) == 4 {
+			var err error
+			if o, err = sbench.ParseHopOptions(args[3]); err != nil {
+				return err
+			}
+		}
+		return sbench.ServeHop(ctx, args[1], args[2], o, os.Stdin, stdout)
 	case "smoke":
 		return benchSmoke(ctx, args[1:], stdout, stderr)
 	case "sched":
@@ -85,8 +92,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		cfg.Exec = []string{exe, "bench", "gateway-hop"}
 	}
-	fmt.Fprintf(stderr, "bench gateway: rates %v, modes %v, %v per target per rate and mode in %d rounds (about %v in all)\n",
-		cfg.Rates, cfg.Modes, cfg.Duration, cfg.Rounds, cfg.Estimate().Round(time.Second))
+	fmt.Fprintf(stderr, "bench gateway: rates %v, modes %v, %v per target per rate and mode in %d rounds (about %v in all)\n"+
+		"bench gateway: traffic: %s\n",
+		cfg.Rates, cfg.Modes, cfg.Duration, cfg.Rounds, cfg.Estimate().Round(time.Second), cfg.Traffic)
 	if o.cpuprofile != "" {
 		stop, err := startCPUProfile(o.cpuprofile)
 		if err != nil {
@@ -117,6 +125,13 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 type benchOpts struct {
+	data         string
+	chunks       int
+	noAuth       bool
+	keyLimits    bool
+	noCache      bool
+	engineAddr   string
+	peers        peerFlags
 	rates, modes string
 	duration     time.Duration
 	warmup       time.Duration
@@ -125,6 +140,7 @@ type benchOpts struct {
 	json, gate   bool
 	inProcess    bool
 	cpuprofile   string
+	hopProfile   string
 }
 
 func benchFlags(stderr io.Writer, o *benchOpts) *flag.FlagSet {
@@ -134,6 +150,14 @@ func benchFlags(stderr io.Writer, o *benchOpts) *flag.FlagSet {
 		fmt.Fprint(stderr, benchUsage)
 		fs.PrintDefaults()
 	}
+	fs.StringVar(&o.data, "data", "../shared/data", "shared data directory: the requests' prompts (route/ and compress/); empty: one small synthetic request")
+	fs.IntVar(&o.chunks, "chunks", 200, "content chunks per streamed answer (the fake engine's answer, in words)")
+	fs.BoolVar(&o.noAuth, "no-auth", false, "turn API keys off (by default sluice requires one and every request carries it)")
+	fs.BoolVar(&o.keyLimits, "key-limits", false, "give the key rate limits (too high ever to refuse): the budget stage then checks them in the ledger's store for every request")
+	fs.BoolVar(&o.noCache, "no-cache", false, "leave the answer cache out of sluice's pipeline (on by default, as serve has it)")
+	fs.StringVar(&o.engineAddr, "engine-addr", "", "listen address of the fake engine (default: a free loopback port); peers must point at it")
+	fs.Var(&o.peers, "peer", "NAME=URL: another gateway, already running in front of the fake engine at --engine-addr, measured\n"+
+		"as one more target (URL + /v1/chat/completions); repeatable. scripts/bench/peers.sh builds and starts llama-swap and olla")
 	fs.StringVar(&o.rates, "rates", "500,2000,5000", "request rates per second, comma-separated")
 	fs.StringVar(&o.modes, "modes", "nonstream,stream", "modes to run, comma-separated: nonstream, stream")
 	fs.DurationVar(&o.duration, "duration", 6*time.Second, "measured time per target, rate and mode (split over the rounds)")
@@ -143,13 +167,23 @@ func benchFlags(stderr io.Writer, o *benchOpts) *flag.FlagSet {
 	fs.BoolVar(&o.json, "json", false, "after the table, print the figures as one JSON object on the last line")
 	fs.BoolVar(&o.gate, "gate", false, "exit 1 when the p50 target is missed or any request failed")
 	fs.BoolVar(&o.inProcess, "in-process", false, "run every hop (fake engine, null proxies, sluice) in this process instead of one process each")
+	fs.StringVar(&o.hopProfile, "sluice-cpuprofile", "", "write a CPU profile of sluice's own process (the sluice hop) to this file")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file (with --in-process: samples carry a hop\n"+
 		"label (sluice, null, control, engine, loadgen): go tool pprof -tagfocus hop=sluice FILE)")
 	return fs
 }
 
 func (o *benchOpts) config(progress io.Writer) (sbench.Config, error) {
-	cfg := sbench.Config{Duration: o.duration, Warmup: o.warmup, Rounds: o.rounds, Workers: o.workers, Progress: progress}
+	cfg := sbench.Config{Duration: o.duration, Warmup: o.warmup, Rounds: o.rounds, Workers: o.workers, Progress: progress,
+		NoAuth: o.noAuth, KeyLimits: o.keyLimits, NoCache: o.noCache, SluiceProfile: o.hopProfile, EngineAddr: o.engineAddr, Peers: o.peers}
+	if o.chunks < 1 {
+		return cfg, errors.New("bench gateway: --chunks must be at least 1")
+	}
+	tr, err := sbench.LoadTraffic(sbench.TrafficOptions{Data: o.data, Chunks: o.chunks})
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Traffic = tr
 	if o.duration <= 0 {
 		return cfg, fmt.Errorf("bench gateway: --duration must be positive, got %v", o.duration)
 	}
@@ -172,6 +206,26 @@ func (o *benchOpts) config(progress io.Writer) (sbench.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// peerFlags collects --peer NAME=URL.
+type peerFlags []sbench.Peer
+
+func (p *peerFlags) String() string {
+	s := make([]string, len(*p))
+	for i, x := range *p {
+		s[i] = x.Name + "=" + x.URL
+	}
+	return strings.Join(s, ",")
+}
+
+func (p *peerFlags) Set(v string) error {
+	x, err := sbench.ParsePeer(v)
+	if err != nil {
+		return err
+	}
+	*p = append(*p, x)
+	return nil
 }
 
 func startCPUProfile(path string) (stop func(), err error) {
