@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
 	"strings"
@@ -29,6 +30,11 @@ type hopStats struct {
 	AllocObjects uint64 `json:"alloc_objects"`
 	EngineConns  int64  `json:"engine_conns"` // the fake engine only: connections accepted
 	RSSBytes     int64  `json:"rss_bytes"`    // peak (VmHWM)
+	RSSNowBytes  int64  `json:"rss_now_bytes"`
+	Goroutines   int    `json:"goroutines"`
+	HeapBytes    uint64 `json:"heap_bytes"` // Go heap in use (live and not yet swept)
+	StackBytes   uint64 `json:"stack_bytes"`
+	RSSFileBytes int64  `json:"rss_file_bytes"` // resident file-backed pages (mmapped files)
 }
 
 // HopOptions are what a hop process needs to know besides its kind and upstream; Run
@@ -38,6 +44,8 @@ type HopOptions struct {
 	APIKey string        `json:"api_key"` // sluice's: the key requests must carry ("": auth off)
 	// KeyLimits gives sluice's key rate limits (never reached; checked per request).
 	KeyLimits bool `json:"key_limits,omitempty"`
+	// Slots is the fake engine's slot count in sluice's scheduler (default 256).
+	Slots int `json:"slots,omitempty"`
 	// NoCache leaves the answer cache out of sluice's pipeline (serve's cache.enabled: false).
 	NoCache bool `json:"no_cache,omitempty"`
 	// CPUProfile, for the sluice hop: write a CPU profile of the whole run to this file.
@@ -112,7 +120,22 @@ func ServeHop(ctx context.Context, hop, upstream string, o HopOptions, in io.Rea
 	}
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
-		switch strings.TrimSpace(sc.Text()) {
+		line := strings.TrimSpace(sc.Text())
+		if arg, ok := strings.CutPrefix(line, "profile "); ok {
+			// A profile of the hop now ("profile heap PATH", "profile goroutine PATH"),
+			// for finding what holds memory or goroutines.
+			name, path, _ := strings.Cut(arg, " ")
+			err := writeProfile(name, path)
+			msg := "ok"
+			if err != nil {
+				msg = "error " + err.Error()
+			}
+			if _, err := fmt.Fprintln(out, msg); err != nil {
+				return err
+			}
+			continue
+		}
+		switch line {
 		case "stats":
 			st := hopStats{CPUNS: int64(processCPU())}
 			st.AllocBytes, st.AllocObjects = heapAllocs()
@@ -120,6 +143,10 @@ func ServeHop(ctx context.Context, hop, upstream string, o HopOptions, in io.Rea
 				st.EngineConns = conns()
 			}
 			st.RSSBytes, _ = peakRSS()
+			st.RSSNowBytes, _ = currentRSS()
+			st.Goroutines = runtime.NumGoroutine()
+			st.HeapBytes, st.StackBytes = heapInUse()
+			st.RSSFileBytes, _ = statusBytes("RssFile:")
 			b, err := json.Marshal(st)
 			if err != nil {
 				return err
@@ -135,6 +162,57 @@ func ServeHop(ctx context.Context, hop, upstream string, o HopOptions, in io.Rea
 		}
 	}
 	return sc.Err()
+}
+
+// writeProfile writes the named runtime/pprof profile to path: goroutines as text
+// (one entry per distinct stack), the others in the protobuf format.
+func writeProfile(name, path string) error {
+	p := pprof.Lookup(name)
+	if p == nil || path == "" {
+		return fmt.Errorf("no profile %q or no path", name)
+	}
+	debug := 0
+	if name == "goroutine" {
+		debug = 1
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := p.WriteTo(f, debug); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// profile asks the hop for its profile name ("heap", "goroutine") written to path.
+func (h *hopProc) profile(name, path string) error {
+	if _, err := io.WriteString(h.in, "profile "+name+" "+path+"\n"); err != nil {
+		return err
+	}
+	line, err := h.line(30 * time.Second)
+	if err != nil {
+		return err
+	}
+	if line != "ok" {
+		return fmt.Errorf("bench: %s hop: %s", h.name, line)
+	}
+	return nil
+}
+
+// heapInUse is the Go heap's bytes in objects (live or not yet swept) and the
+// goroutine stacks' bytes.
+func heapInUse() (heap, stacks uint64) {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		heap = s[0].Value.Uint64()
+	}
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		stacks = s[1].Value.Uint64()
+	}
+	return heap, stacks
 }
 
 // heapAllocs are the process's cumulative heap allocations (bytes, objects).

@@ -61,7 +61,11 @@ func newPipeline(ctx context.Context, upstreamAddr string, o HopOptions) (_ *pip
 	}()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	be, err := openai.New(openai.Options{Name: "fake", BaseURL: "http://" + upstreamAddr + "/v1", Slots: pipelineSlots})
+	slots := pipelineSlots
+	if o.Slots > 0 {
+		slots = o.Slots
+	}
+	be, err := openai.New(openai.Options{Name: "fake", BaseURL: "http://" + upstreamAddr + "/v1", Slots: slots})
 	if err != nil {
 		return nil, err
 	}

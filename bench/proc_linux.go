@@ -10,13 +10,19 @@ import (
 )
 
 // peakRSS is the process's peak resident set size in bytes (VmHWM).
-func peakRSS() (int64, error) {
+func peakRSS() (int64, error) { return statusBytes("VmHWM:") }
+
+// currentRSS is the process's resident set size in bytes (VmRSS).
+func currentRSS() (int64, error) { return statusBytes("VmRSS:") }
+
+// statusBytes reads a "Name: N kB" line of /proc/self/status.
+func statusBytes(name string) (int64, error) {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0, err
 	}
 	for line := range bytes.Lines(b) {
-		v, ok := bytes.CutPrefix(line, []byte("VmHWM:"))
+		v, ok := bytes.CutPrefix(line, []byte(name))
 		if !ok {
 			continue
 		}
@@ -30,7 +36,7 @@ func peakRSS() (int64, error) {
 		}
 		return kb << 10, nil
 	}
-	return 0, fmt.Errorf("bench: no VmHWM in /proc/self/status")
+	return 0, fmt.Errorf("bench: no %s in /proc/self/status", name)
 }
 
 // processCPU is the CPU time (user and system) the process has used.

@@ -22,6 +22,7 @@ const benchUsage = `Usage: sluice bench gateway [flags]
        sluice bench compress [flags] (prompt compression: what it keeps, how fast; see "sluice bench compress -h")
        sluice bench route-overflow [flags]   (cloud overflow under load; see "sluice bench route-overflow -h")
        sluice bench cache [flags]   (the answer cache: latency and hit quality; see "sluice bench cache -h")
+       sluice bench soak [flags]    (1,000 slow streams held through sluice: errors, RSS, goroutine leaks; see "sluice bench soak -h")
 
 Measures the latency sluice's gateway adds: a fast fake OpenAI engine called directly,
 through a do-nothing fasthttp proxy (and an identical second one as a noise control), and
@@ -37,7 +38,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		benchFlags(stderr, &benchOpts{}).Usage()
 		if len(args) == 0 {
-			return errors.New("bench: name a benchmark (available: gateway, smoke, sched, route, route-overflow, compress, cache)")
+			return errors.New("bench: name a benchmark (available: gateway, smoke, sched, route, route-overflow, compress, cache, soak)")
 		}
 		return nil
 	}
@@ -67,8 +68,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return benchCompress(ctx, args[1:], stdout, stderr)
 	case "cache":
 		return benchCache(ctx, args[1:], stdout, stderr)
+	case "soak":
+		return benchSoak(ctx, args[1:], stdout, stderr)
 	default:
-		return fmt.Errorf("bench: unknown benchmark %q (available: gateway, smoke, sched, route, route-overflow, compress, cache)", args[0])
+		return fmt.Errorf("bench: unknown benchmark %q (available: gateway, smoke, sched, route, route-overflow, compress, cache, soak)", args[0])
 	}
 	var o benchOpts
 	fs := benchFlags(stderr, &o)
