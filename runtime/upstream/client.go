@@ -38,6 +38,11 @@ type Client struct {
 	idle   []*conn
 	closed bool
 	dials  atomic.Int64
+
+	// writers are the request writers, shared by the connections: a connection writes
+	// only while sending a request, and 1,000 streams held open would otherwise hold
+	// 1,000 idle write buffers.
+	writers sync.Pool
 }
 
 // Dials counts the connections the client has opened (to check keep-alive reuse).
@@ -45,8 +50,7 @@ func (c *Client) Dials() int64 { return c.dials.Load() }
 
 type conn struct {
 	nc net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+	br *bufio.Reader // 4 KB, as fasthttp's clients: bodies are read past it, not through it
 	// deadline is the I/O deadline set on nc. Calls whose deadline is within a second
 	// of it leave it alone: changing a deadline costs timer operations on every call.
 	deadline time.Time
@@ -192,7 +196,31 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 		}
 		nc = tc
 	}
-	return &conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 16<<10)}, nil
+	return &conn{nc: nc, br: bufio.NewReaderSize(nc, connReadBuffer)}, nil
+}
+
+// connReadBuffer is each connection's read buffer; its request writer comes from the
+// client's pool (Client.writers).
+const connReadBuffer = 4 << 10
+
+// connWriteBuffer is a pooled request writer's buffer.
+const connWriteBuffer = 16 << 10
+
+// writeRequest sends req on cn through one of c's pooled writers.
+func (c *Client) writeRequest(cn *conn, req *fasthttp.Request) error {
+	w, _ := c.writers.Get().(*bufio.Writer)
+	if w == nil {
+		w = bufio.NewWriterSize(cn.nc, connWriteBuffer)
+	} else {
+		w.Reset(cn.nc)
+	}
+	err := req.Write(w)
+	if err == nil {
+		err = w.Flush()
+	}
+	w.Reset(nil)
+	c.writers.Put(w)
+	return err
 }
 
 // Call is one request in flight. Resp holds the response headers, and the body unless
@@ -242,10 +270,7 @@ func (c *Client) DoUntil(ctx context.Context, req *fasthttp.Request, stream bool
 		if ctx.Done() != nil {
 			stop = context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
 		}
-		err := req.Write(cn.bw)
-		if err == nil {
-			err = cn.bw.Flush()
-		}
+		err := c.writeRequest(cn, req)
 		if err == nil {
 			resp.Reset()
 			resp.StreamBody = stream

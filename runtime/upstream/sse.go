@@ -24,7 +24,9 @@ const DefaultMaxEvent = 4 << 20
 // The stream cannot go on: what is left of the event was not read.
 var ErrEventTooLarge = errors.New("upstream: server-sent event larger than the limit")
 
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
+// readerPool's buffers hold one line at a time; a longer line is gathered in SSE.long.
+// Engines' events are a few hundred bytes, and every stream in flight holds one buffer.
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
 
 // NewSSE reads events from r, each at most maxEvent bytes (0: DefaultMaxEvent). Call
 // Release when done.
