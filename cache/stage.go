@@ -190,6 +190,12 @@ func (s *Stage) Open(ctx context.Context, t models.Target, r *models.Request) (m
 			return st, nil
 		}
 		q = hq
+		if q != nil && s.emb == s.builtin {
+			// Only an engine embedder's vector is kept for the store; the built-in
+			// analysis would otherwise be held for as long as the answer streams.
+			s.builtin.put(q.a)
+			q = nil
+		}
 	}
 	r.Trace.Cache = ResultMiss
 	s.m.miss.Inc()
