@@ -67,6 +67,36 @@ type loadTarget struct {
 	name    string
 	url     string
 	clients map[Mode]*fasthttp.HostClient
+	headers []Header // sent with every request besides the Authorization header
+}
+
+// newPeerTarget drives peer p. Its idle connections are closed after peerIdleConn, before
+// the peer closes them itself: a request sent on a connection the server is closing
+// fails ("closed connection before returning the first response byte"), which is the
+// client's race, not the peer's error.
+func newPeerTarget(p Peer, conns int) *loadTarget {
+	t := newLoadTarget(p.Name, p.URL, conns)
+	t.headers = p.Headers
+	for _, c := range t.clients {
+		c.MaxIdleConnDuration = peerIdleConn
+	}
+	return t
+}
+
+// peerIdleConn is below the shortest keep-alive timeout of the peers measured so far
+// (Node's http server, under Portkey's gateway: 5 s).
+const peerIdleConn = 4 * time.Second
+
+// setHeaders puts the request headers every request to t carries on req.
+func (g *generator) setHeaders(req *fasthttp.Request, t *loadTarget) {
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetContentType("application/json")
+	if g.auth != "" {
+		req.Header.Set("Authorization", g.auth)
+	}
+	for _, h := range t.headers {
+		req.Header.Set(h.Name, h.Value)
+	}
 }
 
 // newLoadTarget drives the OpenAI API at base (http://HOST:PORT[/path]).
@@ -174,11 +204,7 @@ func (g *generator) run(ctx context.Context, t *loadTarget, mode Mode, rate int,
 	for _, w := range workers {
 		w.req.Reset()
 		w.req.SetRequestURI(t.url)
-		w.req.Header.SetMethod(fasthttp.MethodPost)
-		w.req.Header.SetContentType("application/json")
-		if g.auth != "" {
-			w.req.Header.Set("Authorization", g.auth)
-		}
+		g.setHeaders(&w.req, t)
 		wg.Add(1)
 		goLabeled("loadgen", func() {
 			defer wg.Done()

@@ -28,6 +28,19 @@ func ParsePeer(s string) (Peer, error) {
 	return p, checkPeer(p)
 }
 
+// ParsePeerHeader reads NAME=Header:Value (the --peer-header flag): a header for peer NAME.
+func ParsePeerHeader(s string) (name string, h Header, err error) {
+	name, hv, ok := strings.Cut(s, "=")
+	if ok {
+		h.Name, h.Value, ok = strings.Cut(hv, ":")
+	}
+	name, h.Name, h.Value = strings.TrimSpace(name), strings.TrimSpace(h.Name), strings.TrimSpace(h.Value)
+	if !ok || name == "" || h.Name == "" || strings.ContainsAny(h.Name, " \t\r\n") || strings.ContainsAny(h.Value, "\r\n") {
+		return "", Header{}, fmt.Errorf("bench: peer header %q: want NAME=Header:Value", s)
+	}
+	return name, h, nil
+}
+
 func checkPeer(p Peer) error {
 	if !peerName.MatchString(p.Name) {
 		return fmt.Errorf("bench: peer name %q: want lower-case letters, digits, - or _ (up to 32)", p.Name)
@@ -49,11 +62,7 @@ func (g *generator) ready(ctx context.Context, t *loadTarget, wait time.Duration
 		for {
 			w.req.Reset()
 			w.req.SetRequestURI(t.url)
-			w.req.Header.SetMethod("POST")
-			w.req.Header.SetContentType("application/json")
-			if g.auth != "" {
-				w.req.Header.Set("Authorization", g.auth)
-			}
+			g.setHeaders(&w.req, t)
 			n := g.seq.Add(1)
 			body, mark := g.traffic.body(mode, n)
 			w.req.SetBody(body)

@@ -59,7 +59,13 @@ type Peer struct {
 	Name string
 	// URL is its OpenAI base: URL + "/v1/chat/completions" is the endpoint.
 	URL string
+	// Headers go with every request to it, besides the API key's Authorization (e.g.
+	// Portkey's x-portkey-provider and x-portkey-custom-host, which name the upstream).
+	Headers []Header
 }
+
+// Header is one HTTP request header.
+type Header struct{ Name, Value string }
 
 // DefaultRates are the request rates a default run uses.
 func DefaultRates() []int { return []int{500, 2000, 5000} }
@@ -217,7 +223,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if err != nil && cfg.Progress != nil {
 				fmt.Fprintf(cfg.Progress, "bench: peer %s: %v: its CPU and RSS are not reported\n", p.Name, err)
 			}
-			targets = append(targets, newLoadTarget(p.Name, p.URL, cfg.Workers))
+			targets = append(targets, newPeerTarget(p, cfg.Workers))
 			read = append(read, func() (resources, error) { return peerResources(pid, engine) })
 		}
 		scope = rssScopeSluice
@@ -246,7 +252,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		targets = append(targets, newLoadTarget(TargetSluice, "http://"+pl.addr(), cfg.Workers))
 		for _, p := range cfg.Peers {
-			targets = append(targets, newLoadTarget(p.Name, p.URL, cfg.Workers))
+			targets = append(targets, newPeerTarget(p, cfg.Workers))
 		}
 		for range targets {
 			read = append(read, func() (resources, error) {

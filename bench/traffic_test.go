@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 const sharedData = "../../shared/data"
@@ -164,5 +166,44 @@ func TestRunWithPeer(t *testing.T) {
 	}
 	if !strings.Contains(table.String(), "nullpeer") || !strings.Contains(table.String(), "without the baseline") {
 		t.Errorf("table:\n%s", table.String())
+	}
+}
+
+// TestPeerHeaders: --peer-header values parse, and every request to that peer carries
+// them beside the API key; the peer's idle connections close before Node's keep-alive
+// timeout would close them under a request.
+func TestPeerHeaders(t *testing.T) {
+	name, h, err := ParsePeerHeader("portkey=x-portkey-custom-host: http://127.0.0.1:9/v1")
+	if err != nil || name != "portkey" || h.Name != "x-portkey-custom-host" || h.Value != "http://127.0.0.1:9/v1" {
+		t.Fatalf("ParsePeerHeader = %q, %+v, %v", name, h, err)
+	}
+	for _, bad := range []string{"portkey", "portkey=x-a", "=x-a:b", "p=:b", "p=x a:b", "p=x-a:b\r\nx-b: c"} {
+		if _, _, err := ParsePeerHeader(bad); err == nil {
+			t.Errorf("ParsePeerHeader(%q) = nil error", bad)
+		}
+	}
+	tg := newPeerTarget(Peer{Name: "portkey", URL: "http://127.0.0.1:9", Headers: []Header{{"x-portkey-provider", "openai"}, h}}, 2)
+	g := &generator{auth: "Bearer k"}
+	var req fasthttp.Request
+	g.setHeaders(&req, tg)
+	for k, want := range map[string]string{"x-portkey-provider": "openai", "x-portkey-custom-host": "http://127.0.0.1:9/v1",
+		"Authorization": "Bearer k", "Content-Type": "application/json"} {
+		if got := string(req.Header.Peek(k)); got != want {
+			t.Errorf("header %s = %q, want %q", k, got, want)
+		}
+	}
+	if !req.Header.IsPost() {
+		t.Error("not a POST")
+	}
+	for m, c := range tg.clients {
+		if c.MaxIdleConnDuration != peerIdleConn {
+			t.Errorf("%s client keeps idle connections %v", m, c.MaxIdleConnDuration)
+		}
+	}
+	// Other targets send no peer headers.
+	req.Reset()
+	g.setHeaders(&req, newLoadTarget("sluice", "http://127.0.0.1:9", 2))
+	if req.Header.Peek("x-portkey-provider") != nil {
+		t.Error("a peer header on another target")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -135,6 +136,7 @@ type benchOpts struct {
 	noCache      bool
 	engineAddr   string
 	peers        peerFlags
+	peerHeaders  []string // NAME=Header:Value
 	rates, modes string
 	duration     time.Duration
 	warmup       time.Duration
@@ -160,7 +162,15 @@ func benchFlags(stderr io.Writer, o *benchOpts) *flag.FlagSet {
 	fs.BoolVar(&o.noCache, "no-cache", false, "leave the answer cache out of sluice's pipeline (on by default, as serve has it)")
 	fs.StringVar(&o.engineAddr, "engine-addr", "", "listen address of the fake engine (default: a free loopback port); peers must point at it")
 	fs.Var(&o.peers, "peer", "NAME=URL: another gateway, already running in front of the fake engine at --engine-addr, measured\n"+
-		"as one more target (URL + /v1/chat/completions); repeatable. scripts/bench/peers.sh builds and starts llama-swap and olla")
+		"as one more target (URL + /v1/chat/completions); repeatable. scripts/bench/peers.sh installs and starts peers")
+	fs.Func("peer-header", "NAME=Header:Value: a header every request to peer NAME carries (e.g. the upstream for Portkey:\n"+
+		"portkey=x-portkey-provider:openai); repeatable", func(v string) error {
+		if _, _, err := sbench.ParsePeerHeader(v); err != nil {
+			return err
+		}
+		o.peerHeaders = append(o.peerHeaders, v)
+		return nil
+	})
 	fs.StringVar(&o.rates, "rates", "500,2000,5000", "request rates per second, comma-separated")
 	fs.StringVar(&o.modes, "modes", "nonstream,stream", "modes to run, comma-separated: nonstream, stream")
 	fs.DurationVar(&o.duration, "duration", 6*time.Second, "measured time per target, rate and mode (split over the rounds)")
@@ -181,6 +191,15 @@ func (o *benchOpts) config(progress io.Writer) (sbench.Config, error) {
 		NoAuth: o.noAuth, KeyLimits: o.keyLimits, NoCache: o.noCache, SluiceProfile: o.hopProfile, EngineAddr: o.engineAddr, Peers: o.peers}
 	if o.chunks < 1 {
 		return cfg, errors.New("bench gateway: --chunks must be at least 1")
+	}
+	cfg.Peers = slices.Clone(o.peers)
+	for _, v := range o.peerHeaders {
+		name, h, _ := sbench.ParsePeerHeader(v)
+		i := slices.IndexFunc(cfg.Peers, func(p sbench.Peer) bool { return p.Name == name })
+		if i < 0 {
+			return cfg, fmt.Errorf("bench gateway: --peer-header %q: no --peer named %s", v, name)
+		}
+		cfg.Peers[i].Headers = append(slices.Clone(cfg.Peers[i].Headers), h)
 	}
 	tr, err := sbench.LoadTraffic(sbench.TrafficOptions{Data: o.data, Chunks: o.chunks})
 	if err != nil {
