@@ -23,6 +23,9 @@ type Config struct {
 	// CacheRAM is llama-server's --cache-ram in MiB (default 0: off, so only the slots
 	// hold prefixes; -1 leaves llama-server's own default).
 	CacheRAM int
+	// EngineArgs are extra llama-server arguments (e.g. "-fa", "off" on a CUDA build
+	// without flash-attention kernels).
+	EngineArgs []string
 	// Tenants each have their own system prompt of about SystemTokens tokens (defaults
 	// 12 and 1500); a request is that prompt plus a short unique question and asks for
 	// OutputTokens tokens (default 8; the tiny model never stops early).

@@ -82,6 +82,7 @@ func startFleet(ctx context.Context, c *Config, model string) (*fleet, error) {
 	if c.CacheRAM >= 0 {
 		args = append(args, "--cache-ram", strconv.Itoa(c.CacheRAM))
 	}
+	args = append(args, c.EngineArgs...)
 	for i := range c.Engines {
 		name := "e" + strconv.Itoa(i+1)
 		b, err := llamacpp.New(llamacpp.Options{

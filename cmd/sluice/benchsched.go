@@ -41,6 +41,7 @@ func benchSched(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&c.SlotsPerEngine, "slots", sched.DefaultSlots, "slots per engine (--parallel)")
 	fs.IntVar(&c.Threads, "threads", 1, "threads per engine (-t)")
 	fs.IntVar(&c.Context, "context", 0, "context per slot in tokens (default: prompt + output, rounded up to a power of two, at least 2048)")
+	engineArgs := fs.String("engine-args", "", "extra llama-server arguments, space-separated (e.g. \"-fa off\")")
 	fs.IntVar(&c.CacheRAM, "cache-ram", 0, "llama-server --cache-ram in MiB (0: off, only slots hold prefixes; -1: llama-server's default)")
 	fs.IntVar(&c.Tenants, "tenants", sched.DefaultTenants, "tenants, each with its own system prompt")
 	fs.IntVar(&c.SystemTokens, "system-tokens", sched.DefaultSystemTokens, "tokens of each tenant's system prompt")
@@ -73,6 +74,7 @@ func benchSched(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench sched: unexpected arguments %q", fs.Args())
 	}
+	c.EngineArgs = strings.Fields(*engineArgs)
 	for _, p := range strings.Split(policies, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			c.Policies = append(c.Policies, scheduler.Policy(p))
