@@ -43,6 +43,8 @@ type Client struct {
 	// only while sending a request, and 1,000 streams held open would otherwise hold
 	// 1,000 idle write buffers.
 	writers sync.Pool
+	// readers are the SSE line readers of streamed responses (Client.SSE).
+	readers sync.Pool
 }
 
 // Dials counts the connections the client has opened (to check keep-alive reuse).
@@ -118,7 +120,7 @@ func (c *Client) URL(path string) string {
 	return c.scheme + "://" + c.host + c.prefix + path
 }
 
-// MaxEvent is the bound on one server-sent event of a streamed body (for NewSSE).
+// MaxEvent is the bound on one server-sent event of a streamed body (Client.SSE's).
 func (c *Client) MaxEvent() int { return c.opts.MaxEvent }
 
 // Host is the host:port the client dials.

@@ -11,6 +11,7 @@ import (
 // SSE reads server-sent events from a stream.
 type SSE struct {
 	br    *bufio.Reader
+	pool  *sync.Pool // where br goes back on Release (nil: nowhere)
 	data  []byte
 	event []byte
 	long  []byte // gathers a line longer than the reader's buffer
@@ -24,26 +25,43 @@ const DefaultMaxEvent = 4 << 20
 // The stream cannot go on: what is left of the event was not read.
 var ErrEventTooLarge = errors.New("upstream: server-sent event larger than the limit")
 
-// readerPool's buffers hold one line at a time; a longer line is gathered in SSE.long.
-// Engines' events are a few hundred bytes, and every stream in flight holds one buffer.
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+// sseBuffer is the line reader's buffer: it holds one line at a time (a longer line is
+// gathered in SSE.long). Engines' events are a few hundred bytes, and every stream in
+// flight holds one buffer.
+const sseBuffer = 4 << 10
 
-// NewSSE reads events from r, each at most maxEvent bytes (0: DefaultMaxEvent). Call
-// Release when done.
+// NewSSE reads events from r, each at most maxEvent bytes (0: DefaultMaxEvent), with a
+// reader of its own. Client.SSE reuses pooled readers instead. Call Release when done.
 func NewSSE(r io.Reader, maxEvent int) *SSE {
 	if maxEvent <= 0 {
 		maxEvent = DefaultMaxEvent
 	}
-	br := readerPool.Get().(*bufio.Reader)
-	br.Reset(r)
-	return &SSE{br: br, max: maxEvent}
+	return &SSE{br: bufio.NewReaderSize(r, sseBuffer), max: maxEvent}
 }
 
-// Release returns the reader's buffer to the pool.
+// SSE reads events from r (a response body of c's), each at most c's MaxEvent bytes,
+// with a reader from c's pool. Call Release when done.
+func (c *Client) SSE(r io.Reader) *SSE {
+	br, _ := c.readers.Get().(*bufio.Reader)
+	if br == nil {
+		br = bufio.NewReaderSize(r, sseBuffer)
+	} else {
+		br.Reset(r)
+	}
+	limit := c.opts.MaxEvent
+	if limit <= 0 {
+		limit = DefaultMaxEvent
+	}
+	return &SSE{br: br, pool: &c.readers, max: limit}
+}
+
+// Release returns the reader's buffer to its pool.
 func (s *SSE) Release() {
 	if s.br != nil {
 		s.br.Reset(nil)
-		readerPool.Put(s.br)
+		if s.pool != nil {
+			s.pool.Put(s.br)
+		}
 		s.br = nil
 	}
 }

@@ -129,3 +129,25 @@ func (l *lines) Read(p []byte) (int, error) {
 	l.buf = l.buf[n:]
 	return n, nil
 }
+
+// TestClientSSE: a client's SSE readers come from its own pool, keep its event bound,
+// and a released reader serves the next stream from the start.
+func TestClientSSE(t *testing.T) {
+	c, err := New("http://127.0.0.1:1", Options{MaxEvent: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for round := range 3 {
+		s := c.SSE(strings.NewReader("data: one\n\ndata: " + strings.Repeat("x", 100) + "\n\n"))
+		_, data, err := s.Next()
+		if err != nil || string(data) != "one" {
+			t.Fatalf("round %d: first event %q, %v", round, data, err)
+		}
+		if _, _, err := s.Next(); !errors.Is(err, ErrEventTooLarge) {
+			t.Fatalf("round %d: a 106-byte event under a 64-byte bound: %v, want ErrEventTooLarge", round, err)
+		}
+		s.Release()
+		s.Release() // idempotent
+	}
+}
