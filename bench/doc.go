@@ -6,7 +6,9 @@
 // latency percentiles, the latency each hop adds over calling the engine directly, and
 // the ratio of sluice's added latency to the null proxy's. Each hop runs in a process of
 // its own (Config.Exec: the process calls ServeHop), as client, gateway and engine do in
-// production, or all in the caller's process.
+// production, or all in the caller's process. Run can add peers, other gateways already
+// running in front of the same fake engine. Soak holds many slow streams through sluice's
+// process and reports errors, its peak RSS and the goroutines left afterwards.
 //
 // Latency is measured from each request's scheduled send time, so a target that falls
 // behind is charged for the queueing it causes (no coordinated omission). Targets run in

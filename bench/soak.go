@@ -179,7 +179,11 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 			buf := make([]byte, 0, 4096)
 			// Clients arrive spread over one stream's length, so streams start and end
 			// at a steady rate (all at once, they would start and end in waves).
-			time.Sleep(time.Duration(w) * streamLen / time.Duration(cfg.Streams))
+			select {
+			case <-time.After(time.Duration(w) * streamLen / time.Duration(cfg.Streams)):
+			case <-ctx.Done():
+				return
+			}
 			for time.Now().Before(stopAt) && ctx.Err() == nil {
 				req.Reset()
 				req.SetRequestURI(lt.url)
