@@ -1,0 +1,6 @@
+package batch
+
+// CrashAt makes m's runner stop dead at point ("validate": before the validation
+// commits; "finalize": after the output files are written, before the commit that
+// names them), as a crash there would.
+func CrashAt(m *Manager, point string) { m.crashAt = point }
