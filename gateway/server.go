@@ -53,6 +53,8 @@ type Options struct {
 	// Record is called once per finished request with its final usage (and cost), before
 	// the usage is written to the client; it may fill in u.Cost.Reference.
 	Record func(r *models.Request, t models.Target, u *models.Usage)
+	// Batches serves /v1/files and /v1/batches (nil: 404).
+	Batches Batches
 }
 
 // Server is the HTTP front end.
@@ -90,6 +92,7 @@ func New(opts Options) (*Server, error) {
 	s.srv = &fasthttp.Server{
 		Handler:                       s.handle,
 		ErrorHandler:                  s.parseError,
+		HeaderReceived:                s.headerReceived,
 		MaxRequestBodySize:            opts.MaxBodyBytes,
 		ReadTimeout:                   60 * time.Second,
 		IdleTimeout:                   120 * time.Second,
@@ -120,7 +123,11 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 
 func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) || strings.Contains(err.Error(), "body size exceeds") {
-		s.fail(ctx, "", "", models.Errorf(models.ErrTooLarge, "request body is larger than the %d-byte limit", s.opts.MaxBodyBytes))
+		limit := int64(s.opts.MaxBodyBytes)
+		if s.isUpload(&ctx.Request.Header) {
+			limit = s.opts.Batches.MaxFileBytes()
+		}
+		s.fail(ctx, "", "", models.Errorf(models.ErrTooLarge, "request body is larger than the %d-byte limit", limit))
 		return
 	}
 	s.fail(ctx, "", "", models.Errorf(models.ErrInvalid, "malformed HTTP request: %v", err))
@@ -152,7 +159,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		rt = route{fasthttp.MethodGet, (*Server).metrics}
 	case "/admin/status":
 		rt = route{fasthttp.MethodGet, (*Server).adminStatus}
+	case "/v1/files", "/v1/batches":
+		s.batchAPI(ctx) // several methods: checked by the handler
+		return
 	default:
+		if bytes.HasPrefix(path, []byte("/v1/files/")) || bytes.HasPrefix(path, []byte("/v1/batches/")) {
+			s.batchAPI(ctx)
+			return
+		}
 		if bytes.HasPrefix(path, []byte("/v1/models/")) {
 			rt = route{fasthttp.MethodGet, (*Server).getModel}
 			break
@@ -174,6 +188,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 func (s *Server) authorize(ctx *fasthttp.RequestCtx) (string, error) {
 	if len(s.opts.APIKeys) == 0 {
 		return "", nil
+	}
+	if cred, ok := batchCred(ctx); ok {
+		return s.credTenant(cred)
 	}
 	return checkKey(ctx, s.opts.APIKeys)
 }
