@@ -32,6 +32,8 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	Pricing   Pricing   `yaml:"pricing"`
 	GPU       GPU       `yaml:"gpu"`
+	Compress  Compress  `yaml:"compress"`
+	Routing   Routing   `yaml:"routing"`
 	// Tokenizer is a Hugging Face tokenizer.json used to count tokens when an engine
 	// reports none (default: the Llama-2 vocabulary in the cache, when present).
 	Tokenizer string `yaml:"tokenizer"`
@@ -118,6 +120,8 @@ type Engine struct {
 	// Models served by this engine; empty: discovered from the engine (ollama, openai)
 	// or named after the GGUF file (llamacpp).
 	Models []Model `yaml:"models"`
+	// EngineRouting: region (config/routing.go).
+	EngineRouting `yaml:",inline"`
 }
 
 // Model is a name clients use and what it maps to on the engine.
@@ -128,6 +132,8 @@ type Model struct {
 	Kind     string   `yaml:"kind"` // chat (default) | embedding
 	// Reference is the cloud model this one is compared with (default pricing.reference).
 	Reference string `yaml:"reference"`
+	// ModelRouting: tier, context window, capabilities, price (config/routing.go).
+	ModelRouting `yaml:",inline"`
 }
 
 // Scheduler tunes admission and placement.
@@ -260,13 +266,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 			return fmt.Errorf("%s: expected a mapping (line %d)", orRoot(path), n.Line)
 		}
 		fields := map[string]reflect.StructField{}
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
-			if tag != "" && tag != "-" {
-				fields[tag] = f
-			}
-		}
+		addFields(fields, t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i].Value
 			f, ok := fields[k]
@@ -289,6 +289,21 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 		}
 	}
 	return nil
+}
+
+// addFields collects t's YAML keys, those of inline structs included.
+func addFields(fields map[string]reflect.StructField, t reflect.Type) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		parts := strings.Split(f.Tag.Get("yaml"), ",")
+		if len(parts) > 1 && parts[1] == "inline" && f.Type.Kind() == reflect.Struct {
+			addFields(fields, f.Type)
+			continue
+		}
+		if parts[0] != "" && parts[0] != "-" {
+			fields[parts[0]] = f
+		}
+	}
 }
 
 func join(path, k string) string {

@@ -67,6 +67,7 @@ func (c *Config) applyDefaults(env Env) {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	c.Compress.applyDefaults()
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -115,6 +116,7 @@ func (c *Config) applyDefaults(env Env) {
 		kept = append(kept, e)
 	}
 	c.Engines = kept
+	c.Routing.applyDefaults(c)
 }
 
 // DefaultLlamaServer finds llama-server: $SLUICE_LLAMA_SERVER, the build cache
@@ -202,6 +204,8 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
+	c.Compress.validate(bad)
+	c.Routing.validate(c, bad)
 	if len(c.Engines) == 0 {
 		bad("engines", "no engines configured: add one, or pass --model, --ollama or --upstream")
 	}

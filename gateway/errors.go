@@ -95,3 +95,52 @@ func writeError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.SetContentType("application/json")
 	ctx.SetBody(appendErrorJSON(nil, err))
 }
+
+// anthropicStatusOf maps an error to the HTTP status and error type of Anthropic's
+// Messages API (its overloaded_error is status 529).
+func anthropicStatusOf(err error) (status int, typ string) {
+	status, _, _ = statusOf(err)
+	switch status {
+	case fasthttp.StatusBadRequest, fasthttp.StatusMethodNotAllowed, fasthttp.StatusUnprocessableEntity:
+		return status, "invalid_request_error"
+	case fasthttp.StatusUnauthorized:
+		return status, "authentication_error"
+	case fasthttp.StatusForbidden:
+		return status, "permission_error"
+	case fasthttp.StatusNotFound:
+		return status, "not_found_error"
+	case fasthttp.StatusRequestEntityTooLarge:
+		return status, "request_too_large"
+	case fasthttp.StatusTooManyRequests:
+		return status, "rate_limit_error"
+	case fasthttp.StatusServiceUnavailable:
+		return 529, "overloaded_error"
+	case fasthttp.StatusGatewayTimeout:
+		return status, "timeout_error"
+	}
+	return status, "api_error"
+}
+
+// appendAnthropicError writes {"type":"error","error":{...}} in Anthropic's shape.
+func appendAnthropicError(dst []byte, err error) []byte {
+	_, typ := anthropicStatusOf(err)
+	dst = append(dst, `{"type":"error","error":{"type":`...)
+	dst = jsonx.AppendString(dst, typ)
+	dst = append(dst, `,"message":`...)
+	dst = jsonx.AppendString(dst, err.Error())
+	return append(dst, "}}"...)
+}
+
+// writeAnthropicError answers ctx with err in Anthropic's error format.
+func writeAnthropicError(ctx *fasthttp.RequestCtx, err error) {
+	status, _ := anthropicStatusOf(err)
+	var e *models.Error
+	if errors.As(err, &e) && e.RetryAfter > 0 {
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+	} else if status == 529 || status == fasthttp.StatusTooManyRequests {
+		ctx.Response.Header.Set("Retry-After", "1")
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(appendAnthropicError(nil, err))
+}

@@ -174,8 +174,9 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, endpoint string, t models.Tar
 }
 
 // requestOptions reads sluice's own request headers: X-Sluice-Priority (interactive, the
-// default, or batch: batch work only fills otherwise idle slots) and X-Sluice-Deadline-Ms
-// (give up when no slot is free within that many milliseconds).
+// default, or batch: batch work only fills otherwise idle slots), X-Sluice-Deadline-Ms
+// (give up when no slot is free within that many milliseconds), X-Sluice-Tier (force a
+// model tier) and X-Sluice-Feature.
 func requestOptions(ctx *fasthttp.RequestCtx, r *models.Request) error {
 	switch p := string(ctx.Request.Header.Peek("X-Sluice-Priority")); p {
 	case "", "interactive":
@@ -191,11 +192,23 @@ func requestOptions(ctx *fasthttp.RequestCtx, r *models.Request) error {
 		}
 		r.Deadline = r.Arrived.Add(time.Duration(ms) * time.Millisecond)
 	}
+	if v := ctx.Request.Header.Peek("X-Sluice-Tier"); len(v) > 0 {
+		if len(v) > 64 {
+			return models.InvalidParam("X-Sluice-Tier", "header X-Sluice-Tier must be at most 64 bytes, got %d", len(v))
+		}
+		r.Tier = string(v) // the router checks it against the configured tiers
+	}
 	if v := ctx.Request.Header.Peek("X-Sluice-Feature"); len(v) > 0 {
 		if len(v) > 128 {
 			return models.InvalidParam("X-Sluice-Feature", "header X-Sluice-Feature must be at most 128 bytes, got %d", len(v))
 		}
 		r.Feature = string(v)
+	}
+	if v := ctx.Request.Header.Peek("X-Sluice-Compress"); len(v) > 0 {
+		if len(v) > 64 {
+			return models.InvalidParam("X-Sluice-Compress", "header X-Sluice-Compress must be at most 64 bytes, got %d", len(v))
+		}
+		r.Compress = string(v)
 	}
 	return nil
 }

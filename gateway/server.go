@@ -149,6 +149,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		rt = route{fasthttp.MethodPost, (*Server).completions}
 	case "/v1/embeddings":
 		rt = route{fasthttp.MethodPost, (*Server).embeddings}
+	case "/v1/messages":
+		rt = route{fasthttp.MethodPost, (*Server).messages}
 	case "/v1/models":
 		rt = route{fasthttp.MethodGet, (*Server).listModels}
 	case "/healthz":

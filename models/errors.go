@@ -27,6 +27,10 @@ var (
 	ErrSaturated  = errors.New("local capacity full") // overflow signal
 )
 
+// CodeContextLength is the Error.Code of a request too long for the model's context
+// window (OpenAI's own code): a fallback may try a model with a bigger one.
+const CodeContextLength = "context_length_exceeded"
+
 // Error is an error with what the client needs to act on it.
 type Error struct {
 	Kind       error  // one of the categories above

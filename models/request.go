@@ -72,6 +72,10 @@ type Request struct {
 	// User is the OpenAI "user" field; Feature the X-Sluice-Feature header (for reports).
 	User    string
 	Feature string
+	// Compress is the X-Sluice-Compress header as sent (the compress stage parses it).
+	Compress string
+	// Tier is the tier the client forces (X-Sluice-Tier header); "" lets the router choose.
+	Tier string
 
 	// IncludeUsage: the client asked for a usage chunk at the end of a stream.
 	IncludeUsage bool
@@ -151,6 +155,12 @@ type Candidate struct {
 	Backend       string
 	UpstreamModel string
 	Region        string // "local" for the box's own engines; a provider region otherwise
+	// Model is the catalog name (what clients see), Tier its tier and ContextWindow its
+	// context in tokens (0: unknown). The router fills them; a fallback to another
+	// model answers under that model's name.
+	Model         string
+	Tier          string
+	ContextWindow int
 }
 
 // Target is where a request goes. The router fills Model and Candidates (every backend
@@ -158,6 +168,11 @@ type Candidate struct {
 // for engines with addressable slots, Slot.
 type Target struct {
 	Candidates []Candidate
+	// Fallbacks are where the request may go, in order, when no candidate can take it
+	// (local capacity saturated, or a failure before the first token): other engines and
+	// models of at least the requested tier, already filtered by the key's residency
+	// policy. Only the overflow stage reads them.
+	Fallbacks []Candidate
 
 	Model         string // catalog name (what the client sees)
 	Backend       string // backend id

@@ -26,9 +26,9 @@ import (
 )
 
 type serveFlags struct {
-	config, listen, model, ollama, upstream, upstreamKey, llamaServer, logLevel string
-	slots                                                                       int
-	readyTimeout                                                                time.Duration
+	config, listen, model, ollama, upstream, upstreamKey, upstreamRegion, llamaServer, logLevel string
+	slots                                                                                       int
+	readyTimeout                                                                                time.Duration
 }
 
 func loadServeConfig(f serveFlags, env config.Env) (*config.Config, error) {
@@ -48,8 +48,9 @@ func loadServeConfig(f serveFlags, env config.Env) (*config.Config, error) {
 			cfg.Engines = append(cfg.Engines, config.Engine{Name: "ollama", Kind: "ollama", URL: f.ollama, Slots: f.slots})
 		}
 		if f.upstream != "" {
-			cfg.Engines = append(cfg.Engines, config.Engine{Name: "upstream", Kind: "openai", URL: f.upstream,
-				APIKey: f.upstreamKey, Slots: f.slots})
+			up := config.Engine{Name: "upstream", Kind: "openai", URL: f.upstream, APIKey: f.upstreamKey, Slots: f.slots}
+			up.Region = f.upstreamRegion
+			cfg.Engines = append(cfg.Engines, up)
 		}
 		err = cfg.Finish(env)
 		if err != nil {
@@ -97,6 +98,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.ollama, "ollama", "", "serve the models of the Ollama server at this URL")
 	fs.StringVar(&f.upstream, "upstream", "", "serve the models of this OpenAI-compatible base URL (e.g. http://vllm:8000/v1)")
 	fs.StringVar(&f.upstreamKey, "upstream-key", "", "API key for --upstream (prefer a config file with ${ENV})")
+	fs.StringVar(&f.upstreamRegion, "upstream-region", "", "region of --upstream: local (default for loopback and private addresses), eu, us, ...")
 	fs.StringVar(&f.llamaServer, "llama-server", "", "llama-server binary (default: $SLUICE_LLAMA_SERVER, the build cache, $PATH)")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error")
 	fs.IntVar(&f.slots, "slots", 0, "slots (parallel sequences) for engines given by flags (default 4)")
@@ -184,18 +186,22 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer stopEngines()
 
 	sc := cfg.Scheduler
-	sched := scheduler.New(engines.backends(), scheduler.Options{
+	sched := scheduler.New(engines.localBackends(), scheduler.Options{
 		MaxQueue: sc.MaxQueue, RefreshEvery: sc.RefreshEvery, Registry: reg, Logger: log,
 		Policy:  scheduler.Policy(sc.Policy),
 		Weights: scheduler.Weights{Prefix: sc.Weights.Prefix, Load: sc.Weights.Load, KV: sc.Weights.KV, GPU: sc.Weights.GPU, Evict: sc.Weights.Evict, Home: sc.Weights.Home},
 		SLO:     [2]time.Duration{sc.SLO.Interactive, sc.SLO.Batch}, TenantWeights: sc.TenantWeights,
 		Engines: engines.schedulerOptions(), GPUUtil: gpuUtil(mon, placed), Meters: acct.Meters(),
 	})
-	entries, err := engines.catalog(ctx, log)
+	entries, err := engines.catalog(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	rt, err := router.New(entries)
+	ropts, err := routerOptions(cfg)
+	if err != nil {
+		return err
+	}
+	rt, err := router.NewWithOptions(entries, ropts)
 	if err != nil {
 		return err
 	}
@@ -203,6 +209,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Each stage has the scheduler's Open(ctx, Target, *Request) and wraps the next one;
 	// they are added here innermost first (the scheduler is the last stop).
 	var chain gateway.Scheduler = sched
+	chain = overflowStage(cfg, chain, engines.remoteBackends(cfg, entries, log), reg, log)
+	if chain, err = compressStage(cfg, chain, counter, reg, log); err != nil {
+		return err
+	}
 	gw, err := gateway.New(gateway.Options{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, RequestTimeout: cfg.Server.RequestTimeout,
 		APIKeys: cfg.Server.KeyDigests(), Router: rt, Scheduler: chain, Models: rt.Models,

@@ -80,14 +80,6 @@ func firstModel(ec config.Engine) string {
 	return ""
 }
 
-func (s *engineSet) backends() map[string]scheduler.Backend {
-	m := make(map[string]scheduler.Backend, len(s.list))
-	for _, e := range s.list {
-		m[e.name] = e.backend
-	}
-	return m
-}
-
 // schedulerOptions tells the scheduler what it may do with each engine: address
 // llama-server's slots (id_slot), and group requests by model on engines that hold one
 // model at a time.
@@ -124,14 +116,17 @@ func (s *engineSet) close() {
 
 // catalog lists the models clients can call: those configured, and for engines with
 // none configured, those the engine itself reports.
-func (s *engineSet) catalog(ctx context.Context, log *slog.Logger) ([]router.Entry, error) {
+func (s *engineSet) catalog(ctx context.Context, cfg *config.Config, log *slog.Logger) ([]router.Entry, error) {
 	now := time.Now().Unix()
+	table := cloudPrices(cfg)
 	var out []router.Entry
 	for _, e := range s.list {
 		if len(e.cfg.Models) > 0 {
 			for _, m := range e.cfg.Models {
-				out = append(out, router.Entry{Name: m.Name, Aliases: m.Aliases, Backend: e.name,
-					UpstreamModel: m.Upstream, Kind: m.Kind, Created: now})
+				en := router.Entry{Name: m.Name, Aliases: m.Aliases, Backend: e.name,
+					UpstreamModel: m.Upstream, Kind: m.Kind, Created: now}
+				entryRouting(&en, e.cfg, m, table)
+				out = append(out, en)
 			}
 			continue
 		}
@@ -149,7 +144,9 @@ func (s *engineSet) catalog(ctx context.Context, log *slog.Logger) ([]router.Ent
 			if strings.Contains(strings.ToLower(n), "embed") {
 				kind = "embedding"
 			}
-			out = append(out, router.Entry{Name: n, Backend: e.name, UpstreamModel: n, Kind: kind, Created: now})
+			en := router.Entry{Name: n, Backend: e.name, UpstreamModel: n, Kind: kind, Created: now}
+			entryRouting(&en, e.cfg, config.Model{Name: n, Upstream: n}, table)
+			out = append(out, en)
 		}
 	}
 	return out, nil

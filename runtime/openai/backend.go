@@ -306,6 +306,9 @@ func (b *Backend) statusError(resp *fasthttp.Response) error {
 	switch {
 	case status == fasthttp.StatusBadRequest || status == fasthttp.StatusUnprocessableEntity:
 		e.Kind, e.Status = models.ErrInvalid, status
+		if contextExceeded(resp.Body()) {
+			e.Code = models.CodeContextLength
+		}
 	case status == fasthttp.StatusTooManyRequests:
 		e.Kind = models.ErrRejected
 		e.RetryAfter = retryAfter(resp, time.Second)
@@ -324,6 +327,18 @@ func retryAfter(resp *fasthttp.Response, def time.Duration) time.Duration {
 		return time.Duration(n) * time.Second
 	}
 	return def
+}
+
+// contextExceeded reports an error answer saying the prompt does not fit the model's
+// context: OpenAI's code context_length_exceeded, llama-server's exceed_context_size_error.
+func contextExceeded(body []byte) bool {
+	var p fastjson.Parser
+	v, err := p.ParseBytes(body)
+	if err != nil {
+		return false
+	}
+	code, typ := string(v.GetStringBytes("error", "code")), string(v.GetStringBytes("error", "type"))
+	return code == models.CodeContextLength || typ == "exceed_context_size_error"
 }
 
 // engineMessage extracts error.message (or the body) from an engine's error answer.
