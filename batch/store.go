@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/base32"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -82,8 +83,12 @@ const (
 // store is the SQLite database and the files directory.
 type store struct {
 	db    *sql.DB
-	files string // directory of file contents, one file per id
+	files string   // directory of file contents, one file per id
+	lock  *os.File // held while open (lockDir)
 }
+
+// ErrLocked: another process has the batch directory open.
+var ErrLocked = errors.New("batch: the directory is in use by another sluice process")
 
 // openStore opens (creating) dir/batch.db and dir/files. A commit survives a crash of
 // the process (WAL, synchronous=NORMAL); a crash of the machine may lose the last
@@ -94,6 +99,10 @@ func openStore(dir string) (*store, error) {
 	if err := os.MkdirAll(files, 0o700); err != nil {
 		return nil, fmt.Errorf("batch: %w", err)
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("batch: lock %s: %w", dir, err)
+	}
 	path := filepath.Join(dir, "batch.db")
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(30000)")
@@ -103,22 +112,27 @@ func openStore(dir string) (*store, error) {
 	q.Set("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("batch: open %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(4)
-	s := &store{db: db, files: files}
+	s := &store{db: db, files: files, lock: lock}
 	if err := s.tx(context.Background(), func(tx *sql.Tx) error {
 		_, err := tx.Exec(schema)
 		return err
 	}); err != nil {
-		db.Close()
+		s.close()
 		return nil, fmt.Errorf("batch: open %s: %w", path, err)
 	}
 	_ = os.Chmod(path, 0o600)
 	return s, nil
 }
 
-func (s *store) close() error { return s.db.Close() }
+func (s *store) close() error {
+	err := s.db.Close()
+	s.lock.Close()
+	return err
+}
 
 // tx runs f in a write transaction (BEGIN IMMEDIATE).
 func (s *store) tx(ctx context.Context, f func(*sql.Tx) error) error {

@@ -34,6 +34,7 @@ type Config struct {
 	GPU       GPU       `yaml:"gpu"`
 	Compress  Compress  `yaml:"compress"`
 	Routing   Routing   `yaml:"routing"`
+	Batch     Batch     `yaml:"batch"`
 	// Tokenizer is a Hugging Face tokenizer.json used to count tokens when an engine
 	// reports none (default: the Llama-2 vocabulary in the cache, when present).
 	Tokenizer string `yaml:"tokenizer"`

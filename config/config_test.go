@@ -137,6 +137,7 @@ func TestExpandString(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("server:\n  listen: 127.0.0.1:1\n"))
 	f.Add([]byte("engines:\n  - name: a\n    kind: openai\n    url: http://x:1\n"))
+	f.Add([]byte("engines:\n  - name: a\n    kind: openai\n    url: http://x:1\nbatch: {enabled: true, concurrency: 2, max_file_bytes: 9, retry_backoff: 1s}\n"))
 	env := mapEnv(map[string]string{"HOME": "/nonexistent"})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Parse(b, "fuzz.yaml", env)

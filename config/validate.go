@@ -68,6 +68,7 @@ func (c *Config) applyDefaults(env Env) {
 		c.Log.Level = "info"
 	}
 	c.Compress.applyDefaults()
+	c.Batch.applyDefaults(env)
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -206,6 +207,7 @@ func (c *Config) Validate() error {
 	}
 	c.Compress.validate(bad)
 	c.Routing.validate(c, bad)
+	c.Batch.validate(bad)
 	if len(c.Engines) == 0 {
 		bad("engines", "no engines configured: add one, or pass --model, --ollama or --upstream")
 	}

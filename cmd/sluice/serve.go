@@ -213,6 +213,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if chain, err = compressStage(cfg, chain, counter, reg, log); err != nil {
 		return err
 	}
+	bat, err := openBatches(ctx, cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	defer bat.stop() // before the engines stop: lines in flight finish
 	gw, err := gateway.New(gateway.Options{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, RequestTimeout: cfg.Server.RequestTimeout,
 		APIKeys: cfg.Server.KeyDigests(), Router: rt, Scheduler: chain, Models: rt.Models,
@@ -220,6 +225,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		AdminKeys: cfg.Server.AdminKeyDigests(),
 		Record:    func(r *models.Request, t models.Target, u *models.Usage) { acct.Record(t.Backend, t.Model, u) },
 		Status:    func() []byte { return statusJSON(mon, sched, rt, acct) },
+		Batches:   bat.api(),
 	})
 	if err != nil {
 		return err
@@ -242,6 +248,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if ctx.Err() == nil {
 		sched.RefreshAll(ctx)
+		bat.start(gw, log)
 		printReady(stdout, ln.Addr().String(), rt.Models())
 	}
 
