@@ -86,10 +86,17 @@ type GPU struct {
 // url), an Ollama server, or any OpenAI-compatible server.
 type Engine struct {
 	Name string `yaml:"name"`
-	Kind string `yaml:"kind"` // llamacpp | ollama | openai
+	Kind string `yaml:"kind"` // llamacpp | ollama | openai | anthropic | gemini
 	URL  string `yaml:"url"`
 	// APIKey for OpenAI-compatible engines and clouds (use ${ENV_VAR}).
 	APIKey string `yaml:"api_key"`
+
+	// Clouds and regions (config/cloud.go).
+	Provider   string `yaml:"provider"`    // kind openai: generic (default) | openai | azure | mistral
+	Region     string `yaml:"region"`      // local (default for local engines) | eu | us | ...; required for clouds
+	APIVersion string `yaml:"api_version"` // azure api-version, anthropic-version, gemini path version
+	Deployment string `yaml:"deployment"`  // azure: one deployment for every model (default: the model's upstream name)
+	MaxTokens  int    `yaml:"max_tokens"`  // anthropic: max_tokens of requests that set none (default 4096)
 
 	// Managed llama-server.
 	Binary    string   `yaml:"binary"`
@@ -121,8 +128,6 @@ type Engine struct {
 	// Models served by this engine; empty: discovered from the engine (ollama, openai)
 	// or named after the GGUF file (llamacpp).
 	Models []Model `yaml:"models"`
-	// EngineRouting: region (config/routing.go).
-	EngineRouting `yaml:",inline"`
 }
 
 // Model is a name clients use and what it maps to on the engine.

@@ -32,7 +32,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key in list", "engines:\n  - name: a\n    model_path: ${M}\n    slotz: 2\n", "unknown key engines[0].slotz"},
 		{"unknown key in model", "engines:\n  - name: a\n    model_path: ${M}\n    models:\n      - name: x\n        alias: y\n", "unknown key engines[0].models[0].alias"},
 		{"missing env", "server:\n  api_keys: [\"${NOPE}\"]\nengines:\n  - name: a\n    model_path: ${M}\n", "environment variable NOPE is not set"},
-		{"bad kind", "engines:\n  - name: a\n    kind: tgi\n    url: http://x:1\n", "engines[0].kind: must be llamacpp, ollama or openai"},
+		{"bad kind", "engines:\n  - name: a\n    kind: tgi\n    url: http://x:1\n", "engines[0].kind: must be llamacpp, ollama, openai, anthropic or gemini"},
 		{"no engines", "server: {}\n", "engines: no engines configured"},
 		{"missing model file", "engines:\n  - name: a\n    model_path: /nonexistent.gguf\n", "engines[0].model_path: /nonexistent.gguf does not exist"},
 		{"dup names", "engines:\n  - name: a\n    model_path: ${M}\n  - name: a\n    model_path: ${M}\n", "engines[1].name: \"a\" is used by another engine"},

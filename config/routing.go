@@ -9,7 +9,7 @@ import (
 )
 
 // Routing configures tiers, the `auto` model, fallbacks and cloud overflow. Each model
-// has a tier (ModelRouting.Tier) and each engine a region (EngineRouting.Region).
+// has a tier (ModelRouting.Tier) and each engine a region (Engine.Region).
 type Routing struct {
 	// Tiers are the model tiers, weakest and cheapest first (default small, large,
 	// frontier). "At least tier X" means X or a later one.
@@ -76,14 +76,6 @@ type Breaker struct {
 	Cooldown time.Duration `yaml:"cooldown"`
 }
 
-// EngineRouting is an engine's place in routing (inline in Engine).
-type EngineRouting struct {
-	// Region is where the engine runs: "local" for the box's own engines (the default
-	// for managed engines and loopback or private URLs), else the provider region
-	// ("eu", "us", ...). Required for an engine at a public address.
-	Region string `yaml:"region"`
-}
-
 // ModelRouting is a model's tier, context window, capabilities and price (inline in
 // Model).
 type ModelRouting struct {
@@ -112,8 +104,6 @@ func (o Overflow) OverflowEnabled() bool { return o.Enabled == nil || *o.Enabled
 // Local reports whether the engine runs on this box (region local).
 func (e *Engine) Local() bool { return e.Region == "" || e.Region == RegionLocal }
 
-// RegionLocal is the region of the box's own engines (models.RegionLocal).
-const RegionLocal = "local"
 
 func (r *Routing) applyDefaults(c *Config) {
 	if len(r.Tiers) == 0 {

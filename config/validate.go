@@ -106,6 +106,7 @@ func (c *Config) applyDefaults(env Env) {
 		if e.Context == 0 {
 			e.Context = 2048
 		}
+		applyCloudDefaults(&e)
 		for i := range e.Models {
 			if e.Models[i].Upstream == "" {
 				e.Models[i].Upstream = e.Models[i].Name
@@ -231,12 +232,14 @@ func (c *Config) Validate() error {
 				}
 			}
 		case "ollama", "openai":
-			if e.URL == "" {
+			if e.URL == "" && !e.Cloud() {
 				bad(p+".url", "is required for a %s engine", e.Kind)
 			}
+		case KindAnthropic, KindGemini:
 		default:
-			bad(p+".kind", "must be llamacpp, ollama or openai, got %q", e.Kind)
+			bad(p+".kind", "must be llamacpp, ollama, openai, anthropic or gemini, got %q", e.Kind)
 		}
+		validateCloud(p, &e, bad)
 		if e.URL != "" {
 			if u, err := url.Parse(e.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				bad(p+".url", "%q is not an http(s) URL", e.URL)

@@ -153,6 +153,9 @@ func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int)
 // local reports whether the engine runs on this box (sluice starts it, or its URL is
 // loopback).
 func local(e config.Engine) bool {
+	if e.Cloud() {
+		return false // priced per token, wherever its URL points (a fake on loopback in tests)
+	}
 	if e.URL == "" {
 		return true
 	}

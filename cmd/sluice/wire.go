@@ -11,6 +11,8 @@ import (
 	"github.com/sluice-llm/sluice/config"
 	"github.com/sluice-llm/sluice/models"
 	"github.com/sluice-llm/sluice/router"
+	"github.com/sluice-llm/sluice/runtime/anthropic"
+	"github.com/sluice-llm/sluice/runtime/gemini"
 	"github.com/sluice-llm/sluice/runtime/llamacpp"
 	"github.com/sluice-llm/sluice/runtime/ollama"
 	"github.com/sluice-llm/sluice/runtime/openai"
@@ -58,12 +60,30 @@ func buildEngines(cfg *config.Config, counter models.TokenCounter, log *slog.Log
 			e.backend, e.list, e.close = b, b.Models, b.Close
 		case "openai":
 			slots := ec.MaxConcurrency
-			b, err := openai.New(openai.Options{Name: ec.Name, BaseURL: ec.URL, APIKey: ec.APIKey, Slots: slots, Counter: counter})
+			prov, _ := openai.ParseProvider(ec.Provider) // config validated it
+			b, err := openai.New(openai.Options{Name: ec.Name, BaseURL: ec.URL, APIKey: ec.APIKey, Slots: slots, Counter: counter,
+				Provider: prov, APIVersion: ec.APIVersion, Deployment: ec.Deployment})
 			if err != nil {
 				set.close()
 				return nil, err
 			}
 			e.backend, e.list, e.close = b, b.Models, b.Close
+		case config.KindAnthropic:
+			b, err := anthropic.New(anthropic.Options{Name: ec.Name, BaseURL: ec.URL, APIKey: ec.APIKey, Version: ec.APIVersion,
+				MaxConcurrency: ec.MaxConcurrency, MaxTokens: ec.MaxTokens, Counter: counter})
+			if err != nil {
+				set.close()
+				return nil, err
+			}
+			e.backend, e.close = b, b.Close
+		case config.KindGemini:
+			b, err := gemini.New(gemini.Options{Name: ec.Name, BaseURL: ec.URL, APIKey: ec.APIKey, APIVersion: ec.APIVersion,
+				MaxConcurrency: ec.MaxConcurrency, Counter: counter})
+			if err != nil {
+				set.close()
+				return nil, err
+			}
+			e.backend, e.close = b, b.Close
 		default:
 			set.close()
 			return nil, fmt.Errorf("engine %s: unknown kind %q", ec.Name, ec.Kind)

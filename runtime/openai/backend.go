@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sluice-llm/sluice/internal/jsonx"
 	"github.com/sluice-llm/sluice/models"
+	"github.com/sluice-llm/sluice/runtime/internal/cloud"
 	"github.com/sluice-llm/sluice/runtime/upstream"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
@@ -42,6 +44,16 @@ type Options struct {
 	HealthURL string
 	Counter   models.TokenCounter
 	Upstream  upstream.Options
+
+	// Cloud providers (cloud.go). Provider selects the auth header, the URL shape and
+	// the body fields a provider refuses; a cloud backend is never probed, and its
+	// Capacity is Slots (its max concurrency), healthy unless the circuit is open.
+	Provider Provider
+	// APIVersion is Azure's api-version query parameter.
+	APIVersion string
+	// Deployment is the Azure deployment every request goes to; empty: the target's
+	// upstream model names the deployment.
+	Deployment string
 }
 
 // Backend sends requests to one OpenAI-compatible engine.
@@ -55,6 +67,9 @@ type Backend struct {
 	bufs   sync.Pool
 	cap    atomic.Pointer[models.Capacity]
 	active atomic.Int64 // requests open on this engine
+	// authHeader is the header auth goes in (Authorization, or Azure's api-key).
+	authHeader string
+	circuit    *cloud.Health // the circuit breaker's hook (SetCircuit)
 }
 
 // Dials counts the connections opened to the engine's API (keep-alive reuse check).
@@ -65,13 +80,23 @@ func (b *Backend) InFlight() int { return int(b.active.Load()) }
 
 // New returns a backend for opts.BaseURL.
 func New(opts Options) (*Backend, error) {
+	if opts.Provider == ProviderAzure {
+		// The resource endpoint, e.g. https://my-resource.openai.azure.com.
+		opts.BaseURL = strings.TrimSuffix(strings.TrimRight(opts.BaseURL, "/"), "/openai")
+		if opts.APIVersion == "" {
+			opts.APIVersion = DefaultAzureAPIVersion
+		}
+	}
 	c, err := upstream.New(opts.BaseURL, opts.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("openai backend %q: %w", opts.Name, err)
 	}
-	b := &Backend{opts: opts, client: c}
+	b := &Backend{opts: opts, client: c, authHeader: "Authorization", circuit: cloud.NewHealth(opts.Slots)}
 	if opts.APIKey != "" {
 		b.auth = "Bearer " + opts.APIKey
+	}
+	if opts.Provider == ProviderAzure {
+		b.authHeader, b.auth = "api-key", opts.APIKey
 	}
 	hu := opts.HealthURL
 	if hu == "" {
@@ -83,6 +108,9 @@ func New(opts Options) (*Backend, error) {
 		return nil, fmt.Errorf("openai backend %q: health url: %w", opts.Name, err)
 	}
 	b.cap.Store(&models.Capacity{Slots: opts.Slots, Healthy: false, Reason: "not probed yet"})
+	if opts.Provider.Cloud() {
+		b.cap.Store(&models.Capacity{Slots: opts.Slots, Healthy: true})
+	}
 	return b, nil
 }
 
@@ -114,8 +142,11 @@ func (b *Backend) Close() {
 	b.health.Close()
 }
 
-// Capacity is the last known state of the engine.
-func (b *Backend) Capacity() models.Capacity { return *b.cap.Load() }
+// Capacity is the last known state of the engine (unhealthy while the circuit is open).
+func (b *Backend) Capacity() models.Capacity { return b.circuit.Overlay(*b.cap.Load()) }
+
+// SetCircuit opens or closes the backend's circuit: the circuit breaker's hook.
+func (b *Backend) SetCircuit(open bool, reason string) { b.circuit.SetCircuit(open, reason) }
 
 // SetCapacity replaces the capacity snapshot (engines that report slots update it).
 func (b *Backend) SetCapacity(c models.Capacity) { b.cap.Store(&c) }
@@ -129,13 +160,17 @@ func (b *Backend) markDown(reason string) {
 	b.cap.Store(&c)
 }
 
-// Refresh probes the engine's health URL and updates Capacity.
+// Refresh probes the engine's health URL and updates Capacity. A cloud provider is not
+// probed.
 func (b *Backend) Refresh(ctx context.Context) error {
+	if b.opts.Provider.Cloud() {
+		return nil
+	}
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	b.health.Prepare(req, fasthttp.MethodGet, b.hpath)
 	if b.auth != "" {
-		req.Header.Set("Authorization", b.auth)
+		req.Header.Set(b.authHeader, b.auth)
 	}
 	call, err := b.health.Do(ctx, req, false)
 	c := *b.cap.Load()
@@ -166,11 +201,11 @@ func (b *Backend) Models(ctx context.Context) ([]string, error) {
 	defer fasthttp.ReleaseRequest(req)
 	b.client.Prepare(req, fasthttp.MethodGet, "/models")
 	if b.auth != "" {
-		req.Header.Set("Authorization", b.auth)
+		req.Header.Set(b.authHeader, b.auth)
 	}
 	call, err := b.client.Do(ctx, req, false)
 	if err != nil {
-		return nil, b.transportError(err)
+		return nil, b.transportError(err, time.Time{})
 	}
 	defer call.Release()
 	if call.Resp.StatusCode() != fasthttp.StatusOK {
@@ -201,16 +236,9 @@ func (b *Backend) getBuf() *[]byte {
 
 // Open sends r to the engine and returns its answer as a stream.
 func (b *Backend) Open(ctx context.Context, t models.Target, r *models.Request) (models.Stream, error) {
-	var path string
-	switch r.Kind {
-	case models.KindChat:
-		path = "/chat/completions"
-	case models.KindCompletion:
-		path = "/completions"
-	case models.KindEmbedding:
-		path = "/embeddings"
-	default:
-		return nil, models.Errorf(models.ErrInvalid, "unsupported request kind %v", r.Kind)
+	path, err := b.path(r.Kind, t.UpstreamModel)
+	if err != nil {
+		return nil, err
 	}
 	bp := b.getBuf()
 	body, err := b.encode((*bp)[:0], t, r)
@@ -222,7 +250,7 @@ func (b *Backend) Open(ctx context.Context, t models.Target, r *models.Request) 
 	b.client.Prepare(req, fasthttp.MethodPost, path)
 	req.Header.SetContentType("application/json")
 	if b.auth != "" {
-		req.Header.Set("Authorization", b.auth)
+		req.Header.Set(b.authHeader, b.auth)
 	}
 	for k, v := range b.opts.Headers {
 		req.Header.Set(k, v)
@@ -240,7 +268,7 @@ func (b *Backend) Open(ctx context.Context, t models.Target, r *models.Request) 
 	*bp = body[:0]
 	b.bufs.Put(bp)
 	if err != nil {
-		return nil, b.transportError(err)
+		return nil, b.transportError(err, deadline)
 	}
 	if call.Resp.StatusCode() != fasthttp.StatusOK {
 		if r.Stream {
@@ -253,7 +281,7 @@ func (b *Backend) Open(ctx context.Context, t models.Target, r *models.Request) 
 		return nil, err
 	}
 	b.active.Add(1)
-	s := &stream{b: b, r: r, call: call, p: b.parser.Get()}
+	s := &stream{b: b, r: r, call: call, p: b.parser.Get(), deadline: deadline}
 	if r.Stream {
 		s.sse = upstream.NewSSE(call)
 	}
@@ -272,6 +300,9 @@ func (b *Backend) encode(dst []byte, t models.Target, r *models.Request) ([]byte
 	if err != nil {
 		return nil, models.Errorf(models.ErrInvalid, "request body is not a JSON object")
 	}
+	if b.opts.Provider == ProviderMistral {
+		return mistralBody(out), nil
+	}
 	if r.Stream && r.Kind != models.KindEmbedding {
 		out2, _ := jsonx.Set(nil, out, "stream_options", []byte(`{"include_usage":true}`))
 		out = append(out[:0], out2...)
@@ -284,7 +315,12 @@ func (b *Backend) encode(dst []byte, t models.Target, r *models.Request) ([]byte
 	return out, nil
 }
 
-func (b *Backend) transportError(err error) error {
+// transportError maps a failed exchange; deadline is the request's (zero: none).
+func (b *Backend) transportError(err error, deadline time.Time) error {
+	if b.opts.Provider.Cloud() {
+		// A provider is never marked down by one request: the circuit breaker decides.
+		return cloud.TransportError(b.opts.Provider.String(), b.opts.Name, err, deadline)
+	}
 	if errors.Is(err, context.Canceled) {
 		return &models.Error{Kind: models.ErrCanceled, Msg: "request canceled"}
 	}
@@ -300,6 +336,9 @@ func (b *Backend) transportError(err error) error {
 }
 
 func (b *Backend) statusError(resp *fasthttp.Response) error {
+	if b.opts.Provider.Cloud() {
+		return b.cloudError(resp)
+	}
 	status := resp.StatusCode()
 	msg := engineMessage(resp.Body())
 	e := &models.Error{Msg: fmt.Sprintf("engine %s: %s", b.opts.Name, msg)}

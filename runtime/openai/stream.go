@@ -19,6 +19,8 @@ type stream struct {
 	call *upstream.Call
 	sse  *upstream.SSE
 	p    *fastjson.Parser
+	// deadline is the request's (zero: none), to tell a timeout from a cancellation.
+	deadline time.Time
 
 	usage     models.Usage
 	haveUsage bool
@@ -49,7 +51,7 @@ func (s *stream) Recv() (models.Chunk, error) {
 				return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_stream_ended",
 					Msg: "engine " + s.b.opts.Name + " ended the stream before finishing"}
 			}
-			return models.Chunk{}, s.b.transportError(err)
+			return models.Chunk{}, s.b.transportError(err, s.deadline)
 		}
 		if string(ev) == "error" {
 			s.done = true
@@ -90,6 +92,11 @@ func (s *stream) Recv() (models.Chunk, error) {
 			}
 			c.Format = models.FormatOpenAIUsage
 			return c, nil
+		}
+		if c.Usage != nil {
+			// Usage inside a content chunk (Mistral's last chunk): sluice writes its own
+			// usage chunk (with the cost) when the client asks, so the engine's goes.
+			c.Raw = jsonx.Delete(nil, data, "usage")
 		}
 		ch := choices[0]
 		var text []byte
