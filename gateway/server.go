@@ -55,6 +55,8 @@ type Options struct {
 	Record func(r *models.Request, t models.Target, u *models.Usage)
 	// Batches serves /v1/files and /v1/batches (nil: 404).
 	Batches Batches
+	// Dashboard serves /dashboard and its data at /admin/dashboard (nil: 404).
+	Dashboard Dashboard
 }
 
 // Server is the HTTP front end.
@@ -161,10 +163,18 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		rt = route{fasthttp.MethodGet, (*Server).metrics}
 	case "/admin/status":
 		rt = route{fasthttp.MethodGet, (*Server).adminStatus}
+	case "/admin/dashboard":
+		rt = route{fasthttp.MethodGet, (*Server).dashboardData}
+	case "/dashboard":
+		rt = route{fasthttp.MethodGet, (*Server).dashboardPage}
 	case "/v1/files", "/v1/batches":
 		s.batchAPI(ctx) // several methods: checked by the handler
 		return
 	default:
+		if bytes.HasPrefix(path, []byte("/dashboard/")) {
+			rt = route{fasthttp.MethodGet, (*Server).dashboardPage}
+			break
+		}
 		if bytes.HasPrefix(path, []byte("/v1/files/")) || bytes.HasPrefix(path, []byte("/v1/batches/")) {
 			s.batchAPI(ctx)
 			return

@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-llm/sluice/compress"
 	"github.com/sluice-llm/sluice/config"
 	"github.com/sluice-llm/sluice/cost"
+	"github.com/sluice-llm/sluice/dashboard"
 	"github.com/sluice-llm/sluice/gateway"
 	"github.com/sluice-llm/sluice/gpu"
 	"github.com/sluice-llm/sluice/models"
@@ -218,6 +219,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer bat.stop() // before the engines stop: lines in flight finish
+	board := dashboard.New(dashboard.Options{Gatherer: reg})
+	go board.Run(engCtx)
 	gw, err := gateway.New(gateway.Options{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, RequestTimeout: cfg.Server.RequestTimeout,
 		APIKeys: cfg.Server.KeyDigests(), Router: rt, Scheduler: chain, Models: rt.Models,
@@ -226,6 +229,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Record:    func(r *models.Request, t models.Target, u *models.Usage) { acct.Record(t.Backend, t.Model, u) },
 		Status:    func() []byte { return statusJSON(mon, sched, rt, acct) },
 		Batches:   bat.api(),
+		Dashboard: board,
 	})
 	if err != nil {
 		return err
