@@ -142,13 +142,14 @@ function draw(c) {
   for (let i = 0; i <= 4; i++) {
     const v = lo + (hi - lo) * i / 4, yy = Math.round(y(v)) + 0.5;
     g.beginPath(); g.moveTo(L, yy); g.lineTo(w - R, yy); g.stroke();
-    g.fillText(fmt(v, c.unit), L - 6, yy);
+    if (drawn > 0) g.fillText(fmt(v, c.unit), L - 6, yy);
   }
   g.textAlign = 'center';
   g.textBaseline = 'top';
   for (let i = 0; i <= 3; i++) {
     const t = t0 + (t1 - t0) * i / 3;
-    g.fillText(new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' }), x(t), h - B + 5);
+    g.fillText(new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false }),
+      Math.min(Math.max(x(t), L + 24), w - R - 24), h - B + 5);
   }
   // Lines, with gaps where a value is missing.
   series.forEach((s, i) => {
