@@ -93,16 +93,16 @@ func TestBatchThroughGateway(t *testing.T) {
 	}
 	// Every line went through the gateway's recording path, marked as this batch's.
 	e.mu.Lock()
-	n := 0
+	statuses := map[int]int{}
 	for _, r := range e.recs {
-		if r.Feature != "batch:"+b.ID || r.Priority != models.PriorityBatch {
-			t.Errorf("record: feature %q priority %v", r.Feature, r.Priority)
+		if r.Feature != "batch:"+b.ID || r.Priority != models.PriorityBatch || r.Key == nil || r.Key.Residency != models.ResidencyLocalOnly {
+			t.Errorf("record: feature %q priority %v key %+v", r.Feature, r.Priority, r.Key)
 		}
-		n++
+		statuses[r.Trace.Status]++
 	}
 	e.mu.Unlock()
-	if n != 6 {
-		t.Errorf("%d requests recorded, want 6", n)
+	if len(statuses) != 2 || statuses[200] != 6 || statuses[404] != 1 {
+		t.Errorf("requests recorded by status: %v, want 6×200 and the unknown model's 404", statuses)
 	}
 	// The output files are listed as the owner's, with purpose batch_output.
 	list, err := h.m.Files(context.Background(), "", "batch_output", "", 0, false)

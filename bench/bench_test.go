@@ -391,3 +391,18 @@ func BenchmarkGatewayChat(b *testing.B) {
 		}
 	}
 }
+
+func TestStamp(t *testing.T) {
+	b := chatRequest(NonStream)
+	stamp(b, 42)
+	if !bytes.Contains(b, []byte("Ticket #0000000042\"")) {
+		t.Fatalf("%s", b)
+	}
+	stamp(b, 1234567)
+	if !bytes.Contains(b, []byte("Ticket #0001234567\"")) {
+		t.Fatalf("%s", b)
+	}
+	if !json.Valid(b[:len(b)]) {
+		t.Fatalf("not JSON: %s", b)
+	}
+}

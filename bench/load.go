@@ -24,15 +24,34 @@ const (
 )
 
 // chatRequest is a realistic client request (~300 bytes): a system and a user message.
+// The user message ends with a ticket number that each send stamps anew (stamp), so no
+// two requests are the same: sluice's answer cache sees a miss every time, as the
+// engine-bound traffic the benchmark is about.
 func chatRequest(mode Mode) []byte {
 	b := []byte(`{"model":"bench","messages":[` +
 		`{"role":"system","content":"You are a concise assistant for a travel company. Answer in one short sentence and do not add any greeting."},` +
-		`{"role":"user","content":"What is the capital of France, and which river flows through it?"}],` +
+		`{"role":"user","content":"What is the capital of France, and which river flows through it? Ticket ` + ticketMark + `"}],` +
 		`"temperature":0.2,"max_tokens":64`)
 	if mode == Stream {
 		b = append(b, `,"stream":true,"stream_options":{"include_usage":true}`...)
 	}
 	return append(b, '}')
+}
+
+// ticketMark is the placeholder stamp overwrites with a request's sequence number.
+const ticketMark = "#0000000000"
+
+// stamp writes n into body's ticket number, in place.
+func stamp(body []byte, n uint64) {
+	i := bytes.Index(body, []byte("Ticket #"))
+	if i < 0 || i+7+len(ticketMark) > len(body) {
+		return
+	}
+	d := body[i+7+1 : i+7+len(ticketMark)]
+	for j := len(d) - 1; j >= 0; j-- {
+		d[j] = byte('0' + n%10)
+		n /= 10
+	}
 }
 
 // validate reports what is wrong with an answer: anything but a complete 200 answer
@@ -92,6 +111,7 @@ func (t *loadTarget) close() {
 // when every worker is busy the next request is late, and the lateness is measured.
 type generator struct {
 	workers []*worker
+	seq     atomic.Uint64 // requests sent, across segments: each gets its own ticket number
 }
 
 type worker struct {
@@ -173,6 +193,7 @@ func (g *generator) run(ctx context.Context, t *loadTarget, mode Mode, body []by
 					mu.Unlock()
 					return
 				}
+				stamp(w.req.Body(), g.seq.Add(1))
 				lat, ttfb, err := w.do(hc, mode, due)
 				if err != nil {
 					lat = -1

@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sluice-llm/sluice/cache"
 	"github.com/sluice-llm/sluice/cost"
 	"github.com/sluice-llm/sluice/gateway"
-	"github.com/sluice-llm/sluice/models"
+	"github.com/sluice-llm/sluice/internal/bookkeeping"
+	"github.com/sluice-llm/sluice/ledger"
 	"github.com/sluice-llm/sluice/router"
 	"github.com/sluice-llm/sluice/runtime/openai"
 	"github.com/sluice-llm/sluice/scheduler"
@@ -21,14 +25,19 @@ import (
 const pipelineSlots = 256
 
 // pipeline is sluice's full request path, wired as cmd/sluice's serve wires it: gateway,
-// router (model "bench" -> backend "fake"), scheduler and an openai backend pointed at
-// the fake engine, with a real Prometheus registry.
+// router (model "bench" -> backend "fake"), the answer cache in its default
+// configuration (embedded store, semantic lookup with the built-in embedder), scheduler
+// and an openai backend pointed at the fake engine, with a real Prometheus registry.
 type pipeline struct {
-	gw      *gateway.Server
-	backend *openai.Backend
-	ln      net.Listener
-	stop    context.CancelFunc
-	done    chan struct{}
+	gw         *gateway.Server
+	backend    *openai.Backend
+	ln         net.Listener
+	stop       context.CancelFunc
+	done       chan struct{}
+	books      func() // stops the ledger and removes its files
+	cacheStore cache.Store
+	cacheDone  chan struct{}
+	cacheDir   string
 }
 
 // newPipeline builds the pipeline over the engine at upstreamAddr and marks the backend
@@ -55,18 +64,70 @@ func newPipeline(ctx context.Context, upstreamAddr string) (*pipeline, error) {
 		be.Close()
 		return nil, err
 	}
-	gw, err := gateway.New(gateway.Options{Router: rt, Scheduler: sched, Models: rt.Models, Registry: reg,
-		Ready:  sched.Ready,
-		Record: func(r *models.Request, t models.Target, u *models.Usage) { acct.Record(t.Backend, t.Model, u) }})
+	// The answer cache as serve builds it by default. Every benchmark request is a new
+	// question (a ticket number), so this is its miss path: hashing, the question's
+	// analysis and keeping the answer.
+	cacheDir, err := os.MkdirTemp("", "sluice-bench-cache-")
 	if err != nil {
 		be.Close()
 		return nil, err
 	}
+	cstore, err := cache.OpenBolt(filepath.Join(cacheDir, "cache.db"), cache.StoreOptions{MaxEntries: 100_000, MaxBytes: 512 << 20})
+	if err != nil {
+		be.Close()
+		os.RemoveAll(cacheDir)
+		return nil, err
+	}
+	stage, err := cache.New(sched, cache.Options{Store: cstore, Semantic: true, Registry: reg})
+	if err != nil {
+		be.Close()
+		cstore.Close()
+		os.RemoveAll(cacheDir)
+		return nil, err
+	}
+	// The ledger as serve has it by default: every request journaled before its answer
+	// ends, batched into SQLite off the request path.
+	dir, err := os.MkdirTemp("", "sluice-bench-ledger-")
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	store, err := ledger.OpenSQLite(filepath.Join(dir, "ledger.db"), false)
+	if err != nil {
+		be.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	led, err := ledger.Open(ctx, store, ledger.Options{JournalDir: filepath.Join(dir, "ledger.db.journal"), Registry: reg})
+	if err != nil {
+		be.Close()
+		store.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	ledCtx, ledStop := context.WithCancel(context.WithoutCancel(ctx))
+	ledDone := make(chan struct{})
+	go func() { _ = led.Run(ledCtx); close(ledDone) }()
+	books := func() { ledStop(); <-ledDone; store.Close(); os.RemoveAll(dir) }
+	gw, err := gateway.New(gateway.Options{Router: rt, Scheduler: stage, Models: rt.Models, Registry: reg,
+		Ready: sched.Ready, Record: bookkeeping.Record(acct, led, nil)})
+	if err != nil {
+		be.Close()
+		books()
+		cstore.Close()
+		os.RemoveAll(cacheDir)
+		return nil, err
+	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	p := &pipeline{gw: gw, backend: be, stop: stop, done: make(chan struct{})}
+	p := &pipeline{gw: gw, backend: be, stop: stop, done: make(chan struct{}), books: books, cacheStore: cstore,
+		cacheDone: make(chan struct{}), cacheDir: cacheDir}
 	goLabeled(TargetSluice, func() {
 		sched.Run(runCtx) // periodic health probes, as in production
 		close(p.done)
+	})
+	goLabeled(TargetSluice, func() {
+		_ = stage.Run(runCtx) // stores the answers
+		close(p.cacheDone)
 	})
 	return p, nil
 }
@@ -90,5 +151,10 @@ func (p *pipeline) close() {
 	}
 	p.stop()
 	<-p.done
+	<-p.cacheDone
+	_ = p.cacheStore.Close()
+	_ = os.RemoveAll(p.cacheDir)
 	p.backend.Close()
+	p.books()
+	p.books()
 }

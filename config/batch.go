@@ -10,7 +10,7 @@ import (
 type Batch struct {
 	Enabled *bool `yaml:"enabled"`
 	// Dir holds the batch store (batch.db) and the uploaded and output files (default
-	// $SLUICE_DATA/batch; see batchDataDir).
+	// $SLUICE_DATA/batch; see DataDir).
 	Dir string `yaml:"dir"`
 	// MaxFileBytes caps an uploaded file (default 100 MiB).
 	MaxFileBytes int64 `yaml:"max_file_bytes"`
@@ -28,24 +28,9 @@ type Batch struct {
 // On reports whether the Batch API is served.
 func (b *Batch) On() bool { return b.Enabled == nil || *b.Enabled }
 
-// batchDataDir is where sluice keeps durable data: $SLUICE_DATA, else
-// $XDG_DATA_HOME/sluice, else ~/.local/share/sluice.
-func batchDataDir(env Env) string {
-	if d, ok := env("SLUICE_DATA"); ok && d != "" {
-		return d
-	}
-	if d, ok := env("XDG_DATA_HOME"); ok && d != "" {
-		return filepath.Join(d, "sluice")
-	}
-	if home, ok := env("HOME"); ok && home != "" {
-		return filepath.Join(home, ".local", "share", "sluice")
-	}
-	return filepath.Join(CacheDir(env), "data")
-}
-
 func (b *Batch) applyDefaults(env Env) {
 	if b.Dir == "" {
-		b.Dir = filepath.Join(batchDataDir(env), "batch")
+		b.Dir = filepath.Join(DataDir(env), "batch")
 	}
 	if b.MaxFileBytes == 0 {
 		b.MaxFileBytes = 100 << 20

@@ -34,6 +34,8 @@ type Config struct {
 	GPU       GPU       `yaml:"gpu"`
 	Compress  Compress  `yaml:"compress"`
 	Routing   Routing   `yaml:"routing"`
+	Ledger    Ledger    `yaml:"ledger"`
+	Cache     Cache     `yaml:"cache"`
 	Batch     Batch     `yaml:"batch"`
 	// Tokenizer is a Hugging Face tokenizer.json used to count tokens when an engine
 	// reports none (default: the Llama-2 vocabulary in the cache, when present).
@@ -46,14 +48,21 @@ type Server struct {
 	MaxBodyBytes   int           `yaml:"max_body_bytes"`
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// APIKeys are accepted bearer keys: plain keys (put them in the environment and
-	// write "${MY_KEY}") or "sha256:<hex>" digests. Empty: no authentication.
-	APIKeys []string `yaml:"api_keys"`
+	// write "${MY_KEY}"), "sha256:<hex>" digests, or objects with a key's policy and
+	// limits (see APIKey). Keys can also live in the ledger's store (`sluice keys`).
+	// None at all: no authentication.
+	APIKeys []APIKey `yaml:"api_keys"`
 	// ShutdownTimeout bounds how long in-flight requests may finish on shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// AdminKeys guard /admin/* (plain or "sha256:<hex>"). Empty: sluice makes a random
 	// key at start and writes it to AdminKeyFile for `sluice status` on the same box.
 	AdminKeys    []string `yaml:"admin_keys"`
 	AdminKeyFile string   `yaml:"admin_key_file"`
+	// AllowPublicWithoutKeys lets sluice serve a non-loopback address without API keys
+	// (e.g. behind a proxy that authenticates); otherwise it refuses to start.
+	AllowPublicWithoutKeys bool `yaml:"allow_public_without_keys"`
+	// Limits against slow, abusive or too many clients (config/limits.go).
+	Limits Limits `yaml:"limits"`
 }
 
 // Pricing sets what hardware and cloud tokens cost.
@@ -63,7 +72,9 @@ type Pricing struct {
 	GPUPerHour map[string]float64 `yaml:"gpu_per_hour"`
 	// CPUPerHour is what the box costs per hour when engines run without GPUs.
 	CPUPerHour float64 `yaml:"cpu_per_hour"`
-	// Reference is the cloud model every request is compared with (default gpt-4o).
+	// Reference, when set, is the cloud model every request is compared with; unset,
+	// each model is compared with its class's (ledger.references: a small local model
+	// with a small cloud model).
 	Reference string `yaml:"reference"`
 	// Cloud list prices per million tokens, merged over the defaults.
 	Cloud map[string]CloudPrice `yaml:"cloud"`
@@ -265,6 +276,9 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 		if t == reflect.TypeOf(time.Duration(0)) {
 			return nil
 		}
+		if n.Kind == yaml.ScalarNode && reflect.PointerTo(t).Implements(scalarStruct) {
+			return nil // a string that stands for the whole struct (APIKey)
+		}
 		if n.Kind != yaml.MappingNode {
 			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 				return nil
@@ -296,6 +310,9 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 	}
 	return nil
 }
+
+// scalarStruct is implemented by struct types that also accept a plain string.
+var scalarStruct = reflect.TypeOf((*interface{ acceptsScalar() })(nil)).Elem()
 
 // addFields collects t's YAML keys, those of inline structs included.
 func addFields(fields map[string]reflect.StructField, t reflect.Type) {

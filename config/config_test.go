@@ -1,6 +1,9 @@
 package config
 
 import (
+	"crypto/sha256"
+
+	"github.com/sluice-llm/sluice/models"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,7 +73,7 @@ engines:
 	if c.Server.Listen != "127.0.0.1:8080" || c.Server.RequestTimeout != 10*time.Minute || c.Server.MaxBodyBytes != 8<<20 {
 		t.Errorf("server defaults = %+v", c.Server)
 	}
-	if got := c.Server.APIKeys; len(got) != 2 || got[0] != "sk-secret" || got[1] != "sk-default" {
+	if got := c.Server.APIKeys; len(got) != 2 || got[0].Key != "sk-secret" || got[1].Key != "sk-default" {
 		t.Errorf("api keys = %v", got)
 	}
 	e := c.Engines[0]
@@ -137,6 +140,8 @@ func TestExpandString(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("server:\n  listen: 127.0.0.1:1\n"))
 	f.Add([]byte("engines:\n  - name: a\n    kind: openai\n    url: http://x:1\n"))
+	f.Add([]byte("server:\n  api_keys:\n    - sk-a\n    - key: sk-b\n      residency: eu\n      daily_usd: 1\nengines:\n  - name: a\n    kind: openai\n    url: http://x:1\n"))
+	f.Add([]byte("server:\n  api_keys: [{key: 'sha256:00', tiers: [small]}, 3, null]\nledger: {durability: power, batch_size: 0}\n"))
 	f.Add([]byte("engines:\n  - name: a\n    kind: openai\n    url: http://x:1\nbatch: {enabled: true, concurrency: 2, max_file_bytes: 9, retry_backoff: 1s}\n"))
 	env := mapEnv(map[string]string{"HOME": "/nonexistent"})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -145,4 +150,77 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse accepted a config that Validate rejects")
 		}
 	})
+}
+
+func TestAPIKeyObjects(t *testing.T) {
+	model := writeModel(t)
+	env := mapEnv(map[string]string{"HOME": t.TempDir(), "M": model, "K": "sk-team"})
+	c, err := Parse([]byte(`
+server:
+  api_keys:
+    - ${K}
+    - sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    - key: sk-eu
+      name: support
+      tenant: acme
+      residency: eu
+      tiers: [small]
+      models: [tiny]
+      no_cache: true
+      requests_per_minute: 60
+      tokens_per_minute: 1000
+      daily_usd: 5
+      monthly_usd: 100
+engines:
+  - name: a
+    model_path: ${M}
+`), "t.yaml", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := c.Server.APIKeys
+	if len(ks) != 3 || ks[0].Key != "sk-team" || ks[0].Name != "" {
+		t.Fatalf("keys = %+v", ks)
+	}
+	// "test" hashes to 9f86d0...: a digest entry matches the key it is the digest of.
+	if ks[1].Digest() != sha256.Sum256([]byte("test")) {
+		t.Errorf("digest entry = %x", ks[1].Digest())
+	}
+	p := ks[2].Policy()
+	if p.ID != models.KeyID(sha256.Sum256([]byte("sk-eu"))) || p.Name != "support" || p.Tenant != "acme" ||
+		p.Residency != "eu" || len(p.Tiers) != 1 || p.Models[0] != "tiny" || !p.NoCache ||
+		p.RequestsPerMinute != 60 || p.TokensPerMinute != 1000 || p.DailyUSD != 5 || p.MonthlyUSD != 100 || !p.Limited() {
+		t.Errorf("policy = %+v", p)
+	}
+	if p0 := ks[0].Policy(); p0.Tenant != p0.ID || p0.Residency != models.ResidencyAny || p0.Limited() {
+		t.Errorf("plain key policy = %+v", p0)
+	}
+	if strings.Contains(p.ID, "sk-eu") || len(p.ID) != len("key-")+12 {
+		t.Errorf("id %q", p.ID)
+	}
+	home, _ := env("HOME")
+	if c.Ledger.Path != filepath.Join(home, ".local", "share", "sluice", "ledger.db") || c.Ledger.Durability != "process" ||
+		c.Ledger.References["small"] != "gpt-4o-mini" {
+		t.Errorf("ledger defaults = %+v", c.Ledger)
+	}
+}
+
+func TestAPIKeyErrors(t *testing.T) {
+	model := writeModel(t)
+	env := mapEnv(map[string]string{"HOME": t.TempDir(), "M": model})
+	eng := "engines:\n  - name: a\n    model_path: ${M}\n"
+	for _, tt := range []struct{ yaml, want string }{
+		{"server:\n  api_keys:\n    - key: k\n      residency: mars\n" + eng, "server.api_keys[0].residency: must be local-only, eu or any"},
+		{"server:\n  api_keys:\n    - key: k\n      tennant: x\n" + eng, "unknown key server.api_keys[0].tennant"},
+		{"server:\n  api_keys:\n    - name: nokey\n" + eng, "server.api_keys[0]: is empty"},
+		{"server:\n  api_keys: [a, a]\n" + eng, "server.api_keys[1]: is the same key as server.api_keys[0]"},
+		{"server:\n  api_keys:\n    - key: k\n      daily_usd: -1\n" + eng, "limits must not be negative"},
+		{"ledger:\n  durability: maybe\n" + eng, "ledger.durability: must be process or power"},
+		{"ledger:\n  batch_sise: 3\n" + eng, "unknown key ledger.batch_sise"},
+	} {
+		_, err := Parse([]byte(tt.yaml), "t.yaml", env)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: err = %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
 }

@@ -27,8 +27,8 @@ type Routing struct {
 // Auto maps the classifier's score (the probability that a request needs the strong
 // model) to a tier: Strong at or above Threshold, Weak below it.
 type Auto struct {
-	Weak      string  `yaml:"weak"`      // default: the first tier
-	Strong    string  `yaml:"strong"`    // default: the second tier (the first if only one)
+	Weak   string `yaml:"weak"`   // default: the first tier
+	Strong string `yaml:"strong"` // default: the second tier (the first if only one)
 	// Threshold is the score at or above which "auto" picks Strong. The default, 0.23,
 	// sends about a quarter of requests to the strong tier with the embedded classifier
 	// (its score's 75th percentile on MT-Bench's first turns; see docs/routing.md).
@@ -103,7 +103,6 @@ func (o Overflow) OverflowEnabled() bool { return o.Enabled == nil || *o.Enabled
 
 // Local reports whether the engine runs on this box (region local).
 func (e *Engine) Local() bool { return e.Region == "" || e.Region == RegionLocal }
-
 
 func (r *Routing) applyDefaults(c *Config) {
 	if len(r.Tiers) == 0 {

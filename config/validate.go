@@ -37,6 +37,7 @@ func (c *Config) applyDefaults(env Env) {
 	if s.ShutdownTimeout == 0 {
 		s.ShutdownTimeout = 30 * time.Second
 	}
+	s.Limits.applyDefaults()
 	if c.Scheduler.MaxQueue == 0 {
 		c.Scheduler.MaxQueue = 256
 	}
@@ -48,9 +49,6 @@ func (c *Config) applyDefaults(env Env) {
 	}
 	if c.Scheduler.SLO == (SLO{}) {
 		c.Scheduler.SLO.Interactive = 5 * time.Second
-	}
-	if c.Pricing.Reference == "" {
-		c.Pricing.Reference = "gpt-4o"
 	}
 	if c.Pricing.CPUPerHour == 0 {
 		c.Pricing.CPUPerHour = 0.05
@@ -64,10 +62,12 @@ func (c *Config) applyDefaults(env Env) {
 	if c.Server.AdminKeyFile == "" {
 		c.Server.AdminKeyFile = filepath.Join(cache, "admin-key")
 	}
+	c.Ledger.applyDefaults(env)
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
 	c.Compress.applyDefaults()
+	c.Cache.applyDefaults(env)
 	c.Batch.applyDefaults(env)
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
@@ -149,16 +149,9 @@ func (c *Config) Validate() error {
 	if c.Server.RequestTimeout < time.Second {
 		bad("server.request_timeout", "must be at least 1s, got %v", c.Server.RequestTimeout)
 	}
-	for i, k := range c.Server.APIKeys {
-		p := fmt.Sprintf("server.api_keys[%d]", i)
-		if k == "" {
-			bad(p, "is empty (an unset environment variable?)")
-		} else if h, ok := strings.CutPrefix(k, "sha256:"); ok {
-			if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
-				bad(p, "sha256: digest must be 64 hex digits")
-			}
-		}
-	}
+	c.Server.Limits.validate(bad)
+	c.Server.validateKeys(bad)
+	c.Ledger.validate(bad)
 	for i, k := range c.Server.AdminKeys {
 		if k == "" {
 			bad(fmt.Sprintf("server.admin_keys[%d]", i), "is empty (an unset environment variable?)")
@@ -180,6 +173,7 @@ func (c *Config) Validate() error {
 	if c.GPU.Headroom < 0 || c.GPU.Headroom >= 1 {
 		bad("gpu.headroom", "must be in [0, 1), got %g", c.GPU.Headroom)
 	}
+	c.Cache.validate(bad)
 	switch c.Scheduler.Policy {
 	case "sluice", "least-loaded", "round-robin":
 	default:
@@ -283,9 +277,6 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
-
-// KeyDigests returns the SHA-256 digests of the configured API keys.
-func (s *Server) KeyDigests() [][32]byte { return digests(s.APIKeys) }
 
 // AdminKeyDigests returns the SHA-256 digests of the configured admin keys.
 func (s *Server) AdminKeyDigests() [][32]byte { return digests(s.AdminKeys) }

@@ -40,11 +40,11 @@ func TestAccountantWorkedExample(t *testing.T) {
 sluice_cost_usd_total{engine="local",gpu="0:NVIDIA H100 80GB HBM3",model="",phase="idle"} 0.005977777777777778
 sluice_cost_usd_total{engine="local",gpu="0:NVIDIA H100 80GB HBM3",model="llama",phase="completion"} 0.0011208333333333335
 sluice_cost_usd_total{engine="local",gpu="0:NVIDIA H100 80GB HBM3",model="llama",phase="prompt"} 0.00037361111111111113
-# HELP sluice_savings_usd_total Reference cloud cost minus hardware cost.
-# TYPE sluice_savings_usd_total counter
-sluice_savings_usd_total{model="llama",reference="gpt-4o"} 0.006005555555555556
+# HELP sluice_savings_usd Reference cloud cost minus marginal cost, since start (can fall: not a counter). Effective savings are in the ledger's reports.
+# TYPE sluice_savings_usd gauge
+sluice_savings_usd{model="llama",reference="gpt-4o"} 0.006005555555555556
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sluice_cost_usd_total", "sluice_savings_usd_total"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sluice_cost_usd_total", "sluice_savings_usd"); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := testutil.GatherAndCount(reg, "sluice_cost_per_million_tokens_usd"); err != nil || n != 3 {

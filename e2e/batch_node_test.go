@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -40,7 +41,8 @@ func TestNodeSDKBatch(t *testing.T) {
 }
 
 // TestBatchUploadLimit: an upload may be larger than server.max_body_bytes, up to the
-// Batch API's file limit. Driven by the Go SDK.
+// Batch API's file limit; a larger upload gets 413, and inference requests keep the
+// smaller limit. Driven by the Go SDK.
 func TestBatchUploadLimit(t *testing.T) {
 	st := startStack(t, stackOptions{batches: true, maxBody: 1 << 20, batchMaxFile: 3 << 20})
 	client := oai.NewClient(option.WithBaseURL(st.URL+"/v1/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
@@ -57,5 +59,19 @@ func TestBatchUploadLimit(t *testing.T) {
 	}
 	if f.Bytes != int64(b.Len()) || f.Purpose != "batch" {
 		t.Fatalf("file %+v", f)
+	}
+	for b.Len() < 4<<20 {
+		fmt.Fprintf(&b, line, 0)
+	}
+	_, err = client.Files.New(ctx, oai.FileNewParams{File: oai.File(strings.NewReader(b.String()), "bigger.jsonl", "application/jsonl"),
+		Purpose: oai.FilePurposeBatch})
+	var apiErr *oai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 413 {
+		t.Fatalf("a 4 MiB upload over a 3 MiB file limit: %v", err)
+	}
+	_, err = client.Chat.Completions.New(ctx, oai.ChatCompletionNewParams{Model: "tiny",
+		Messages: []oai.ChatCompletionMessageParamUnion{oai.UserMessage(strings.Repeat("y", 2<<20))}})
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 413 {
+		t.Fatalf("a 2 MiB chat request over a 1 MiB body limit: %v", err)
 	}
 }

@@ -104,6 +104,12 @@ func TestEngineDown(t *testing.T) {
 		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 			t.Fatalf("try %d: status %d Retry-After %q: %s", i, resp.StatusCode, resp.Header.Get("Retry-After"), e.Error.Message)
 		}
+		// The dial error (with the engine's address) is for the logs; the client gets
+		// a generic message and the request id to find them.
+		if id := resp.Header.Get("X-Request-Id"); strings.Contains(e.Error.Message, "127.0.0.1") ||
+			strings.Contains(e.Error.Message, "dial") || id == "" || !strings.Contains(e.Error.Message, id) {
+			t.Fatalf("try %d: message %q (request id %q)", i, e.Error.Message, id)
+		}
 	}
 	resp, err := http.Get(st.URL + "/readyz")
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-llm/sluice/gateway"
 	"github.com/sluice-llm/sluice/internal/enginetest"
 	"github.com/sluice-llm/sluice/internal/fakecloud"
+	"github.com/sluice-llm/sluice/ledger"
 	"github.com/sluice-llm/sluice/models"
 	"github.com/sluice-llm/sluice/overflow"
 	"github.com/sluice-llm/sluice/router"
@@ -42,21 +43,6 @@ type routedStack struct {
 	Overflow     *overflow.Stage
 	Router       *router.Router
 	tenantPolicy map[string]string
-}
-
-// withPolicies attaches a models.Key with the residency policy of the request's API
-// key (the gateway identifies the key as its tenant) until the gateway does it itself
-// from server.api_keys entries with policies.
-type withPolicies struct {
-	next     gateway.Router
-	policies map[string]string // tenant -> residency
-}
-
-func (w *withPolicies) Route(ctx context.Context, r *models.Request) (models.Target, error) {
-	if pol, ok := w.policies[r.Tenant]; ok && r.Key == nil {
-		r.Key = &models.Key{ID: r.Tenant, Tenant: r.Tenant, Residency: pol}
-	}
-	return w.next.Route(ctx, r)
 }
 
 func tenantOf(key string) string {
@@ -116,14 +102,19 @@ func startRoutedStack(t *testing.T, slo time.Duration) *routedStack {
 	st.Sched.RefreshAll(ctx)
 	done := make(chan struct{})
 	go func() { st.Sched.Run(ctx); close(done) }()
-	policies := map[string]string{tenantOf(keyAny): models.ResidencyAny, tenantOf(keyEU): models.ResidencyEU,
-		tenantOf(keyLocal): models.ResidencyLocalOnly}
-	var keys [][32]byte
-	for _, k := range []string{keyAny, keyEU, keyLocal} {
-		keys = append(keys, sha256.Sum256([]byte(k)))
+	// The keys and their residency policies, as server.api_keys entries give them: the
+	// gateway attaches each request's key (ledger.KeyRing without a store).
+	var keys []ledger.ConfigKey
+	for k, pol := range map[string]string{keyAny: models.ResidencyAny, keyEU: models.ResidencyEU, keyLocal: models.ResidencyLocalOnly} {
+		d := sha256.Sum256([]byte(k))
+		keys = append(keys, ledger.ConfigKey{Digest: d, Key: &models.Key{ID: tenantOf(k), Tenant: tenantOf(k), Residency: pol}})
 	}
-	gw, err := gateway.New(gateway.Options{Router: &withPolicies{next: rt, policies: policies}, Scheduler: st.Overflow,
-		Models: rt.Models, Registry: st.Reg, APIKeys: keys, Ready: st.Sched.Ready})
+	ring, err := ledger.NewKeyRing(ctx, keys, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(gateway.Options{Router: rt, Scheduler: st.Overflow,
+		Models: rt.Models, Registry: st.Reg, Keys: ring, Ready: st.Sched.Ready})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,8 +38,9 @@ type stackOptions struct {
 	apiKeys      [][32]byte
 	maxQueue     int
 	chatOverride *enginetest.Proc
-	batches      bool  // serve the Batch API from a store in a test directory
-	batchMaxFile int64 // its upload limit (default batch's)
+	refreshEvery time.Duration // how often the scheduler probes the engines (default 200ms)
+	batches      bool          // serve the Batch API from a store in a test directory
+	batchMaxFile int64         // its upload limit (default batch's)
 }
 
 // startStack starts llama-server (chat and embedding) and a gateway in front of them.
@@ -90,7 +91,10 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		backends["ollama"] = ob
 		entries = append(entries, router.Entry{Name: "tiny-ollama", Backend: "ollama", UpstreamModel: "tiny"})
 	}
-	st.Sched = scheduler.New(backends, scheduler.Options{Registry: st.Reg, MaxQueue: o.maxQueue, RefreshEvery: 200 * time.Millisecond})
+	if o.refreshEvery == 0 {
+		o.refreshEvery = 200 * time.Millisecond
+	}
+	st.Sched = scheduler.New(backends, scheduler.Options{Registry: st.Reg, MaxQueue: o.maxQueue, RefreshEvery: o.refreshEvery})
 	ctx, cancel := context.WithCancel(context.Background())
 	st.Sched.RefreshAll(ctx)
 	done := make(chan struct{})

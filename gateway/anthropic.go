@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"io"
 	"strconv"
 	"time"
@@ -17,14 +16,33 @@ import (
 // that forward one) and the answer is written from the chunks' structured fields as an
 // Anthropic message or its stream of events.
 func (s *Server) messages(ctx *fasthttp.RequestCtx) {
+	if !s.admit() {
+		s.m.refused.WithLabelValues("concurrency").Inc()
+		s.failAnthropic(ctx, "messages", "", errBusy)
+		return
+	}
+	rc := s.watch(ctx)
+	if !s.messagesAdmitted(ctx, rc) {
+		rc.end()
+		s.active.Add(-1)
+	}
+}
+
+// messagesAdmitted is messages for an admitted request, with the context its client's
+// hang-up cancels. It reports whether a streamed answer took the request over (its
+// anthropicBody.Close ends it).
+func (s *Server) messagesAdmitted(ctx *fasthttp.RequestCtx, rc reqCtx) (streaming bool) {
 	const endpoint = "messages"
 	start := time.Now()
-	tenant, err := s.authorize(ctx)
+	key, err := s.authorize(ctx)
 	if err != nil {
 		s.failAnthropic(ctx, endpoint, "", err)
 		return
 	}
-	r := &models.Request{Arrived: start, Tenant: tenant}
+	r := &models.Request{Arrived: start, Key: key}
+	if key != nil {
+		r.Tenant = key.Tenant
+	}
 	p := s.parsers.Get()
 	err = parseAnthropic(p, ctx.PostBody(), r)
 	s.parsers.Put(p)
@@ -34,17 +52,19 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx) {
 	}
 	r.ID = s.newID()
 	ctx.Response.Header.Set("Request-Id", "req_"+r.ID)
+	ctx.Response.Header.Set("X-Request-Id", r.ID)
 	if err := requestOptions(ctx, r); err != nil {
 		s.failAnthropic(ctx, endpoint, "", err)
 		return
 	}
-	rctx := context.Background()
+	rctx := rc.ctx
 	if d := start.Add(s.opts.RequestTimeout); r.Deadline.IsZero() || d.Before(r.Deadline) {
 		r.Deadline = d
 	}
 	t, err := s.opts.Router.Route(rctx, r)
 	if err != nil {
 		s.failAnthropic(ctx, endpoint, "", err)
+		s.recordFailure(ctx, r, t, models.Usage{})
 		return
 	}
 	s.m.inflight.Inc()
@@ -52,23 +72,31 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx) {
 	if err != nil {
 		s.m.inflight.Dec()
 		s.failAnthropic(ctx, endpoint, t.Model, err)
+		s.recordFailure(ctx, r, t, models.Usage{})
 		s.m.series(endpoint, t.Model).duration.Observe(time.Since(start).Seconds())
 		return
 	}
 	if ts, ok := st.(interface{ Target() models.Target }); ok {
 		t = ts.Target()
 	}
-	ctx.Response.Header.Set("X-Request-Id", r.ID)
 	setTraceHeaders(&ctx.Response.Header, r, t)
 	if r.Stream {
-		s.anthropicStream(ctx, endpoint, t, r, st)
-		return
+		s.anthropicStream(ctx, endpoint, t, r, st, rc)
+		return true
 	}
 	s.anthropicRespond(ctx, endpoint, t, r, st)
+	return false
 }
 
+// failAnthropic answers with err in Anthropic's shape; like fail, a server-side error's
+// detail goes to the log and the client gets the request id.
 func (s *Server) failAnthropic(ctx *fasthttp.RequestCtx, endpoint, model string, err error) {
-	writeAnthropicError(ctx, err)
+	id := string(ctx.Response.Header.Peek("X-Request-Id"))
+	writeAnthropicError(ctx, err, id)
+	if ctx.Response.StatusCode() >= 500 {
+		s.opts.Logger.Warn("request failed", "id", id, "endpoint", endpoint, "model", model,
+			"status", ctx.Response.StatusCode(), "err", err)
+	}
 	s.m.requests.WithLabelValues(endpoint, model, strconv.Itoa(ctx.Response.StatusCode())).Inc()
 }
 
@@ -89,6 +117,7 @@ func (s *Server) anthropicRespond(ctx *fasthttp.RequestCtx, endpoint string, t m
 			st.Close()
 			s.finish(endpoint, t, r, st.Usage(), err, 0)
 			s.failAnthropic(ctx, endpoint, t.Model, err)
+			s.recordFailure(ctx, r, t, st.Usage())
 			return
 		}
 		text = append(text, c.Text...)
@@ -99,7 +128,7 @@ func (s *Server) anthropicRespond(ctx *fasthttp.RequestCtx, endpoint string, t m
 	}
 	st.Close()
 	u := st.Usage()
-	s.record(r, t, &u)
+	s.record(r, t, &u, fasthttp.StatusOK, 0)
 	b := make([]byte, 0, 256+len(text)+len(toolCalls))
 	b = append(b, `{"id":`...)
 	b = jsonx.AppendString(b, "msg_"+r.ID)

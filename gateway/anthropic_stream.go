@@ -14,13 +14,14 @@ import (
 // anthropicStream answers with Anthropic's stream of events (message_start, ping,
 // content_block_start/delta/stop, message_delta, message_stop), pulled by fasthttp like
 // the OpenAI stream (sseBody).
-func (s *Server) anthropicStream(ctx *fasthttp.RequestCtx, endpoint string, t models.Target, r *models.Request, st models.Stream) {
+func (s *Server) anthropicStream(ctx *fasthttp.RequestCtx, endpoint string, t models.Target, r *models.Request, st models.Stream, rc reqCtx) {
 	ctx.SetContentType("text/event-stream; charset=utf-8")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	_ = ctx.Response.Header.SetTrailer("X-Sluice-Cost-USD")
-	b := &anthropicBody{s: s, st: st, r: r, t: t, endpoint: endpoint, hdr: &ctx.Response.Header, open: -1}
+	b := &anthropicBody{s: s, st: st, r: r, t: t, endpoint: endpoint, hdr: &ctx.Response.Header, open: -1, rc: rc}
 	b.bp = s.getBuf()
+	b.wd.arm(ctx, s.opts.Limits.WriteTimeout)
 	ctx.SetBodyStream(b, -1)
 }
 
@@ -50,6 +51,10 @@ type anthropicBody struct {
 	toolID   string // and its id
 	p        *fastjson.Parser
 	scratch  []byte
+
+	wd      writeDeadline // moved on as the stream is written
+	onClose func()        // run once by Close (the large-body gate's release)
+	rc      reqCtx        // watched until Close: a hang-up cancels the engine call
 }
 
 func (b *anthropicBody) Read(p []byte) (int, error) {
@@ -63,6 +68,7 @@ func (b *anthropicBody) Read(p []byte) (int, error) {
 	}
 	n := copy(p, (*b.bp)[b.off:])
 	b.off += n
+	b.wd.extend(b.s.opts.Limits.WriteTimeout)
 	return n, nil
 }
 
@@ -195,9 +201,9 @@ func (b *anthropicBody) end(err error) {
 	b.closeEngine()
 	b.hdr.Set("X-Sluice-Cost-USD", strconv.FormatFloat(b.usage.Cost.Total(), 'f', 8, 64))
 	if err != nil {
-		b.scratch = appendAnthropicError(b.scratch[:0], err)
+		b.scratch = appendAnthropicError(b.scratch[:0], err, b.r.ID)
 		b.event("error", b.scratch)
-		b.s.m.streamErr.WithLabelValues(b.t.Model, "engine_error").Inc()
+		b.s.m.streamErr.WithLabelValues(b.t.Model, streamErrReason(err)).Inc()
 		return
 	}
 	if b.blocks == 0 {
@@ -221,7 +227,14 @@ func (b *anthropicBody) closeEngine() {
 	b.ended = true
 	_ = b.st.Close()
 	b.usage = b.st.Usage()
-	b.s.record(b.r, b.t, &b.usage)
+	status := fasthttp.StatusOK
+	switch {
+	case !b.done:
+		status = 499 // the client went away
+	case b.err != nil:
+		status, _ = anthropicStatusOf(b.err)
+	}
+	b.s.record(b.r, b.t, &b.usage, status, b.firstTok)
 }
 
 // Close is called by fasthttp when the body is written or the client went away.
@@ -240,6 +253,7 @@ func (b *anthropicBody) Close() error {
 		code = itoa(status)
 	}
 	b.closeEngine()
+	b.rc.end()
 	b.s.finish(b.endpoint, b.t, b.r, b.usage, b.err, b.firstTok)
 	if code == "200" {
 		b.s.m.series(b.endpoint, b.t.Model).ok.Inc()
@@ -247,6 +261,10 @@ func (b *anthropicBody) Close() error {
 		b.s.m.requests.WithLabelValues(b.endpoint, b.t.Model, code).Inc()
 	}
 	b.s.m.inflight.Dec()
+	b.s.active.Add(-1)
+	if b.onClose != nil {
+		b.onClose()
+	}
 	b.s.putBuf(b.bp)
 	b.bp = nil
 	return nil

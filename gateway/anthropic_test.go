@@ -129,10 +129,16 @@ func TestAnthropicErrorShape(t *testing.T) {
 			Type  string `json:"type"`
 			Error struct{ Type, Message string }
 		}
-		if err := json.Unmarshal(appendAnthropicError(nil, tt.err), &body); err != nil {
+		if err := json.Unmarshal(appendAnthropicError(nil, tt.err, ""), &body); err != nil {
 			t.Fatal(err)
 		}
-		if status != tt.status || typ != tt.typ || body.Type != "error" || body.Error.Type != tt.typ || body.Error.Message != tt.err.Error() {
+		// The client's own mistakes keep their message; server-side failures get a
+		// generic one (their detail is logged).
+		msgOK := body.Error.Message == tt.err.Error()
+		if tt.status >= 500 {
+			msgOK = body.Error.Message != "" && body.Error.Message != tt.err.Error()
+		}
+		if status != tt.status || typ != tt.typ || body.Type != "error" || body.Error.Type != tt.typ || !msgOK {
 			t.Errorf("%v: %d %s %+v", tt.err, status, typ, body)
 		}
 	}

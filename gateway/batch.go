@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"fmt"
 	"io"
 	"strconv"
@@ -51,10 +50,10 @@ func (s *Server) Execute(ctx context.Context, cred []byte, url string, body []by
 		h = (*Server).embeddings
 	default:
 		return fasthttp.StatusNotFound, "", appendErrorJSON(nil, &models.Error{Kind: models.ErrNotFound, Code: "unknown_route",
-			Msg: "batch lines can call /v1/chat/completions, /v1/completions or /v1/embeddings"})
+			Msg: "batch lines can call /v1/chat/completions, /v1/completions or /v1/embeddings"}, "")
 	}
 	if err := ctx.Err(); err != nil {
-		return 499, "", appendErrorJSON(nil, &models.Error{Kind: models.ErrCanceled, Msg: "sluice is stopping"})
+		return 499, "", appendErrorJSON(nil, &models.Error{Kind: models.ErrCanceled, Msg: "sluice is stopping"}, "")
 	}
 	var req fasthttp.Request
 	req.Header.SetMethod(fasthttp.MethodPost)
@@ -86,16 +85,18 @@ func (s *Server) batchAPI(ctx *fasthttp.RequestCtx) {
 			Msg: "the Batch API is disabled on this server (batch.enabled)"})
 		return
 	}
-	owner, err := s.authorize(ctx)
+	key, err := s.authorize(ctx)
 	if err != nil {
 		s.fail(ctx, "", "", err)
 		return
 	}
+	// Files and batches are the key's own; its lines later run as that key (by digest,
+	// so a key revoked meanwhile stops its batch's lines).
+	var owner string
 	var cred []byte
-	if len(s.opts.APIKeys) > 0 {
-		key, _ := bearerKey(ctx)
-		d := sha256.Sum256(key)
-		cred = d[:]
+	if key != nil {
+		d := sha256.Sum256(bearer(ctx))
+		owner, cred = key.ID, d[:]
 	}
 	path, method := string(ctx.Path()), string(ctx.Method())
 	bg := context.Background()
@@ -238,29 +239,32 @@ func (s *Server) isUpload(h *fasthttp.RequestHeader) bool {
 	return string(uri) == "/v1/files"
 }
 
-// headerReceived lets a file upload's body be as large as the Batch API allows.
-func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	if s.isUpload(h) {
-		return fasthttp.RequestConfig{MaxRequestBodySize: int(max(s.opts.Batches.MaxFileBytes()+64<<10, int64(s.opts.MaxBodyBytes)))}
+// uploadLimit is the body limit of a file upload (0: not an upload; the server's).
+func (s *Server) uploadLimit(h *fasthttp.RequestHeader) int {
+	if !s.isUpload(h) {
+		return 0
 	}
-	return fasthttp.RequestConfig{}
+	return int(max(s.opts.Batches.MaxFileBytes()+64<<10, int64(s.opts.MaxBodyBytes))) // room for the multipart framing
 }
 
-// bearerKey returns the request's API key (Authorization: Bearer, or X-Api-Key).
-func bearerKey(ctx *fasthttp.RequestCtx) ([]byte, bool) {
-	key, ok := bytes.CutPrefix(ctx.Request.Header.Peek("Authorization"), []byte("Bearer "))
-	if !ok {
-		key = ctx.Request.Header.Peek("X-Api-Key")
-	}
-	return key, len(key) > 0
-}
-
-// credTenant authorizes a batch line by its owner key's digest.
-func (s *Server) credTenant(cred []byte) (string, error) {
-	for i := range s.opts.APIKeys {
-		if subtle.ConstantTimeCompare(cred, s.opts.APIKeys[i][:]) == 1 {
-			return "key-" + fmt.Sprintf("%x", cred[:6]), nil
+// credKey authorizes a batch line by its owner key's digest: the key as the key ring
+// has it now (a revoked key's lines fail), restricted to the box's own engines.
+func (s *Server) credKeyOf(cred []byte) (*models.Key, error) {
+	var k *models.Key
+	if s.keys != nil && s.keys.Required() {
+		var d [32]byte
+		if len(cred) != len(d) {
+			return nil, models.Errorf(models.ErrAuth, "the batch's API key is no longer accepted")
+		}
+		copy(d[:], cred)
+		if k = s.keys.Lookup(&d); k == nil {
+			return nil, models.Errorf(models.ErrAuth, "the batch's API key is no longer accepted")
 		}
 	}
-	return "", models.Errorf(models.ErrAuth, "the batch's API key is no longer accepted")
+	local := models.Key{Residency: models.ResidencyLocalOnly}
+	if k != nil {
+		local = *k
+		local.Residency = models.ResidencyLocalOnly
+	}
+	return &local, nil
 }

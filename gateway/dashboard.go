@@ -42,12 +42,7 @@ func (s *Server) dashboardPage(ctx *fasthttp.RequestCtx) {
 
 // dashboardData answers GET /admin/dashboard?since=<unix ms> (admin key).
 func (s *Server) dashboardData(ctx *fasthttp.RequestCtx) {
-	if s.opts.Dashboard == nil || len(s.opts.AdminKeys) == 0 {
-		s.fail(ctx, "", "", models.Errorf(models.ErrForbidden, "admin endpoints are closed: configure server.admin_keys"))
-		return
-	}
-	if _, err := checkKey(ctx, s.opts.AdminKeys); err != nil {
-		s.fail(ctx, "", "", models.Errorf(models.ErrAuth, "admin endpoints need an admin key: %v", err))
+	if !s.admin(ctx, s.opts.Dashboard != nil) {
 		return
 	}
 	since := ctx.QueryArgs().GetUintOrZero("since")

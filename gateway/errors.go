@@ -52,10 +52,43 @@ func statusOf(err error) (status int, typ, code string) {
 	return pick(fasthttp.StatusInternalServerError, "server_error", "internal_error")
 }
 
-// appendErrorJSON writes {"error":{...}} in OpenAI's shape.
-func appendErrorJSON(dst []byte, err error) []byte {
-	_, typ, code := statusOf(err)
-	msg, param := err.Error(), ""
+// clientMessage is what a client is told about err. For the client's own mistakes (4xx)
+// it is the error's message, which names the offending field. For failures on sluice's
+// side (5xx) it is a fixed sentence per category and the request id: those errors carry
+// internal detail (engine addresses, dial errors, engine output) that belongs in the
+// logs only, where the request id finds it.
+func clientMessage(err error, status int, code, id string) string {
+	if status < 500 {
+		return err.Error()
+	}
+	var msg string
+	switch {
+	case code == "queue_timeout":
+		msg = "no engine slot became free before the request's deadline"
+	case errors.Is(err, models.ErrTimeout):
+		msg = "the engine did not answer before the request's deadline"
+	case errors.Is(err, models.ErrOverloaded):
+		msg = "the engine serving this model is overloaded; retry later"
+	case errors.Is(err, models.ErrUnavailable), errors.Is(err, models.ErrNoCapacity):
+		msg = "no engine serving this model is available right now; retry later"
+	case errors.Is(err, models.ErrUpstream):
+		msg = "the engine failed to answer this request"
+	case status == fasthttp.StatusServiceUnavailable:
+		msg = "the server cannot take this request right now; retry later"
+	default:
+		msg = "internal error"
+	}
+	if id == "" {
+		return msg
+	}
+	return msg + " (request id " + id + ")"
+}
+
+// appendErrorJSON writes {"error":{...}} in OpenAI's shape; id is the request's id (empty
+// before it has one).
+func appendErrorJSON(dst []byte, err error, id string) []byte {
+	status, typ, code := statusOf(err)
+	param := ""
 	var e *models.Error
 	if errors.As(err, &e) {
 		param = e.Param
@@ -63,6 +96,7 @@ func appendErrorJSON(dst []byte, err error) []byte {
 			code = e.Code
 		}
 	}
+	msg := clientMessage(err, status, code, id)
 	dst = append(dst, `{"error":{"message":`...)
 	dst = jsonx.AppendString(dst, msg)
 	dst = append(dst, `,"type":`...)
@@ -82,8 +116,8 @@ func appendErrorJSON(dst []byte, err error) []byte {
 	return append(dst, "}}"...)
 }
 
-// writeError answers ctx with err in OpenAI's error format.
-func writeError(ctx *fasthttp.RequestCtx, err error) {
+// writeError answers ctx with err in OpenAI's error format; id is the request's id.
+func writeError(ctx *fasthttp.RequestCtx, err error, id string) {
 	status, _, _ := statusOf(err)
 	var e *models.Error
 	if errors.As(err, &e) && e.RetryAfter > 0 {
@@ -93,7 +127,7 @@ func writeError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
-	ctx.SetBody(appendErrorJSON(nil, err))
+	ctx.SetBody(appendErrorJSON(nil, err, id))
 }
 
 // anthropicStatusOf maps an error to the HTTP status and error type of Anthropic's
@@ -121,18 +155,25 @@ func anthropicStatusOf(err error) (status int, typ string) {
 	return status, "api_error"
 }
 
-// appendAnthropicError writes {"type":"error","error":{...}} in Anthropic's shape.
-func appendAnthropicError(dst []byte, err error) []byte {
+// appendAnthropicError writes {"type":"error","error":{...}} in Anthropic's shape; id is
+// the request's id (empty before it has one).
+func appendAnthropicError(dst []byte, err error, id string) []byte {
 	_, typ := anthropicStatusOf(err)
+	status, _, code := statusOf(err)
+	var e *models.Error
+	if errors.As(err, &e) && e.Code != "" {
+		code = e.Code
+	}
 	dst = append(dst, `{"type":"error","error":{"type":`...)
 	dst = jsonx.AppendString(dst, typ)
 	dst = append(dst, `,"message":`...)
-	dst = jsonx.AppendString(dst, err.Error())
+	dst = jsonx.AppendString(dst, clientMessage(err, status, code, id))
 	return append(dst, "}}"...)
 }
 
-// writeAnthropicError answers ctx with err in Anthropic's error format.
-func writeAnthropicError(ctx *fasthttp.RequestCtx, err error) {
+// writeAnthropicError answers ctx with err in Anthropic's error format; id is the
+// request's id.
+func writeAnthropicError(ctx *fasthttp.RequestCtx, err error, id string) {
 	status, _ := anthropicStatusOf(err)
 	var e *models.Error
 	if errors.As(err, &e) && e.RetryAfter > 0 {
@@ -142,5 +183,5 @@ func writeAnthropicError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
-	ctx.SetBody(appendAnthropicError(nil, err))
+	ctx.SetBody(appendAnthropicError(nil, err, id))
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -42,13 +43,67 @@ func (s *Server) putBuf(p *[]byte) {
 
 // serve runs one inference request through router and scheduler and answers it.
 func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint string) {
+	if !s.admit() {
+		s.m.refused.WithLabelValues("concurrency").Inc()
+		s.fail(ctx, endpoint, "", errBusy)
+		return
+	}
+	rc := s.watch(ctx)
+	if !s.serveAdmitted(ctx, kind, endpoint, rc) {
+		rc.end()
+		s.active.Add(-1)
+	}
+}
+
+// reqCtx is an inference request's context: cancelled when its client hangs up while
+// the request waits or runs (see hangups), or at its end.
+type reqCtx struct {
+	ctx    context.Context
+	cancel context.CancelFunc // nil when not watched
+	w      *watched
+}
+
+// watch gives the request a context that its client's hang-up cancels.
+func (s *Server) watch(ctx *fasthttp.RequestCtx) reqCtx {
+	rc := reqCtx{ctx: context.Background()}
+	lc, ok := ctx.Conn().(*limitConn)
+	if !ok || s.hangups == nil {
+		return rc
+	}
+	c, cancel := context.WithCancel(rc.ctx)
+	if rc.w = s.hangups.watch(lc, cancel); rc.w == nil {
+		cancel()
+		return rc
+	}
+	rc.ctx, rc.cancel = c, cancel
+	return rc
+}
+
+// end stops watching and releases the context.
+func (rc *reqCtx) end() {
+	if rc.w != nil {
+		rc.w.unwatch()
+		rc.w = nil
+	}
+	if rc.cancel != nil {
+		rc.cancel()
+		rc.cancel = nil
+	}
+}
+
+// serveAdmitted is serve for an admitted request. It reports whether a streamed answer
+// took the request over (its sseBody.Close ends it).
+func (s *Server) serveAdmitted(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint string, rc reqCtx) (streaming bool) {
 	start := time.Now()
-	tenant, err := s.authorize(ctx)
+	key, err := s.authorize(ctx)
 	if err != nil {
 		s.fail(ctx, endpoint, "", err)
 		return
 	}
-	r := &models.Request{Arrived: start, Tenant: tenant}
+	r := &models.Request{Arrived: start, Key: key}
+	if key != nil {
+		r.Tenant = key.Tenant
+	}
 	p := s.parsers.Get()
 	err = parseRequest(p, kind, ctx.PostBody(), r)
 	s.parsers.Put(p)
@@ -57,22 +112,24 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint stri
 		return
 	}
 	r.ID = s.newID()
+	ctx.Response.Header.Set("X-Request-Id", r.ID)
 	if err := requestOptions(ctx, r); err != nil {
 		s.fail(ctx, endpoint, "", err)
 		return
 	}
 	// The request's timeout travels as r.Deadline and is enforced where the request
 	// waits (the scheduler's queue, the engine connection's deadline), so the hot path
-	// creates no timer and no cancelable context: a client that goes away mid-stream is
-	// handled by closing the stream (sseBody.Close), which drops the engine connection
-	// at once, and fasthttp gives no signal for a client that leaves earlier.
-	rctx := context.Background()
+	// creates no timer. Its context is cancelled when the client hangs up (hangups),
+	// which takes it out of the scheduler's queue or aborts the engine call; a failed
+	// write of a stream closes the stream (sseBody.Close) too.
+	rctx := rc.ctx
 	if d := start.Add(s.opts.RequestTimeout); r.Deadline.IsZero() || d.Before(r.Deadline) {
 		r.Deadline = d
 	}
 	t, err := s.opts.Router.Route(rctx, r)
 	if err != nil {
 		s.fail(ctx, endpoint, "", err)
+		s.recordFailure(ctx, r, t, models.Usage{})
 		return
 	}
 	s.m.inflight.Inc()
@@ -80,19 +137,20 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint stri
 	if err != nil {
 		s.m.inflight.Dec()
 		s.fail(ctx, endpoint, t.Model, err)
+		s.recordFailure(ctx, r, t, models.Usage{})
 		s.m.series(endpoint, t.Model).duration.Observe(time.Since(start).Seconds())
 		return
 	}
 	if ts, ok := st.(interface{ Target() models.Target }); ok {
 		t = ts.Target() // the backend the scheduler chose, for accounting
 	}
-	ctx.Response.Header.Set("X-Request-Id", r.ID)
 	setTraceHeaders(&ctx.Response.Header, r, t)
 	if r.Stream && kind != models.KindEmbedding {
-		s.stream(ctx, endpoint, t, r, st)
-		return
+		s.stream(ctx, endpoint, t, r, st, rc)
+		return true
 	}
 	s.respond(ctx, endpoint, t, r, st)
+	return false
 }
 
 // respond writes a non-streamed answer.
@@ -118,6 +176,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, endpoint string, t models.Tar
 			st.Close()
 			s.finish(endpoint, t, r, st.Usage(), err, 0)
 			s.fail(ctx, endpoint, t.Model, err)
+			s.recordFailure(ctx, r, t, st.Usage())
 			return
 		}
 		if c.Format == models.FormatOpenAIFull {
@@ -141,7 +200,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, endpoint string, t models.Tar
 	}
 	st.Close()
 	u := st.Usage()
-	s.record(r, t, &u)
+	s.record(r, t, &u, fasthttp.StatusOK, 0)
 	switch {
 	case raw:
 		// The engine's answer with the client's model name and sluice's usage: the
@@ -198,6 +257,9 @@ func requestOptions(ctx *fasthttp.RequestCtx, r *models.Request) error {
 		}
 		r.Tier = string(v) // the router checks it against the configured tiers
 	}
+	if err := cacheDirective(ctx, r); err != nil {
+		return err
+	}
 	if v := ctx.Request.Header.Peek("X-Sluice-Feature"); len(v) > 0 {
 		if len(v) > 128 {
 			return models.InvalidParam("X-Sluice-Feature", "header X-Sluice-Feature must be at most 128 bytes, got %d", len(v))
@@ -209,6 +271,35 @@ func requestOptions(ctx *fasthttp.RequestCtx, r *models.Request) error {
 			return models.InvalidParam("X-Sluice-Compress", "header X-Sluice-Compress must be at most 64 bytes, got %d", len(v))
 		}
 		r.Compress = string(v)
+	}
+	return nil
+}
+
+// cacheDirective reads what the client asks of the answer cache: Cache-Control no-cache
+// (answer afresh, the new answer may be kept) and no-store (neither read nor keep), or
+// sluice's own X-Sluice-Cache: refresh, off or force (cache even a request sampled at a
+// high temperature).
+func cacheDirective(ctx *fasthttp.RequestCtx, r *models.Request) error {
+	if cc := ctx.Request.Header.Peek("Cache-Control"); len(cc) > 0 {
+		for _, d := range bytes.Split(cc, []byte{','}) {
+			switch string(bytes.ToLower(bytes.TrimSpace(d))) {
+			case "no-cache", "max-age=0":
+				r.Cache |= models.CacheNoRead
+			case "no-store":
+				r.Cache |= models.CacheNoStore
+			}
+		}
+	}
+	switch v := ctx.Request.Header.Peek("X-Sluice-Cache"); string(v) {
+	case "":
+	case "off", "bypass":
+		r.Cache |= models.CacheNoStore
+	case "refresh":
+		r.Cache |= models.CacheNoRead
+	case "force", "on":
+		r.Cache |= models.CacheForce
+	default:
+		return models.InvalidParam("X-Sluice-Cache", "header X-Sluice-Cache must be off, refresh or force, got %q", v)
 	}
 	return nil
 }
@@ -265,10 +356,19 @@ func mergeToolCalls(acc, next []byte) []byte {
 	return append(out, next[1:]...)
 }
 
-func (s *Server) record(r *models.Request, t models.Target, u *models.Usage) {
-	if s.opts.Record != nil {
-		s.opts.Record(r, t, u)
+// record hands a finished request to the Record hook, with its status, latency and
+// time to first token in r.Trace. It runs before the end of the answer is written.
+func (s *Server) record(r *models.Request, t models.Target, u *models.Usage, status int, ttft time.Duration) {
+	if s.opts.Record == nil {
+		return
 	}
+	r.Trace.Status, r.Trace.Latency, r.Trace.TTFT = status, time.Since(r.Arrived), ttft
+	s.opts.Record(r, t, u)
+}
+
+// recordFailure records a request that ends with the error already set on ctx.
+func (s *Server) recordFailure(ctx *fasthttp.RequestCtx, r *models.Request, t models.Target, u models.Usage) {
+	s.record(r, t, &u, ctx.Response.StatusCode(), 0)
 }
 
 // setCostHeaders reports a request's cost (X-Sluice-Cost-USD) and what it would have

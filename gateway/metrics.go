@@ -50,6 +50,12 @@ type metrics struct {
 	ttft      *prometheus.HistogramVec // model
 	inflight  prometheus.Gauge
 	streamErr *prometheus.CounterVec // model, reason
+
+	// Limits (gateway/limits.go) and hang-ups (gateway/hangup*.go).
+	refused      *prometheus.CounterVec // reason
+	connRejected prometheus.Counter
+	drained      prometheus.Counter
+	hangups      *prometheus.CounterVec // phase
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -71,9 +77,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		streamErr: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_stream_aborts_total", Help: "Streams that ended early, by reason (client_disconnect, engine_error).",
 		}, []string{"model", "reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_gateway_refused_total",
+			Help: "Requests refused by a server limit, by reason (concurrency, large_bodies, too_large, slow_client).",
+		}, []string{"reason"}),
+		connRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_gateway_connections_rejected_total", Help: "Connections refused over server.limits.max_connections.",
+		}),
+		drained: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_gateway_drained_bytes_total", Help: "Bytes of refused request bodies read and discarded.",
+		}),
+		hangups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_gateway_client_hangups_total",
+			Help: "Clients that closed their connection before their answer was done, by what the request was doing (waiting_or_running, streaming).",
+		}, []string{"phase"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.ttft, m.inflight, m.streamErr)
+		reg.MustRegister(m.requests, m.duration, m.ttft, m.inflight, m.streamErr, m.refused, m.connRejected, m.drained, m.hangups)
 	}
 	return m
 }

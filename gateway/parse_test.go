@@ -79,7 +79,7 @@ func TestEncodersProduceValidJSON(t *testing.T) {
 		a.appendUsageChunk(nil, u),
 		a.appendEmbeddings(nil, [][]float32{{0.5, -1}}, "", u),
 		a.appendEmbeddings(nil, [][]float32{{0.5, -1}}, "base64", u),
-		appendErrorJSON(nil, models.InvalidParam("x", "bad \"x\"")),
+		appendErrorJSON(nil, models.InvalidParam("x", "bad \"x\""), ""),
 	}
 	a.kind = models.KindCompletion
 	outs = append(outs, a.appendFull(nil, "", "t", nil, "length", u), a.appendChunk(nil, &models.Chunk{Text: "t"}))
@@ -113,7 +113,7 @@ func FuzzParseRequest(f *testing.F) {
 		if !errors.As(err, &me) || !errors.Is(err, models.ErrInvalid) || me.Msg == "" {
 			t.Fatalf("error %v is not an ErrInvalid *models.Error", err)
 		}
-		if !json.Valid(appendErrorJSON(nil, err)) {
+		if !json.Valid(appendErrorJSON(nil, err, "id1")) {
 			t.Fatalf("error JSON invalid for %v", err)
 		}
 	})

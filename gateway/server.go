@@ -3,8 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,22 +35,36 @@ type Scheduler interface {
 type Options struct {
 	MaxBodyBytes   int           // default 8 MiB
 	RequestTimeout time.Duration // default 10 minutes
-	// APIKeys are the accepted bearer keys' SHA-256 hashes; empty: no authentication.
+	Limits         Limits        // against slow, abusive or too many clients
+	// Keys resolves bearer keys to their policy (ledger.KeyRing); nil: APIKeys, the
+	// accepted keys' SHA-256 digests. Neither: no authentication.
+	Keys    Keys
 	APIKeys [][32]byte
 	// AdminKeys guard /admin/*; empty: the admin endpoints are closed.
 	AdminKeys [][32]byte
 	// Status renders GET /admin/status (JSON); nil: not served.
-	Status    func() []byte
-	Router    Router
-	Scheduler Scheduler
-	Models    func() []models.ModelInfo
+	Status func() []byte
+	// CachePurge serves POST /admin/cache/purge?tenant=&model= (either may be empty:
+	// all); it returns how many cached answers it removed. nil: not served.
+	CachePurge func(ctx context.Context, tenant, model string) (int, error)
+	Router     Router
+	Scheduler  Scheduler
+	Models     func() []models.ModelInfo
 	// Ready reports readiness and a JSON-serialisable detail for /readyz.
 	Ready    func() (bool, []byte)
 	Registry *prometheus.Registry // metrics are registered here and served on /metrics
 	Logger   *slog.Logger
-	// Record is called once per finished request with its final usage (and cost), before
-	// the usage is written to the client; it may fill in u.Cost.Reference.
+	// Record is called once per request that was parsed, when it ends (served, failed
+	// or abandoned), with its final usage (and cost), before the end of the answer is
+	// written to the client; r.Trace holds its status, latency and TTFT. It may fill in
+	// u.Cost.Reference. When it returns, the request counts as recorded (the ledger
+	// makes its record crash-safe first).
 	Record func(r *models.Request, t models.Target, u *models.Usage)
+	// Usage serves GET /v1/usage (nil: 404): caller is the request's key (nil with
+	// authentication off), admin whether it carries an admin key, query the raw query.
+	Usage func(ctx context.Context, caller *models.Key, admin bool, query string) (contentType string, body []byte, err error)
+	// KeyAdmin serves /admin/keys[/{id}] behind an admin key (nil: 404).
+	KeyAdmin func(ctx context.Context, method, id string, body []byte) (status int, out []byte, err error)
 	// Batches serves /v1/files and /v1/batches (nil: 404).
 	Batches Batches
 	// Dashboard serves /dashboard and its data at /admin/dashboard (nil: 404).
@@ -69,6 +81,12 @@ type Server struct {
 	prom    fasthttp.RequestHandler
 	seq     atomic.Uint64
 	idPre   string
+	active  atomic.Int64 // inference requests waiting or running (Limits.MaxConcurrentRequests)
+	gate    *bodyGate
+	// hangups cancels requests whose client left (nil: not watched, e.g. not Linux).
+	hangups *hangups
+	started atomic.Bool
+	keys    Keys
 }
 
 // New returns a server for opts.
@@ -88,7 +106,11 @@ func New(opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{opts: opts, m: newMetrics(opts.Registry)}
+	opts.Limits.applyDefaults()
+	s := &Server{opts: opts, m: newMetrics(opts.Registry), gate: newBodyGate(opts.Limits, opts.MaxBodyBytes), keys: opts.Keys}
+	if s.keys == nil && len(opts.APIKeys) > 0 {
+		s.keys = newStaticKeys(opts.APIKeys)
+	}
 	s.idPre = strconv.FormatInt(time.Now().UnixNano()&0xffffffffff, 36)
 	s.prom = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	s.srv = &fasthttp.Server{
@@ -96,8 +118,10 @@ func New(opts Options) (*Server, error) {
 		ErrorHandler:                  s.parseError,
 		HeaderReceived:                s.headerReceived,
 		MaxRequestBodySize:            opts.MaxBodyBytes,
-		ReadTimeout:                   60 * time.Second,
-		IdleTimeout:                   120 * time.Second,
+		ReadTimeout:                   opts.Limits.HeaderTimeout, // the body's: headerReceived
+		WriteTimeout:                  opts.Limits.WriteTimeout,  // streams extend theirs per write
+		IdleTimeout:                   opts.Limits.IdleTimeout,
+		ReadBufferSize:                4096,
 		NoDefaultServerHeader:         true,
 		DisableHeaderNamesNormalizing: false,
 		Name:                          "sluice",
@@ -111,28 +135,53 @@ type fasthttpLogger struct{ l *slog.Logger }
 
 func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Debug(fmt.Sprintf(format, args...)) }
 
-// Serve answers connections from ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+// Serve answers connections from ln until Shutdown. Call it once.
+func (s *Server) Serve(ln net.Listener) error {
+	if !s.started.Swap(true) {
+		if h := newHangups(); h != nil {
+			s.hangups = h
+			hung := s.m.hangups.WithLabelValues("waiting_or_running")
+			go h.run(hung.Inc)
+		}
+	}
+	return s.srv.Serve(&limitListener{Listener: ln, s: s, max: int64(s.opts.Limits.MaxConnections), answer: rejectAnswer()})
+}
 
 // Shutdown stops accepting connections and lets requests in flight finish until ctx
 // ends. Requests still running then end when their engines stop.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return s.srv.ShutdownWithContext(ctx)
+	err := s.srv.ShutdownWithContext(ctx)
+	if s.hangups != nil {
+		s.hangups.stop()
+	}
+	return err
 }
 
 // Handler exposes the request handler (for in-process tests and benchmarks).
 func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 
+// parseError answers a request fasthttp could not read: too large, refused by the
+// large-body gate, too slow, or malformed.
 func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) || strings.Contains(err.Error(), "body size exceeds") {
+	refused := s.gate.done(&ctx.Request.Header) // also ends the claim of a body that failed
+	tooLarge := errors.Is(err, fasthttp.ErrBodyTooLarge) || strings.Contains(err.Error(), "body size exceeds")
+	switch {
+	case tooLarge && refused:
+		s.m.refused.WithLabelValues("large_bodies").Inc()
+		s.refuseAndLinger(ctx, errBodiesBusy)
+	case tooLarge:
+		s.m.refused.WithLabelValues("too_large").Inc()
 		limit := int64(s.opts.MaxBodyBytes)
 		if s.isUpload(&ctx.Request.Header) {
 			limit = s.opts.Batches.MaxFileBytes()
 		}
-		s.fail(ctx, "", "", models.Errorf(models.ErrTooLarge, "request body is larger than the %d-byte limit", limit))
-		return
+		s.refuseAndLinger(ctx, models.Errorf(models.ErrTooLarge, "request body is larger than the %d-byte limit", limit))
+	case isTimeout(err):
+		s.m.refused.WithLabelValues("slow_client").Inc()
+		s.fail(ctx, "", "", errSlowRequest)
+	default:
+		s.fail(ctx, "", "", models.Errorf(models.ErrInvalid, "malformed HTTP request: %v", err))
 	}
-	s.fail(ctx, "", "", models.Errorf(models.ErrInvalid, "malformed HTTP request: %v", err))
 }
 
 type route struct {
@@ -141,6 +190,35 @@ type route struct {
 }
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	if s.gate.isLarge(ctx.Request.Header.ContentLength()) {
+		s.handleLarge(ctx)
+		return
+	}
+	s.route(ctx)
+}
+
+// handleLarge answers a request with a large body, which holds one of the large-body
+// gate's tokens until its answer is done. The body is dropped from the connection once
+// the engine has it, so that an idle keep-alive connection does not keep it.
+func (s *Server) handleLarge(ctx *fasthttp.RequestCtx) {
+	held := s.gate.holds(&ctx.Request.Header)
+	s.route(ctx)
+	if !held {
+		return
+	}
+	ctx.Request.SwapBody(nil)
+	h := &ctx.Request.Header
+	switch b := ctx.Response.BodyStream().(type) {
+	case *sseBody:
+		b.onClose = func() { s.gate.done(h) }
+	case *anthropicBody:
+		b.onClose = func() { s.gate.done(h) }
+	default:
+		s.gate.done(h)
+	}
+}
+
+func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
 	method := ctx.Method()
 	var rt route
@@ -163,6 +241,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		rt = route{fasthttp.MethodGet, (*Server).metrics}
 	case "/admin/status":
 		rt = route{fasthttp.MethodGet, (*Server).adminStatus}
+	case "/v1/usage":
+		rt = route{fasthttp.MethodGet, (*Server).usageReport}
+	case "/admin/cache/purge":
+		rt = route{fasthttp.MethodPost, (*Server).adminCachePurge}
 	case "/admin/dashboard":
 		rt = route{fasthttp.MethodGet, (*Server).dashboardData}
 	case "/dashboard":
@@ -177,6 +259,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		if bytes.HasPrefix(path, []byte("/v1/files/")) || bytes.HasPrefix(path, []byte("/v1/batches/")) {
 			s.batchAPI(ctx)
+			return
+		}
+		if string(path) == "/admin/keys" || bytes.HasPrefix(path, []byte("/admin/keys/")) {
+			s.adminKeys(ctx) // several methods: checked by the handler
 			return
 		}
 		if bytes.HasPrefix(path, []byte("/v1/models/")) {
@@ -196,38 +282,15 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	rt.h(s, ctx)
 }
 
-// authorize checks the bearer key and returns the tenant it identifies.
-func (s *Server) authorize(ctx *fasthttp.RequestCtx) (string, error) {
-	if len(s.opts.APIKeys) == 0 {
-		return "", nil
-	}
-	if cred, ok := batchCred(ctx); ok {
-		return s.credTenant(cred)
-	}
-	return checkKey(ctx, s.opts.APIKeys)
-}
-
-// checkKey finds the request's key among digests (constant-time compares).
-func checkKey(ctx *fasthttp.RequestCtx, digests [][32]byte) (string, error) {
-	h := ctx.Request.Header.Peek("Authorization")
-	key, ok := bytes.CutPrefix(h, []byte("Bearer "))
-	if !ok {
-		key = ctx.Request.Header.Peek("X-Api-Key") // Anthropic-style clients
-	}
-	if len(key) == 0 {
-		return "", models.Errorf(models.ErrAuth, "missing API key: send Authorization: Bearer <key>")
-	}
-	sum := sha256.Sum256(key)
-	for i := range digests {
-		if subtle.ConstantTimeCompare(sum[:], digests[i][:]) == 1 {
-			return "key-" + fmt.Sprintf("%x", sum[:6]), nil
-		}
-	}
-	return "", models.Errorf(models.ErrAuth, "invalid API key")
-}
-
+// fail answers with err. A request that has an id (the X-Request-Id response header) has
+// it in the message of a server-side error, whose detail is logged here instead.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, endpoint, model string, err error) {
-	writeError(ctx, err)
+	id := string(ctx.Response.Header.Peek("X-Request-Id"))
+	writeError(ctx, err, id)
+	if ctx.Response.StatusCode() >= 500 {
+		s.opts.Logger.Warn("request failed", "id", id, "endpoint", endpoint, "model", model,
+			"status", ctx.Response.StatusCode(), "err", err)
+	}
 	if endpoint != "" {
 		s.m.requests.WithLabelValues(endpoint, model, strconv.Itoa(ctx.Response.StatusCode())).Inc()
 	}
@@ -249,22 +312,91 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 		ctx.Response.Header.Set("Retry-After", "1")
 	}
+	if !s.isAdmin(ctx) {
+		detail = redactReasons(detail)
+	}
 	ctx.SetBody(detail)
+}
+
+// redactReasons drops the "reason" fields (why an engine is down: dial errors naming
+// internal addresses) from a readiness detail shown without an admin key.
+func redactReasons(detail []byte) []byte {
+	if !bytes.Contains(detail, []byte(`"reason"`)) {
+		return detail
+	}
+	var p fastjson.Parser
+	v, err := p.ParseBytes(detail)
+	if err != nil {
+		return []byte(`{"status":"unknown"}`)
+	}
+	var walk func(v *fastjson.Value)
+	walk = func(v *fastjson.Value) {
+		switch v.Type() {
+		case fastjson.TypeObject:
+			o, _ := v.Object()
+			o.Del("reason")
+			o.Visit(func(_ []byte, c *fastjson.Value) { walk(c) })
+		case fastjson.TypeArray:
+			a, _ := v.Array()
+			for _, c := range a {
+				walk(c)
+			}
+		}
+	}
+	walk(v)
+	return v.MarshalTo(nil)
 }
 
 func (s *Server) metrics(ctx *fasthttp.RequestCtx) { s.prom(ctx) }
 
 func (s *Server) adminStatus(ctx *fasthttp.RequestCtx) {
-	if len(s.opts.AdminKeys) == 0 || s.opts.Status == nil {
+	if s.opts.Status == nil {
 		s.fail(ctx, "", "", models.Errorf(models.ErrForbidden, "admin endpoints are closed: configure server.admin_keys"))
 		return
 	}
-	if _, err := checkKey(ctx, s.opts.AdminKeys); err != nil {
-		s.fail(ctx, "", "", models.Errorf(models.ErrAuth, "admin endpoints need an admin key: %v", err))
+	if err := s.checkAdmin(ctx); err != nil {
+		s.fail(ctx, "", "", err)
 		return
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBody(s.opts.Status())
+}
+
+// admin checks the admin key (checkAdmin) for an endpoint that is served; it writes the
+// error and returns false when refused.
+func (s *Server) admin(ctx *fasthttp.RequestCtx, served bool) bool {
+	if !served {
+		s.fail(ctx, "", "", models.Errorf(models.ErrForbidden, "this admin endpoint is not served (its feature is off)"))
+		return false
+	}
+	if err := s.checkAdmin(ctx); err != nil {
+		s.fail(ctx, "", "", err)
+		return false
+	}
+	return true
+}
+
+// adminCachePurge removes cached answers of a tenant, a model, both, or (neither given,
+// with all=true) everything.
+func (s *Server) adminCachePurge(ctx *fasthttp.RequestCtx) {
+	if !s.admin(ctx, s.opts.CachePurge != nil) {
+		return
+	}
+	args := ctx.QueryArgs()
+	tenant, model := string(args.Peek("tenant")), string(args.Peek("model"))
+	if tenant == "" && model == "" && string(args.Peek("all")) != "true" {
+		s.fail(ctx, "", "", models.InvalidParam("tenant", "name a tenant or a model to purge (or all=true for everything)"))
+		return
+	}
+	n, err := s.opts.CachePurge(context.Background(), tenant, model)
+	if err != nil {
+		s.opts.Logger.Warn("cache purge failed", "err", err)
+		s.fail(ctx, "", "", &models.Error{Kind: models.ErrUnavailable, Msg: "the cache store did not answer", Err: err})
+		return
+	}
+	b := append([]byte(`{"purged":`), strconv.Itoa(n)...)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(b, '}'))
 }
 
 func (s *Server) listModels(ctx *fasthttp.RequestCtx) {

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"io"
+	"net"
 	"strconv"
 	"time"
 
@@ -15,18 +17,55 @@ import (
 // fasthttp pulls from on the connection's own goroutine: no extra goroutine per stream.
 // When the client goes away, fasthttp's write fails and it closes the reader, which
 // closes the engine stream (and its connection) at once.
-func (s *Server) stream(ctx *fasthttp.RequestCtx, endpoint string, t models.Target, r *models.Request, st models.Stream) {
+func (s *Server) stream(ctx *fasthttp.RequestCtx, endpoint string, t models.Target, r *models.Request, st models.Stream, rc reqCtx) {
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	// The cost is known only at the end: it follows the body as an HTTP trailer.
 	_ = ctx.Response.Header.SetTrailer("X-Sluice-Cost-USD")
-	b := &sseBody{s: s, st: st, r: r, t: t, endpoint: endpoint, hdr: &ctx.Response.Header,
+	b := &sseBody{s: s, st: st, r: r, t: t, endpoint: endpoint, hdr: &ctx.Response.Header, rc: rc,
 		a: answer{id: idPrefix(r.Kind) + r.ID, model: t.Model, created: r.Arrived.Unix(), kind: r.Kind}}
 	b.bp = s.getBuf()
 	var tmp [128]byte
 	b.model = append(b.model, jsonx.AppendString(tmp[:0], t.Model)...)
+	b.wd.arm(ctx, s.opts.Limits.WriteTimeout)
 	ctx.SetBodyStream(b, -1)
+}
+
+// writeDeadline gives each write of a streamed answer WriteTimeout to progress (a
+// client that stops reading is dropped, which closes the engine stream and frees its
+// slot); the deadline moves on as the stream does, so a long answer is not cut.
+type writeDeadline struct {
+	conn     net.Conn  // the client's
+	extended time.Time // when the deadline last moved
+}
+
+// arm sets the first deadline (through ctx, so that fasthttp clears it after the
+// answer).
+func (w *writeDeadline) arm(ctx *fasthttp.RequestCtx, timeout time.Duration) {
+	if c := ctx.Conn(); c != nil && ctx.SetWriteDeadline(time.Now().Add(timeout)) == nil {
+		w.conn, w.extended = c, time.Now()
+	}
+}
+
+// extend gives the write about to happen a fresh deadline, moving it at most every
+// quarter of the timeout (each move costs timer work).
+func (w *writeDeadline) extend(timeout time.Duration) {
+	if w.conn == nil {
+		return
+	}
+	if now := time.Now(); now.Sub(w.extended) > timeout/4 {
+		_ = w.conn.SetWriteDeadline(now.Add(timeout))
+		w.extended = now
+	}
+}
+
+// streamErrReason labels a stream that ended with err.
+func streamErrReason(err error) string {
+	if errors.Is(err, models.ErrCanceled) {
+		return "client_disconnect" // the client hung up (hangups cancelled the engine call)
+	}
+	return "engine_error"
 }
 
 type sseBody struct {
@@ -51,6 +90,10 @@ type sseBody struct {
 	scratch   []byte
 	finished  bool
 	gotTokens bool
+
+	wd      writeDeadline // moved on as the stream is written
+	onClose func()        // run once by Close (the large-body gate's release)
+	rc      reqCtx        // watched until Close: a hang-up cancels the engine call
 }
 
 func (b *sseBody) Read(p []byte) (int, error) {
@@ -64,6 +107,7 @@ func (b *sseBody) Read(p []byte) (int, error) {
 	}
 	n := copy(p, (*b.bp)[b.off:])
 	b.off += n
+	b.wd.extend(b.s.opts.Limits.WriteTimeout) // fasthttp writes what was just read
 	return n, nil
 }
 
@@ -127,9 +171,9 @@ func (b *sseBody) end(err error) {
 	}
 	b.hdr.Set("X-Sluice-Cost-USD", strconv.FormatFloat(b.usage.Cost.Total(), 'f', 8, 64))
 	if err != nil {
-		b.scratch = appendErrorJSON(b.scratch[:0], err)
+		b.scratch = appendErrorJSON(b.scratch[:0], err, b.r.ID)
 		b.event(b.scratch)
-		b.s.m.streamErr.WithLabelValues(b.t.Model, "engine_error").Inc()
+		b.s.m.streamErr.WithLabelValues(b.t.Model, streamErrReason(err)).Inc()
 		return
 	}
 	b.event([]byte("[DONE]"))
@@ -144,7 +188,14 @@ func (b *sseBody) closeEngine() {
 	b.ended = true
 	_ = b.st.Close()
 	b.usage = b.st.Usage()
-	b.s.record(b.r, b.t, &b.usage)
+	status := fasthttp.StatusOK
+	switch {
+	case !b.done:
+		status = 499 // the client went away
+	case b.err != nil:
+		status, _, _ = statusOf(b.err)
+	}
+	b.s.record(b.r, b.t, &b.usage, status, b.firstTok)
 }
 
 // Close is called by fasthttp when the body is written or the client went away.
@@ -164,6 +215,7 @@ func (b *sseBody) Close() error {
 		code = itoa(status)
 	}
 	b.closeEngine()
+	b.rc.end()
 	b.s.finish(b.endpoint, b.t, b.r, b.usage, b.err, b.firstTok)
 	if code == "200" {
 		b.s.m.series(b.endpoint, b.t.Model).ok.Inc()
@@ -171,6 +223,10 @@ func (b *sseBody) Close() error {
 		b.s.m.requests.WithLabelValues(b.endpoint, b.t.Model, code).Inc()
 	}
 	b.s.m.inflight.Dec()
+	b.s.active.Add(-1)
+	if b.onClose != nil {
+		b.onClose()
+	}
 	b.s.putBuf(b.bp)
 	b.bp = nil
 	return nil

@@ -1,5 +1,7 @@
 package models
 
+import "time"
+
 // Residency policies: where a key's requests may be served.
 const (
 	ResidencyAny       = "any"        // any region, cloud included
@@ -70,4 +72,27 @@ type Trace struct {
 	Overflow string
 	// Attempts counts targets tried (1 without fallbacks).
 	Attempts int
+	// Set by the gateway when the request ends, before the Record hook runs: the HTTP
+	// status the client gets (499: it went away), the time from arrival to the end of
+	// the answer and to its first token (0: none).
+	Status  int
+	Latency time.Duration
+	TTFT    time.Duration
+}
+
+// KeyID is the id of the key whose SHA-256 digest is d: "key-" and its first 12 hex
+// digits. It is not a secret (a digest prefix reveals nothing usable about the key).
+func KeyID(d [32]byte) string {
+	const hexd = "0123456789abcdef"
+	b := make([]byte, 0, 16)
+	b = append(b, "key-"...)
+	for _, c := range d[:6] {
+		b = append(b, hexd[c>>4], hexd[c&15])
+	}
+	return string(b)
+}
+
+// Limited reports whether the key has any rate limit or budget.
+func (k *Key) Limited() bool {
+	return k != nil && (k.RequestsPerMinute > 0 || k.TokensPerMinute > 0 || k.DailyUSD > 0 || k.MonthlyUSD > 0)
 }

@@ -79,6 +79,9 @@ type Request struct {
 
 	// IncludeUsage: the client asked for a usage chunk at the end of a stream.
 	IncludeUsage bool
+	// Cache is what the client asked of the answer cache (Cache-Control and
+	// X-Sluice-Cache request headers).
+	Cache CacheDirective
 
 	Messages []Message // chat
 	Prompt   []string  // completions
@@ -149,6 +152,21 @@ func joinLines(s []string) string {
 	}
 	return string(b)
 }
+
+// CacheDirective is a client's instruction to the answer cache; the flags combine.
+type CacheDirective uint8
+
+// Cache directives.
+const (
+	// CacheNoRead (Cache-Control: no-cache, X-Sluice-Cache: refresh): do not answer from
+	// the cache; the fresh answer may replace the cached one.
+	CacheNoRead CacheDirective = 1 << iota
+	// CacheNoStore (Cache-Control: no-store, X-Sluice-Cache: off): neither read nor store.
+	CacheNoStore
+	// CacheForce (X-Sluice-Cache: force): cache the request even when its sampling is not
+	// deterministic enough (a high temperature).
+	CacheForce
+)
 
 // Candidate is one backend that serves a model, and the name it knows the model by.
 type Candidate struct {

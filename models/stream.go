@@ -18,6 +18,13 @@ type Cost struct {
 	// Reference is what the same tokens would cost on ReferenceModel at list prices.
 	Reference      float64
 	ReferenceModel string
+	// Unpriced: the target has no price (a remote engine nobody priced): the cost is
+	// unknown, which is not the same as zero.
+	Unpriced bool
+	// Avoided is set on an answer served from the answer cache: the hardware cost of
+	// producing it when it was first asked (what serving it again would have cost). The
+	// answer itself costs nothing (Prompt and Completion are 0).
+	Avoided float64
 }
 
 // Total is the request's own cost.

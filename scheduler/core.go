@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -61,11 +60,16 @@ type Stats struct {
 	// cached on the slot or engine the job went to.
 	PrefixBlocks, PrefixHits uint64
 	Swaps                    uint64
+	// Overloads counts engines' refusals of work for now (they stayed in rotation).
+	Overloads uint64
 }
 
 // Engine is one backend's state as the core sees it.
 type Engine struct {
-	ID          string
+	ID string
+	// Slots are the engine's slots, indexed by the engine's own slot id. The first
+	// Size() are in service; any beyond are retiring: the engine reported fewer slots
+	// while they were busy, so they stay (busy) until their job ends, then go.
 	Slots       []Slot
 	Healthy     bool
 	Reason      string
@@ -79,14 +83,16 @@ type Engine struct {
 	tokens   int // tokens of the jobs in flight
 	prefill  int // prompt tokens in flight not yet processed (not cached where they went)
 
+	size     int // slots in service (what the engine last reported)
 	inflight int
-	active   string // model in flight on an exclusive engine
-	drainFor string // model waiting to swap in
+	backoff  time.Time // overloaded: takes no new work before then
+	active   string    // model in flight on an exclusive engine
+	drainFor string    // model waiting to swap in
 	recent   [][]uint64
-	hash     uint64               // for rendezvous hashing of prompt families
-	freq     map[uint64]*decaying // how often each prompt family came lately
-	svc      ewma                 // seconds a request holds a slot
-	ttft     ewma                 // seconds to first token once dispatched
+	hash     uint64     // for rendezvous hashing of prompt families
+	freq     *freqTable // how often each prompt family came lately
+	svc      ewma       // seconds a request holds a slot
+	ttft     ewma       // seconds to first token once dispatched
 }
 
 // Slot is one sequence an engine decodes.
@@ -94,6 +100,7 @@ type Slot struct {
 	Busy     bool
 	Blocks   []uint64 // the prompt whose KV the slot holds
 	LastUsed time.Time
+	job      *Job // the job holding the slot while Busy
 }
 
 // Job is one request inside the core.
@@ -126,8 +133,12 @@ type Job struct {
 	Err error
 
 	state          jobState
-	prefill        int // uncached prompt tokens charged to the engine until Prefilled
-	overtaken      int // times a job behind it ran first for its cached prefix
+	prefill        int  // uncached prompt tokens charged to the engine until Prefilled
+	prefilled      bool // its first token came (Prefilled)
+	ended          Outcome
+	prevBlocks     []uint64
+	prevUsed       time.Time // the slot's prompt and last use before this job took it
+	overtaken      int       // times a job behind it ran first for its cached prefix
 	seq            uint64
 	start, finish  float64
 	slotIdx        int
@@ -170,8 +181,9 @@ func NewCore(cfg Config) *Core {
 // AddEngine registers a backend with slots slots.
 func (c *Core) AddEngine(id string, slots int, addressable, exclusive bool) {
 	e := &Engine{ID: id, Healthy: true, Addressable: addressable, Exclusive: exclusive,
-		hash: xxhash.Sum64String(id), freq: map[uint64]*decaying{}}
-	e.Slots = make([]Slot, max(slots, 1))
+		hash: xxhash.Sum64String(id)}
+	e.size = max(slots, 1)
+	e.Slots = make([]Slot, e.size)
 	c.engines[id] = e
 	c.order = append(c.order, id)
 }
@@ -188,6 +200,9 @@ func (c *Core) Engines() []*Engine {
 // InFlight is the number of jobs running on engine id.
 func (e *Engine) InFlight() int { return e.inflight }
 
+// Size is the number of slots in service (retiring slots not counted).
+func (e *Engine) Size() int { return e.size }
+
 // Stats returns the counters.
 func (c *Core) Stats() Stats { return c.stats }
 
@@ -201,27 +216,34 @@ func (c *Core) SetKVTokens(id string, tokens int) {
 	}
 }
 
-// SetEngine updates an engine from a health probe. Slots may grow or shrink; slots in
-// use are never dropped. Call Dispatch afterwards: capacity may have appeared.
+// SetEngine updates an engine from a health probe (slots 0: unchanged). Slots may grow
+// or shrink; a slot keeps its index (the engine's slot id) for good, and a busy slot
+// beyond a smaller count retires: it takes no new work and goes once its job ends. Call
+// Dispatch afterwards: capacity may have appeared.
 func (c *Core) SetEngine(id string, slots int, healthy bool, reason string, kv, gpu float64) {
 	e := c.engines[id]
 	if e == nil {
 		return
 	}
 	e.Healthy, e.Reason, e.KVUse, e.GPUUtil = healthy, reason, kv, gpu
-	if slots > 0 && slots != len(e.Slots) {
+	if slots > 0 {
 		if slots > len(e.Slots) {
 			e.Slots = append(e.Slots, make([]Slot, slots-len(e.Slots))...)
-		} else {
-			keep := e.Slots[:0]
-			for i, s := range e.Slots {
-				if s.Busy || i < slots {
-					keep = append(keep, s)
-				}
-			}
-			e.Slots = keep
 		}
+		e.size = slots
+		e.trim()
 	}
+}
+
+// trim drops free slots past the engine's size from the end (retired slots whose jobs
+// ended). A free retired slot below a busy one stays, out of service, until that one goes.
+func (e *Engine) trim() {
+	n := len(e.Slots)
+	for n > e.size && !e.Slots[n-1].Busy {
+		n--
+	}
+	clear(e.Slots[n:])
+	e.Slots = e.Slots[:n]
 }
 
 // Submit takes a new job: it runs at once when a slot is free and nothing waits ahead
@@ -282,9 +304,10 @@ func (c *Core) reasons(j *Job) string {
 // while a job it can serve waits). It returns the jobs it started.
 func (c *Core) Dispatch(now time.Time) []*Job {
 	var started []*Job
+	c.dropStaleDrains()
 	for p := range c.queues {
 		q := c.queues[p]
-		for q.len() > 0 && c.anyFree() {
+		for q.len() > 0 && c.anyFree(now) {
 			if j := c.affine(now, q); j != nil {
 				q.remove(j, true)
 				started = append(started, j)
@@ -314,10 +337,40 @@ func (c *Core) Dispatch(now time.Time) []*Job {
 	return started
 }
 
-// anyFree reports whether some healthy engine has a free slot.
-func (c *Core) anyFree() bool {
+// dropStaleDrains lets an engine that drains for another model take work for its
+// current one again once no waiting job wants that model there (the jobs that asked for
+// the swap were cancelled, expired or started elsewhere): otherwise it would idle, and
+// its current model's jobs starve.
+func (c *Core) dropStaleDrains() {
+	for _, id := range c.order {
+		e := c.engines[id]
+		if e.drainFor == "" {
+			continue
+		}
+		wanted := false
+		for p := range c.queues {
+			c.queues[p].each(func(j *Job) {
+				if wanted || j.Model != e.drainFor {
+					return
+				}
+				for _, cd := range j.Candidates {
+					if cd.Backend == id {
+						wanted = true
+						return
+					}
+				}
+			})
+		}
+		if !wanted {
+			e.drainFor = ""
+		}
+	}
+}
+
+// anyFree reports whether some healthy engine that is not backing off has a free slot.
+func (c *Core) anyFree(now time.Time) bool {
 	for _, e := range c.engines {
-		if e.Healthy && e.inflight < len(e.Slots) {
+		if e.Healthy && e.inflight < e.size && !now.Before(e.backoff) {
 			return true
 		}
 	}
@@ -327,8 +380,8 @@ func (c *Core) anyFree() bool {
 // place starts j on the best engine and slot that can take it now.
 func (c *Core) place(now time.Time, j *Job) bool {
 	e, cd, slot := c.pick(now, j)
-	if e == nil {
-		return false
+	if e == nil || slot < 0 || slot >= e.size || e.Slots[slot].Busy {
+		return false // cannot happen while eligible engines have a free slot in service
 	}
 	s := &e.Slots[slot]
 	matched := 0
@@ -339,16 +392,20 @@ func (c *Core) place(now time.Time, j *Job) bool {
 			matched = bestRecent(e, j.Blocks)
 		}
 	}
-	s.Busy, s.LastUsed = true, now
+	j.prevBlocks, j.prevUsed = s.Blocks, s.LastUsed
+	s.Busy, s.LastUsed, s.job = true, now, j
 	if e.Addressable {
 		s.Blocks = j.Blocks // the slot's KV is about to hold this prompt
 	}
 	e.inflight++
 	e.tokens += j.Tokens
 	if len(j.Blocks) > 0 {
-		e.touch(j.Blocks[0], now)
+		if e.freq == nil {
+			e.freq = new(freqTable)
+		}
+		e.freq.touch(j.Blocks[0], now)
 	}
-	j.prefill = max(j.PromptTokens-matched*TokensPerBlock, 0)
+	j.prefill, j.prefilled = max(j.PromptTokens-matched*TokensPerBlock, 0), false
 	e.prefill += j.prefill
 	if e.Exclusive {
 		e.active = j.Model
@@ -403,7 +460,11 @@ func (c *Core) considerSwap(now time.Time, j *Job) {
 // Prefilled tells the core that j's prompt is processed (its first token came): its
 // prefill no longer weighs on its engine's load.
 func (c *Core) Prefilled(j *Job) {
-	if j.state != jobRunning || j.prefill == 0 {
+	if j.state != jobRunning {
+		return
+	}
+	j.prefilled = true
+	if j.prefill == 0 {
 		return
 	}
 	if e := c.engines[j.Engine]; e != nil {
@@ -442,7 +503,7 @@ scan:
 			}
 			for _, cd := range j.Candidates {
 				e := c.engines[cd.Backend]
-				if !eligible(e, j) || !e.Addressable {
+				if !eligible(now, e, j) || !e.Addressable {
 					continue
 				}
 				if _, m := bestSlot(now, e, j.Blocks); 2*m >= len(j.Blocks) && m > bestMatch {
@@ -482,7 +543,7 @@ func (c *Core) cachedAnywhere(j *Job) bool {
 		if e == nil || !e.Healthy || !e.Addressable {
 			continue
 		}
-		for i := range e.Slots {
+		for i := range e.size {
 			if 2*matchBlocks(j.Blocks, e.Slots[i].Blocks) >= len(j.Blocks) {
 				return true
 			}
@@ -491,22 +552,58 @@ func (c *Core) cachedAnywhere(j *Job) bool {
 	return false
 }
 
-// Release ends a running job: it frees the slot and feeds the engine's service-time
-// estimates (ttft: time to first token after dispatch, 0 if none). Call Dispatch
-// afterwards.
+// Outcome is how a dispatched job ended (Finish).
+type Outcome uint8
+
+const (
+	// Completed: the engine answered in full. The time the job held its slot feeds the
+	// saturation estimate, and the slot holds the job's prompt.
+	Completed Outcome = iota
+	// Failed: the engine failed the request; what its slot holds is unknown.
+	Failed
+	// Abandoned: the caller left while the engine worked on the request. It did not run
+	// its course, so its time says nothing of the service time; the slot holds the
+	// prompt if its first token came (the prompt was processed), else nothing known.
+	Abandoned
+	// NotSent: the request never reached the engine (the caller left between dispatch
+	// and sending, or the engine refused it as overloaded or unreachable): the slot is
+	// left as it was before the job took it.
+	NotSent
+)
+
+// Release ends a running job as Completed (ok) or Failed; see Finish.
 func (c *Core) Release(now time.Time, j *Job, ok bool, ttft time.Duration) {
+	o := Failed
+	if ok {
+		o = Completed
+	}
+	c.Finish(now, j, o, ttft)
+}
+
+// Finish ends a running job: it frees the slot and, for a Completed job, feeds the
+// engine's service-time estimates (ttft: time to first token after dispatch, 0 if none).
+// Call Dispatch afterwards.
+func (c *Core) Finish(now time.Time, j *Job, o Outcome, ttft time.Duration) {
 	if j.state != jobRunning {
 		return
 	}
-	j.state = jobDone
+	j.state, j.ended = jobDone, o
 	e := c.engines[j.Engine]
 	if e == nil {
 		return
 	}
-	if j.slotIdx < len(e.Slots) {
-		e.Slots[j.slotIdx].Busy = false
-		e.Slots[j.slotIdx].LastUsed = now
+	var s *Slot
+	if i := e.slotOf(j); i >= 0 {
+		s = &e.Slots[i]
+		s.Busy, s.LastUsed, s.job = false, now, nil
+		switch {
+		case o == NotSent:
+			s.Blocks, s.LastUsed = j.prevBlocks, j.prevUsed
+		case o == Failed, o == Abandoned && !j.prefilled:
+			s.Blocks = nil // unknown state after a failure or a prefill cut short
+		}
 	}
+	j.prevBlocks = nil
 	e.inflight--
 	e.tokens -= j.Tokens
 	e.prefill -= j.prefill
@@ -514,20 +611,52 @@ func (c *Core) Release(now time.Time, j *Job, ok bool, ttft time.Duration) {
 	if e.Exclusive && e.inflight == 0 {
 		e.active = ""
 	}
-	if ok {
+	if o == Completed {
 		e.svc.add(now.Sub(j.Dispatched).Seconds())
 		if ttft > 0 {
 			e.ttft.add(ttft.Seconds())
 		}
 		if !e.Addressable || c.cfg.Policy != PolicySluice {
 			e.recent = append(e.recent, j.Blocks)
-			if len(e.recent) > 2*len(e.Slots) {
+			if len(e.recent) > 2*e.size {
 				e.recent = e.recent[1:]
 			}
 		}
-	} else if j.slotIdx < len(e.Slots) {
-		e.Slots[j.slotIdx].Blocks = nil // unknown state after a failure
 	}
+	e.trim()
+}
+
+// Backoff keeps engine id from new work until until: it answered that it is overloaded
+// (its own queue is full). It stays healthy and in rotation, and the jobs waiting for it
+// keep waiting; call Dispatch once the time has passed.
+func (c *Core) Backoff(id string, until time.Time) {
+	if e := c.engines[id]; e != nil {
+		e.backoff = until
+		c.stats.Overloads++
+	}
+}
+
+// Retry starts again a job that ended NotSent (its engine refused it), on an engine that
+// can take it now; the engines backing off cannot. False: none can, the job stays ended.
+func (c *Core) Retry(now time.Time, j *Job) bool {
+	if j.state != jobDone || j.ended != NotSent {
+		return false
+	}
+	return c.place(now, j)
+}
+
+// slotOf finds the slot j holds on e, by identity (-1: none): the index it was given
+// first, else a search, so a slot table that changed shape cannot lose a busy slot.
+func (e *Engine) slotOf(j *Job) int {
+	if i := j.slotIdx; i >= 0 && i < len(e.Slots) && e.Slots[i].job == j {
+		return i
+	}
+	for i := range e.Slots {
+		if e.Slots[i].job == j {
+			return i
+		}
+	}
+	return -1
 }
 
 // Cancel removes a waiting job (the client gave up). It reports whether the job was
@@ -594,7 +723,7 @@ func (c *Core) expectedWait(j *Job) (time.Duration, bool) {
 		if e == nil || !e.Healthy || !e.svc.ok() {
 			continue
 		}
-		slots += len(e.Slots)
+		slots += e.size
 		svc += e.svc.v
 		ttft += e.ttft.v
 		n++
@@ -610,48 +739,6 @@ func (c *Core) expectedWait(j *Job) (time.Duration, bool) {
 	}
 	wait := time.Duration(float64(ahead+1) * svc / float64(slots) * float64(time.Second))
 	return wait, wait+time.Duration(ttft*float64(time.Second)) > slo
-}
-
-// decaying is a count that halves every freqHalfLife.
-type decaying struct {
-	v float64
-	t time.Time
-}
-
-// freqHalfLife is how fast a prompt family's request count fades.
-const freqHalfLife = 30 * time.Second
-
-func (d *decaying) at(now time.Time) float64 {
-	dt := now.Sub(d.t)
-	if dt <= 0 {
-		return d.v
-	}
-	return d.v * math.Exp2(-float64(dt)/float64(freqHalfLife))
-}
-
-// touch counts a request of prompt family f on the engine.
-func (e *Engine) touch(f uint64, now time.Time) {
-	d := e.freq[f]
-	if d == nil {
-		if len(e.freq) > 4096 {
-			for k, x := range e.freq { // forget faded families
-				if x.at(now) < 0.05 {
-					delete(e.freq, k)
-				}
-			}
-		}
-		d = &decaying{}
-		e.freq[f] = d
-	}
-	d.v, d.t = d.at(now)+1, now
-}
-
-// frequency is how often prompt family f came to the engine lately.
-func (e *Engine) frequency(f uint64, now time.Time) float64 {
-	if d := e.freq[f]; d != nil {
-		return d.at(now)
-	}
-	return 0
 }
 
 // ewma is an exponentially weighted moving average.

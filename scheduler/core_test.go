@@ -350,3 +350,54 @@ func TestColdJobTakesForeignSlot(t *testing.T) {
 		}
 	}
 }
+
+// TestSlotsShrinkWhileBusy: llama-server reports fewer slots while a higher-numbered one
+// is busy. The busy slot keeps its id and retires: it takes no new work, its job's
+// release frees it, and no later dispatch finds a slot table out of step (it used to
+// stay busy forever and the next dispatch panicked with index -1).
+func TestSlotsShrinkWhileBusy(t *testing.T) {
+	c := NewCore(Config{})
+	c.AddEngine("a", 4, true, false)
+	var run []*Job
+	for i := range 4 {
+		j := job("t", 0, []uint64{uint64(i + 1)}, "a")
+		if err := c.Submit(t0, j); err != nil || !j.Running() {
+			t.Fatalf("job %d: %v", i, err)
+		}
+		run = append(run, j)
+	}
+	c.Release(t0, run[1], true, 0)
+	c.Release(t0, run[2], true, 0)
+	c.SetEngine("a", 2, true, "", 0, 0) // slot 3 is busy, slots 1 and 2 free
+	e := c.engines["a"]
+	if e.Size() != 2 || len(e.Slots) != 4 || !e.Slots[3].Busy {
+		t.Fatalf("after shrinking: size %d, %d slots, slot 3 busy %v", e.Size(), len(e.Slots), e.Slots[3].Busy)
+	}
+	// One slot in service is free (slot 1), but with slot 3 still running the engine is
+	// at its new size: nothing more goes there.
+	w := job("t", 0, nil, "a")
+	_ = c.Submit(t0, w)
+	if w.Running() {
+		t.Fatalf("a job went to %s slot %d past the engine's new size", w.Engine, w.Slot)
+	}
+	c.Release(t0.Add(time.Second), run[3], true, 0)
+	if len(e.Slots) != 2 {
+		t.Fatalf("retired slots left after their job ended: %d slots", len(e.Slots))
+	}
+	got := c.Dispatch(t0.Add(time.Second))
+	if len(got) != 1 || got[0] != w || w.Slot != 1 {
+		t.Fatalf("waiting job not started on the free slot 1: %v (slot %d)", got, w.Slot)
+	}
+	c.Release(t0.Add(2*time.Second), w, true, 0)
+	c.Release(t0.Add(2*time.Second), run[0], true, 0)
+	if e.InFlight() != 0 || e.Slots[0].Busy || e.Slots[1].Busy {
+		t.Fatalf("slots still busy after every job ended: %+v", e.Slots)
+	}
+	for range 10 { // and the engine keeps working
+		j := job("t", 0, []uint64{9}, "a")
+		if err := c.Submit(t0.Add(3*time.Second), j); err != nil || !j.Running() {
+			t.Fatalf("submit after shrink: %v", err)
+		}
+		c.Release(t0.Add(3*time.Second), j, true, 0)
+	}
+}

@@ -39,7 +39,7 @@ func (m *metrics) waited(p models.Priority, d time.Duration) {
 type collector struct {
 	s                                                     *Scheduler
 	descQueue, descIn, descSlots, descOcc, descUp, descEv *prometheus.Desc
-	descPB, descPH, descSw                                *prometheus.Desc
+	descPB, descPH, descSw, descOv                        *prometheus.Desc
 }
 
 func newCollector(s *Scheduler) *collector {
@@ -53,30 +53,36 @@ func newCollector(s *Scheduler) *collector {
 		descPB:    prometheus.NewDesc("sluice_scheduler_prefix_blocks_total", "Prompt blocks (256 bytes) of dispatched requests.", nil, nil),
 		descPH:    prometheus.NewDesc("sluice_scheduler_prefix_hit_blocks_total", "Prompt blocks already cached on the slot or engine a request went to; hit ratio = this / prefix_blocks_total.", nil, nil),
 		descSw:    prometheus.NewDesc("sluice_scheduler_model_swaps_total", "Times an engine that holds one model at a time was drained to load another.", nil, nil),
+		descOv:    prometheus.NewDesc("sluice_scheduler_engine_overloads_total", "Times an engine answered that it was overloaded (it backed off and stayed in rotation).", nil, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.descQueue, c.descIn, c.descSlots, c.descOcc, c.descUp, c.descEv, c.descPB, c.descPH, c.descSw} {
+	for _, d := range []*prometheus.Desc{c.descQueue, c.descIn, c.descSlots, c.descOcc, c.descUp, c.descEv, c.descPB, c.descPH, c.descSw, c.descOv} {
 		ch <- d
 	}
 }
 
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
+type engineGauges struct {
+	id              string
+	inflight, slots int
+	healthy         bool
+}
+
+// read copies what Collect reports from the core, under the scheduler's mutex.
+func (c *collector) read() (Stats, [2]int, []engineGauges) {
 	s := c.s
 	s.mu.Lock()
-	st := s.core.Stats()
-	q := [2]int{s.core.QueueLen(0), s.core.QueueLen(1)}
-	type eng struct {
-		id              string
-		inflight, slots int
-		healthy         bool
-	}
-	var engines []eng
+	defer s.mu.Unlock()
+	var engines []engineGauges
 	for _, e := range s.core.Engines() {
-		engines = append(engines, eng{e.ID, e.inflight, len(e.Slots), e.Healthy})
+		engines = append(engines, engineGauges{e.ID, e.inflight, e.size, e.Healthy})
 	}
-	s.mu.Unlock()
+	return s.core.Stats(), [2]int{s.core.QueueLen(0), s.core.QueueLen(1)}, engines
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	st, q, engines := c.read()
 	for i, n := range classNames() {
 		ch <- prometheus.MustNewConstMetric(c.descQueue, prometheus.GaugeValue, float64(q[i]), n)
 	}
@@ -100,4 +106,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.descPB, prometheus.CounterValue, float64(st.PrefixBlocks))
 	ch <- prometheus.MustNewConstMetric(c.descPH, prometheus.CounterValue, float64(st.PrefixHits))
 	ch <- prometheus.MustNewConstMetric(c.descSw, prometheus.CounterValue, float64(st.Swaps))
+	ch <- prometheus.MustNewConstMetric(c.descOv, prometheus.CounterValue, float64(st.Overloads))
 }

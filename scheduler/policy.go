@@ -43,11 +43,11 @@ func DefaultWeights() Weights {
 // evictHorizon is the age at which a slot's cached prompt counts as half stale.
 const evictHorizon = 10 * time.Second
 
-// eligible is the filter every policy applies: the engine serves the model, is healthy,
-// has a free slot and room in its KV cache, and (if it holds one model at a time) holds
-// this one or none.
-func eligible(e *Engine, j *Job) bool {
-	if e == nil || !e.Healthy || e.inflight >= len(e.Slots) {
+// eligible is the filter every policy applies: the engine serves the model, is healthy
+// and not backing off after an overload answer, has a free slot and room in its KV
+// cache, and (if it holds one model at a time) holds this one or none.
+func eligible(now time.Time, e *Engine, j *Job) bool {
+	if e == nil || !e.Healthy || e.inflight >= e.size || now.Before(e.backoff) {
 		return false
 	}
 	if e.KVTokens > 0 && e.inflight > 0 && e.tokens+j.Tokens > e.KVTokens {
@@ -73,7 +73,7 @@ func (c *Core) pick(now time.Time, j *Job) (*Engine, models.Candidate, int) {
 		n := len(j.Candidates)
 		for k := range n {
 			cd := j.Candidates[(int(c.rr)+k)%n]
-			if e := c.engines[cd.Backend]; eligible(e, j) {
+			if e := c.engines[cd.Backend]; eligible(now, e, j) {
 				c.rr = uint64((int(c.rr) + k + 1) % n)
 				return e, cd, freeSlot(e)
 			}
@@ -82,7 +82,7 @@ func (c *Core) pick(now time.Time, j *Job) (*Engine, models.Candidate, int) {
 	case PolicyLeastLoaded:
 		for _, cd := range j.Candidates {
 			e := c.engines[cd.Backend]
-			if !eligible(e, j) {
+			if !eligible(now, e, j) {
 				continue
 			}
 			if s := loadScore(e); s > bestScore {
@@ -98,10 +98,13 @@ func (c *Core) pick(now time.Time, j *Job) (*Engine, models.Candidate, int) {
 	home := c.home(j)
 	for _, cd := range j.Candidates {
 		e := c.engines[cd.Backend]
-		if !eligible(e, j) {
+		if !eligible(now, e, j) {
 			continue
 		}
 		slot, match := bestSlot(now, e, j.Blocks)
+		if slot < 0 {
+			continue // no free slot in service (eligible rules this out)
+		}
 		prefix := 0.0
 		if len(j.Blocks) > 0 {
 			prefix = float64(match) / float64(len(j.Blocks))
@@ -171,14 +174,14 @@ func slotValue(now time.Time, e *Engine, slot, match int) float64 {
 		age = 0
 	}
 	fresh := float64(evictHorizon) / float64(age+evictHorizon) // 1 just used, falls with age
-	f := e.frequency(s.Blocks[0], now)
+	f := e.freq.at(s.Blocks[0], now)
 	return fresh * f / (1 + f)
 }
 
 // duplicated reports whether another slot of e holds the same prompt family as slot.
 func duplicated(e *Engine, slot int) bool {
 	b := e.Slots[slot].Blocks
-	for i := range e.Slots {
+	for i := range e.size {
 		if i != slot && len(e.Slots[i].Blocks) > 0 && e.Slots[i].Blocks[0] == b[0] {
 			return true
 		}
@@ -197,7 +200,7 @@ func workScore(e *Engine) float64 {
 const prefillScale = 2048
 
 func loadScore(e *Engine) float64 {
-	return float64(len(e.Slots)-e.inflight) / float64(len(e.Slots))
+	return max(float64(e.size-e.inflight), 0) / float64(e.size)
 }
 
 // bestSlot returns the free slot holding the longest prefix of blocks (for engines whose
@@ -209,7 +212,7 @@ func bestSlot(now time.Time, e *Engine, blocks []uint64) (int, int) {
 		return freeSlot(e), bestRecent(e, blocks)
 	}
 	best, bestMatch, bestValue := -1, -1, 0.0
-	for i := range e.Slots {
+	for i := range e.size {
 		s := &e.Slots[i]
 		if s.Busy {
 			continue
@@ -229,7 +232,7 @@ func bestSlot(now time.Time, e *Engine, blocks []uint64) (int, int) {
 // freeSlot is the first free slot (for engines that choose their own slot it is only
 // bookkeeping).
 func freeSlot(e *Engine) int {
-	for i := range e.Slots {
+	for i := range e.size {
 		if !e.Slots[i].Busy {
 			return i
 		}

@@ -79,6 +79,7 @@ type Scheduler struct {
 
 	mu   sync.Mutex
 	core *Core
+	wake map[string]*time.Timer // per engine: dispatch when its back-off ends
 }
 
 // New returns a scheduler over backends (keyed by id).
@@ -148,23 +149,32 @@ func (s *Scheduler) Open(ctx context.Context, t models.Target, r *models.Request
 	if s.core.cfg.Policy == PolicySluice {
 		j.Blocks = PrefixBlocks(r, nil)
 	}
-	now := time.Now()
-	s.mu.Lock()
-	err := s.core.Submit(now, j)
+	started, err := s.admit(time.Now(), j)
 	if err != nil {
-		s.mu.Unlock()
 		return nil, err
 	}
-	if j.Running() {
-		s.mu.Unlock()
+	if j.Ready == nil { // it runs at once
 		s.m.waited(j.Priority, 0)
 		return s.start(ctx, t, r, j)
 	}
-	j.Ready = make(chan struct{})
-	started := s.core.Dispatch(now)
-	s.mu.Unlock()
 	s.notify(started)
 	return s.wait(ctx, t, r, j)
+}
+
+// admit submits j to the core: it runs at once (j.Ready stays nil), or it waits (j.Ready
+// set) and the jobs Dispatch started are returned. Every lock site below unlocks with
+// defer, so a panic that something recovers from cannot leave the mutex held.
+func (s *Scheduler) admit(now time.Time, j *Job) ([]*Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.core.Submit(now, j); err != nil {
+		return nil, err
+	}
+	if j.Running() {
+		return nil, nil
+	}
+	j.Ready = make(chan struct{})
+	return s.core.Dispatch(now), nil
 }
 
 // jobCost estimates the work of a request for fair queuing: prompt tokens (about 4 bytes
@@ -220,62 +230,145 @@ func (s *Scheduler) wait(ctx context.Context, t models.Target, r *models.Request
 
 // giveUp removes a waiting job; if it was dispatched meanwhile, its slot goes back.
 func (s *Scheduler) giveUp(j *Job, err error) error {
-	s.mu.Lock()
-	if s.core.Cancel(j) {
-		s.mu.Unlock()
+	if cancelled, started := s.cancel(j); cancelled {
+		s.notify(started)
 		return err
 	}
-	s.mu.Unlock()
 	<-j.Ready
 	if j.Err == nil {
-		s.finish(j, true, 0)
+		s.finish(j, NotSent, 0) // dispatched meanwhile, never sent: the slot is as it was
 	}
 	return err
 }
 
-// start opens the request on the engine the core chose.
+// cancel takes a waiting job out of the queue; then (it may have been what an engine
+// drained for) whatever can run now starts.
+func (s *Scheduler) cancel(j *Job) (bool, []*Job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.core.Cancel(j) {
+		return false, nil
+	}
+	return true, s.core.Dispatch(time.Now())
+}
+
+// start opens the request on the engine the core chose. An engine that answers that it
+// is overloaded backs off for a while (its Retry-After, bounded) and stays in rotation;
+// one that cannot be reached is marked down. Either way nothing was sent, so the request
+// goes at once to another candidate that has a free slot, if any.
 func (s *Scheduler) start(ctx context.Context, t models.Target, r *models.Request, j *Job) (models.Stream, error) {
-	t.Backend, t.UpstreamModel = j.Engine, j.UpstreamModel
-	t.Slot, t.HasSlot = j.Slot, j.HasSlot
-	h := &held{s: s, j: j, t: t}
-	if m := s.opts.Meters[j.Engine]; m != nil {
-		h.cost = m.Begin()
-	}
-	st, err := s.backends[j.Engine].Open(ctx, t, r)
-	if err != nil {
-		if h.cost != nil {
-			h.cost.End()
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			s.finish(j, NotSent, 0)
+			return nil, &models.Error{Kind: models.ErrCanceled, Msg: "request canceled before it was sent", Err: err}
 		}
-		if errors.Is(err, models.ErrUnavailable) {
-			s.markDown(j.Engine, err.Error())
+		t.Backend, t.UpstreamModel = j.Engine, j.UpstreamModel
+		t.Slot, t.HasSlot = j.Slot, j.HasSlot
+		var cost models.CostJob
+		if m := s.opts.Meters[j.Engine]; m != nil {
+			cost = m.Begin()
 		}
-		s.finish(j, false, 0)
-		return nil, err
+		st, err := s.backends[j.Engine].Open(ctx, t, r)
+		if err == nil {
+			return &held{Stream: st, s: s, j: j, t: t, cost: cost}, nil
+		}
+		if cost != nil {
+			cost.End()
+		}
+		overloaded := errors.Is(err, models.ErrOverloaded)
+		if ctx.Err() != nil || !overloaded && !errors.Is(err, models.ErrUnavailable) {
+			o := Failed
+			if ctx.Err() != nil {
+				o = Abandoned
+			}
+			s.finish(j, o, 0)
+			return nil, err
+		}
+		if !s.refused(j, err, overloaded, attempt < len(j.Candidates)) {
+			return nil, err
+		}
+		s.opts.Logger.Debug("scheduler: request refused, retried on another engine", "engine", t.Backend,
+			"next", j.Engine, "err", err)
 	}
-	h.Stream = st
-	return h, nil
 }
 
-// markDown takes an engine out of rotation until the next health probe says otherwise.
-func (s *Scheduler) markDown(id, reason string) {
-	s.mu.Lock()
-	e := s.core.engines[id]
-	if e != nil {
-		s.core.SetEngine(id, 0, false, reason, e.KVUse, e.GPUUtil)
+// Back-off bounds for an overloaded engine (Retry-After, or defaultBackoff without one).
+const (
+	minBackoff     = 100 * time.Millisecond
+	defaultBackoff = time.Second
+	maxBackoff     = 10 * time.Second
+)
+
+// backoffFor is how long an engine that answered err stays out of rotation.
+func backoffFor(err error) time.Duration {
+	d := defaultBackoff
+	var me *models.Error
+	if errors.As(err, &me) && me.RetryAfter > 0 {
+		d = me.RetryAfter
 	}
-	dropped := s.core.Expire(time.Now())
-	s.mu.Unlock()
+	return min(max(d, minBackoff), maxBackoff)
+}
+
+// refused ends j as NotSent after its engine refused it: an overloaded engine backs off
+// (a timer dispatches again when that ends), an unreachable one is marked down (the jobs
+// that only it could serve are refused). With retry, j starts again at once on another
+// engine with a free slot; it reports whether it did.
+func (s *Scheduler) refused(j *Job, err error, overloaded, retry bool) bool {
+	dropped, started, again := s.refusedLocked(time.Now(), j, err, overloaded, retry)
 	s.notify(dropped)
+	s.notify(started)
+	return again
 }
 
-// finish releases a job's slot and starts whatever can run now.
-func (s *Scheduler) finish(j *Job, ok bool, ttft time.Duration) {
-	now := time.Now()
+func (s *Scheduler) refusedLocked(now time.Time, j *Job, err error, overloaded, retry bool) (dropped, started []*Job, again bool) {
 	s.mu.Lock()
-	s.core.Release(now, j, ok, ttft)
-	started := s.core.Dispatch(now)
-	s.mu.Unlock()
-	s.notify(started)
+	defer s.mu.Unlock()
+	id := j.Engine
+	s.core.Finish(now, j, NotSent, 0)
+	if overloaded {
+		d := backoffFor(err)
+		s.core.Backoff(id, now.Add(d))
+		s.wakeAfter(id, d)
+	} else {
+		if e := s.core.engines[id]; e != nil {
+			s.core.SetEngine(id, 0, false, err.Error(), e.KVUse, e.GPUUtil)
+		}
+		dropped = s.core.Expire(now)
+	}
+	if retry && s.core.Retry(now, j) {
+		return dropped, nil, true
+	}
+	return dropped, s.core.Dispatch(now), false
+}
+
+// wakeAfter dispatches once engine id's back-off has passed (s.mu held).
+func (s *Scheduler) wakeAfter(id string, d time.Duration) {
+	if tm := s.wake[id]; tm != nil {
+		tm.Reset(d)
+		return
+	}
+	if s.wake == nil {
+		s.wake = map[string]*time.Timer{}
+	}
+	s.wake[id] = time.AfterFunc(d, func() { s.notify(s.dispatch(time.Now())) })
+}
+
+func (s *Scheduler) dispatch(now time.Time) []*Job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.core.Dispatch(now)
+}
+
+// finish ends a job's hold on its slot and starts whatever can run now.
+func (s *Scheduler) finish(j *Job, o Outcome, ttft time.Duration) {
+	s.notify(s.release(time.Now(), j, o, ttft))
+}
+
+func (s *Scheduler) release(now time.Time, j *Job, o Outcome, ttft time.Duration) []*Job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.core.Finish(now, j, o, ttft)
+	return s.core.Dispatch(now)
 }
 
 func (s *Scheduler) notify(jobs []*Job) {
@@ -317,8 +410,15 @@ func (s *Scheduler) RefreshAll(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
-	now := time.Now()
+	dropped, started := s.update(time.Now())
+	s.notify(dropped)
+	s.notify(started)
+}
+
+// update feeds every backend's capacity to the core, then expires and dispatches.
+func (s *Scheduler) update(now time.Time) (dropped, started []*Job) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, id := range s.order {
 		c := s.backends[id].Capacity()
 		gpu := 0.0
@@ -327,15 +427,11 @@ func (s *Scheduler) RefreshAll(ctx context.Context) {
 		}
 		slots := c.Slots
 		if slots <= 0 {
-			slots = len(s.core.engines[id].Slots)
+			slots = s.core.engines[id].size
 		}
 		s.core.SetEngine(id, slots, c.Healthy, c.Reason, c.KVUsed, gpu)
 	}
-	dropped := s.core.Expire(now)
-	started := s.core.Dispatch(now)
-	s.mu.Unlock()
-	s.notify(dropped)
-	s.notify(started)
+	return s.core.Expire(now), s.core.Dispatch(now)
 }
 
 // Status is one backend's state for readiness and status pages.
@@ -350,17 +446,21 @@ type Status struct {
 // waiting for any engine.
 func (s *Scheduler) Status() []Status {
 	out := make([]Status, 0, len(s.order))
-	s.mu.Lock()
-	queued := s.core.QueueLen(models.PriorityInteractive) + s.core.QueueLen(models.PriorityBatch)
-	inflight := make(map[string]int, len(s.order))
-	for _, e := range s.core.Engines() {
-		inflight[e.ID] = e.inflight
-	}
-	s.mu.Unlock()
+	queued, inflight := s.counts()
 	for _, id := range s.order {
 		out = append(out, Status{ID: id, Capacity: s.backends[id].Capacity(), InFlight: inflight[id], Queued: queued})
 	}
 	return out
+}
+
+func (s *Scheduler) counts() (int, map[string]int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inflight := make(map[string]int, len(s.order))
+	for _, e := range s.core.Engines() {
+		inflight[e.ID] = e.inflight
+	}
+	return s.core.QueueLen(models.PriorityInteractive) + s.core.QueueLen(models.PriorityBatch), inflight
 }
 
 // Ready reports whether every backend is healthy, with a JSON detail for /readyz.
@@ -400,6 +500,7 @@ type held struct {
 	cost   models.CostJob
 	first  time.Duration
 	failed bool
+	eof    bool
 	closed bool
 	total  models.Cost
 }
@@ -415,14 +516,21 @@ func (h *held) Recv() (models.Chunk, error) {
 		if h.cost != nil {
 			h.cost.FirstToken()
 		}
-		h.s.mu.Lock()
-		h.s.core.Prefilled(h.j)
-		h.s.mu.Unlock()
+		h.s.prefilled(h.j)
 	}
-	if err != nil && !errors.Is(err, io.EOF) {
+	switch {
+	case errors.Is(err, io.EOF):
+		h.eof = true
+	case err != nil:
 		h.failed = true
 	}
 	return c, err
+}
+
+func (s *Scheduler) prefilled(j *Job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.core.Prefilled(j)
 }
 
 // Usage adds the request's hardware cost (final once the stream is closed).
@@ -443,6 +551,15 @@ func (h *held) Close() error {
 	if h.cost != nil {
 		h.total.Prompt, h.total.Completion = h.cost.End()
 	}
-	h.s.finish(h.j, !h.failed, h.first)
+	// Only an answer read to its end says how long a request holds a slot; a caller
+	// that closed early (it left) says nothing of it.
+	o := Completed
+	switch {
+	case h.failed:
+		o = Failed
+	case !h.eof:
+		o = Abandoned
+	}
+	h.s.finish(h.j, o, h.first)
 	return err
 }

@@ -78,5 +78,8 @@ if [ ! -e "$model" ]; then
 	log "no model at $model: mount a volume holding it, or set SLUICE_MODEL_URL (and SLUICE_MODEL_SHA256)"
 	exit 1
 fi
-log "no config file ($config): serving $model from flags, without API keys"
-exec "$sluice" serve --model "$model" --listen "${SLUICE_LISTEN:-0.0.0.0:8080}" "$@"
+# Flags mode has no API keys. A container must listen on all its interfaces to be reached
+# through its published port, so the refusal of a public key-less server is overridden
+# here, deliberately and loudly: put authentication in front, or use a config file.
+log "no config file ($config): serving $model from flags, without API keys, to anyone who reaches the port"
+exec "$sluice" serve --model "$model" --listen "${SLUICE_LISTEN:-0.0.0.0:8080}" --insecure-public "$@"

@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-llm/sluice/config"
 	"github.com/sluice-llm/sluice/gateway"
 	"github.com/sluice-llm/sluice/internal/fakecloud"
+	"github.com/sluice-llm/sluice/ledger"
 	"github.com/sluice-llm/sluice/models"
 	"github.com/sluice-llm/sluice/models/tinymodel"
 	"github.com/sluice-llm/sluice/overflow"
@@ -76,21 +77,6 @@ func (s *stack) counter(name string, labels ...string) float64 {
 		}
 	}
 	return sum
-}
-
-// keyPolicies attaches each bench key's residency policy to its requests (the gateway
-// names a key by its tenant id). It stands in for keys with policies in server.api_keys
-// and leaves a key the gateway already attached alone.
-type keyPolicies struct {
-	next     gateway.Router
-	policies map[string]string
-}
-
-func (k *keyPolicies) Route(ctx context.Context, r *models.Request) (models.Target, error) {
-	if pol, ok := k.policies[r.Tenant]; ok && r.Key == nil {
-		r.Key = &models.Key{ID: r.Tenant, Tenant: r.Tenant, Residency: pol}
-	}
-	return k.next.Route(ctx, r)
 }
 
 func tenantID(key string) string {
@@ -178,10 +164,17 @@ func startStack(ctx context.Context, c *OverflowConfig) (*stack, error) {
 		s.sched.Run(runCtx)
 	}()
 	stage := overflow.New(s.sched, overflow.Options{Remote: remote, Registry: reg, MaxWait: max(c.MaxWait, 0)})
-	keys := [][32]byte{sha256.Sum256([]byte(benchKeyEU)), sha256.Sum256([]byte(benchKeyAny))}
-	s.gw, err = gateway.New(gateway.Options{APIKeys: keys, Scheduler: stage, Models: rt.Models, Registry: reg,
-		Router: &keyPolicies{next: rt, policies: map[string]string{tenantID(benchKeyEU): models.ResidencyEU,
-			tenantID(benchKeyAny): models.ResidencyAny}}})
+	// The bench keys with their residency policies, as server.api_keys entries give them.
+	var keys []ledger.ConfigKey
+	for k, pol := range map[string]string{benchKeyEU: models.ResidencyEU, benchKeyAny: models.ResidencyAny} {
+		keys = append(keys, ledger.ConfigKey{Digest: sha256.Sum256([]byte(k)),
+			Key: &models.Key{ID: tenantID(k), Tenant: tenantID(k), Residency: pol}})
+	}
+	ring, err := ledger.NewKeyRing(ctx, keys, nil)
+	if err != nil {
+		return fail(err)
+	}
+	s.gw, err = gateway.New(gateway.Options{Keys: ring, Scheduler: stage, Models: rt.Models, Registry: reg, Router: rt})
 	if err != nil {
 		return fail(err)
 	}

@@ -21,6 +21,7 @@ const benchUsage = `Usage: sluice bench gateway [flags]
        sluice bench route [flags]   (the "auto" classifier on MT-Bench; see "sluice bench route -h")
        sluice bench compress [flags] (prompt compression: what it keeps, how fast; see "sluice bench compress -h")
        sluice bench route-overflow [flags]   (cloud overflow under load; see "sluice bench route-overflow -h")
+       sluice bench cache [flags]   (the answer cache: latency and hit quality; see "sluice bench cache -h")
 
 Measures the latency sluice's gateway adds: a fast fake OpenAI engine called directly,
 through a do-nothing fasthttp proxy (and an identical second one as a noise control), and
@@ -36,7 +37,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		benchFlags(stderr, &benchOpts{}).Usage()
 		if len(args) == 0 {
-			return errors.New("bench: name a benchmark (available: gateway, smoke, sched, route, route-overflow, compress)")
+			return errors.New("bench: name a benchmark (available: gateway, smoke, sched, route, route-overflow, compress, cache)")
 		}
 		return nil
 	}
@@ -57,8 +58,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return benchRouteOverflow(ctx, args[1:], stdout, stderr)
 	case "compress":
 		return benchCompress(ctx, args[1:], stdout, stderr)
+	case "cache":
+		return benchCache(ctx, args[1:], stdout, stderr)
 	default:
-		return fmt.Errorf("bench: unknown benchmark %q (available: gateway, smoke, sched, route, route-overflow, compress)", args[0])
+		return fmt.Errorf("bench: unknown benchmark %q (available: gateway, smoke, sched, route, route-overflow, compress, cache)", args[0])
 	}
 	var o benchOpts
 	fs := benchFlags(stderr, &o)

@@ -103,9 +103,12 @@ func hasEnv(env []string, k string) bool {
 
 // engineCosts prices every engine: its share of each GPU it runs on (GPUs shared by n
 // engines are split n ways) at the configured GPU-hour prices, the box's CPU price split
-// among engines without GPUs, or an explicit price_per_hour. Remote engines without a
-// price cost nothing here.
-func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int) ([]cost.Engine, error) {
+// among engines without GPUs, or an explicit price_per_hour. An engine in a cloud region
+// (not local) without one is a cloud API priced per token (models[].price, else
+// pricing.cloud's list price); a model without either is unpriced. So is an engine off
+// the box in the local region (on your network) without a price: flagged, never counted
+// as free. Engines on the box belong to pool (for effective cost).
+func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int, pool string) ([]cost.Engine, error) {
 	table := cost.DefaultGPUHourly()
 	for k, v := range cfg.Pricing.GPUPerHour {
 		table[k] = v
@@ -116,7 +119,7 @@ func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int)
 		for _, g := range placed[e.Name] {
 			sharers[g]++
 		}
-		if local(e) && len(placed[e.Name]) == 0 && e.PricePerHour == nil {
+		if onBox(e) && len(placed[e.Name]) == 0 && e.PricePerHour == nil {
 			cpuEngines++
 		}
 	}
@@ -125,10 +128,17 @@ func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int)
 		var perHour float64
 		label := "cpu"
 		switch gpus := placed[e.Name]; {
+		case !e.Local() && e.PricePerHour == nil:
+			out = append(out, cost.Engine{Name: e.Name, GPU: "cloud", PerToken: tokenPrices(cfg, e)})
+			continue
 		case e.PricePerHour != nil:
 			perHour, label = *e.PricePerHour, "priced"
 			if len(gpus) > 0 {
 				label = gpuLabel(snap, gpus)
+			}
+			if !onBox(e) {
+				out = append(out, cost.Engine{Name: e.Name, GPU: label, Meter: cost.NewMeter(perHour, nil), Remote: true})
+				continue
 			}
 		case len(gpus) > 0:
 			for _, g := range gpus {
@@ -140,19 +150,106 @@ func engineCosts(cfg *config.Config, snap gpu.Snapshot, placed map[string][]int)
 				perHour += p / float64(sharers[g])
 			}
 			label = gpuLabel(snap, gpus)
-		case local(e):
+		case onBox(e):
 			perHour = cfg.Pricing.CPUPerHour / float64(max(cpuEngines, 1))
 		default:
-			label = "external"
+			out = append(out, cost.Engine{Name: e.Name, GPU: "unpriced", Unpriced: true})
+			continue
 		}
-		out = append(out, cost.Engine{Name: e.Name, GPU: label, Meter: cost.NewMeter(perHour, nil)})
+		out = append(out, cost.Engine{Name: e.Name, GPU: label, Meter: cost.NewMeter(perHour, nil), Pool: pool})
 	}
 	return out, nil
 }
 
-// local reports whether the engine runs on this box (sluice starts it, or its URL is
+// tokenPrices are a cloud engine's list prices per token: pricing.cloud's table (for
+// models the engine reports itself), and each configured model's price (models[].price,
+// else the table's entry for its upstream name or its name) under its upstream name, its
+// name and its aliases.
+func tokenPrices(cfg *config.Config, e config.Engine) map[string]cost.CloudPrice {
+	table := cloudPrices(cfg)
+	m := cloudPrices(cfg)
+	for _, md := range e.Models {
+		p, ok := modelPrice(md, table)
+		if !ok {
+			delete(m, md.Name)
+			delete(m, md.Upstream)
+			continue
+		}
+		cp := cost.CloudPrice{Input: p.Input, Output: p.Output}
+		for _, n := range append([]string{md.Name, md.Upstream}, md.Aliases...) {
+			if n != "" {
+				m[n] = cp
+			}
+		}
+	}
+	return m
+}
+
+// boxPrice is what the whole box costs per hour, for effective cost: ledger.box_per_hour,
+// else every GPU NVML sees (with engines or not) at the GPU-hour prices, else the CPU
+// box's price.
+func boxPrice(cfg *config.Config, snap gpu.Snapshot) (float64, error) {
+	if cfg.Ledger.BoxPerHour != nil {
+		return *cfg.Ledger.BoxPerHour, nil
+	}
+	if len(snap.Devices) == 0 {
+		return cfg.Pricing.CPUPerHour, nil
+	}
+	table := cost.DefaultGPUHourly()
+	for k, v := range cfg.Pricing.GPUPerHour {
+		table[k] = v
+	}
+	var sum float64
+	for _, d := range snap.Devices {
+		p, ok := cost.GPUHourly(table, d.Name)
+		if !ok {
+			return 0, fmt.Errorf("pricing.gpu_per_hour: no price for GPU %d (%s); add one", d.Index, d.Name)
+		}
+		sum += p
+	}
+	return sum, nil
+}
+
+// modelClasses sizes every catalog model (and alias) for its reference cloud model: by
+// the GGUF's parameter count for models sluice runs, else by a size in the name
+// ("llama3.1:8b"), else by its routing tier when ledger.references names one; the rest
+// are left to the default class.
+func modelClasses(cfg *config.Config) map[string]string {
+	m := map[string]string{}
+	for _, e := range cfg.Engines {
+		class := ""
+		if e.Kind == "llamacpp" && e.ModelPath != "" {
+			if n, err := gpu.ModelParameters(e.ModelPath); err == nil && n > 0 {
+				class = cost.ClassOf(n)
+			}
+		}
+		for _, md := range e.Models {
+			c := class
+			if c == "" {
+				if c2, ok := cost.ClassFromName(md.Upstream); ok {
+					c = c2
+				} else if c2, ok := cost.ClassFromName(md.Name); ok {
+					c = c2
+				}
+			}
+			if _, ok := cfg.Ledger.References[md.Tier]; c == "" && ok {
+				c = md.Tier // no size known: its routing tier, when it names a reference
+			}
+			if c == "" {
+				continue
+			}
+			m[md.Name] = c
+			for _, a := range md.Aliases {
+				m[a] = c
+			}
+		}
+	}
+	return m
+}
+
+// onBox reports whether the engine runs on this box (sluice starts it, or its URL is
 // loopback).
-func local(e config.Engine) bool {
+func onBox(e config.Engine) bool {
 	if e.Cloud() {
 		return false // priced per token, wherever its URL points (a fake on loopback in tests)
 	}

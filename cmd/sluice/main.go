@@ -18,9 +18,12 @@ Usage:
   sluice fetch-model --url URL [--sha256 HEX] [--out FILE]   download a GGUF with progress and checksum
   sluice gen-model [--out FILE] [--embedding] [--vocab tokenizer.json] [--dim N --layers N ...]
   sluice status [--url http://127.0.0.1:8080]   GPUs, engines, models and cost of a running sluice
+  sluice keys create|list|revoke [--url URL | --ledger FILE]   API keys (a new key is shown once)
+  sluice usage [--group-by key,feature,day] [--from DATE] [--to DATE] [--csv]   cost, savings and usage
   sluice gpus                                   this box's GPUs (NVML)
   sluice bench gateway [--json] [--duration 5s] [--rates 500,2000,5000]
   sluice router train|eval|data|score           the classifier behind model "auto"
+  sluice bench cache [--json] [--sizes 10000,100000,1000000]   answer cache latency and hit quality
   sluice version
 
 Run "sluice <command> -h" for a command's flags.
@@ -53,6 +56,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = gpus(ctx, args[1:], stdout)
 	case "status":
 		err = statusCmd(ctx, args[1:], stdout, stderr)
+	case "keys":
+		err = keysCmd(ctx, args[1:], stdout, stderr)
+	case "usage":
+		err = usageCmd(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = bench(ctx, args[1:], stdout, stderr)
 	case "router":

@@ -44,7 +44,7 @@ func (s *engineSet) remoteBackends(cfg *config.Config, entries []router.Entry, l
 				continue
 			}
 			if en.InputPrice == 0 && en.OutputPrice == 0 {
-				log.Warn("remote model has no price: its requests are recorded at $0 (set engines[].models[].price)",
+				log.Warn("remote model has no price: its requests are recorded as unpriced, cost unknown (set engines[].models[].price)",
 					"engine", e.name, "model", en.Name)
 			}
 			r.Prices[en.Name] = overflow.Price{Input: en.InputPrice, Output: en.OutputPrice}

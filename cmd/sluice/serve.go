@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,9 +28,37 @@ import (
 )
 
 type serveFlags struct {
-	config, listen, model, ollama, upstream, upstreamKey, upstreamRegion, llamaServer, logLevel string
-	slots                                                                                       int
-	readyTimeout                                                                                time.Duration
+	config, listen, model, ollama, upstream, upstreamRegion, llamaServer, logLevel string
+	upstreamKeyEnv, upstreamKeyFile                                                string
+	slots                                                                          int
+	readyTimeout                                                                   time.Duration
+	insecurePublic                                                                 bool
+}
+
+// upstreamKey reads the key for --upstream from the environment variable or the file
+// the flags name: never from the command line, where ps and shell history show it.
+func (f serveFlags) upstreamKey(env config.Env) (string, error) {
+	switch {
+	case f.upstreamKeyEnv != "" && f.upstreamKeyFile != "":
+		return "", errors.New("flags: give --upstream-key-env or --upstream-key-file, not both")
+	case f.upstreamKeyEnv != "":
+		k, ok := env(f.upstreamKeyEnv)
+		if !ok || k == "" {
+			return "", fmt.Errorf("flags: --upstream-key-env: environment variable %s is not set", f.upstreamKeyEnv)
+		}
+		return k, nil
+	case f.upstreamKeyFile != "":
+		b, err := os.ReadFile(f.upstreamKeyFile)
+		if err != nil {
+			return "", fmt.Errorf("flags: --upstream-key-file: %w", err)
+		}
+		k := strings.TrimSpace(string(b))
+		if k == "" {
+			return "", fmt.Errorf("flags: --upstream-key-file: %s is empty", f.upstreamKeyFile)
+		}
+		return k, nil
+	}
+	return "", nil
 }
 
 func loadServeConfig(f serveFlags, env config.Env) (*config.Config, error) {
@@ -49,7 +78,11 @@ func loadServeConfig(f serveFlags, env config.Env) (*config.Config, error) {
 			cfg.Engines = append(cfg.Engines, config.Engine{Name: "ollama", Kind: "ollama", URL: f.ollama, Slots: f.slots})
 		}
 		if f.upstream != "" {
-			up := config.Engine{Name: "upstream", Kind: "openai", URL: f.upstream, APIKey: f.upstreamKey, Slots: f.slots}
+			key, err := f.upstreamKey(env)
+			if err != nil {
+				return nil, err
+			}
+			up := config.Engine{Name: "upstream", Kind: "openai", URL: f.upstream, APIKey: key, Slots: f.slots}
 			up.Region = f.upstreamRegion
 			cfg.Engines = append(cfg.Engines, up)
 		}
@@ -68,6 +101,9 @@ func loadServeConfig(f serveFlags, env config.Env) (*config.Config, error) {
 	}
 	if f.logLevel != "" {
 		cfg.Log.Level = f.logLevel
+	}
+	if f.insecurePublic {
+		cfg.Server.AllowPublicWithoutKeys = true
 	}
 	if f.llamaServer != "" {
 		for i := range cfg.Engines {
@@ -98,14 +134,22 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.model, "model", "", "serve this GGUF file with a llama-server sluice runs")
 	fs.StringVar(&f.ollama, "ollama", "", "serve the models of the Ollama server at this URL")
 	fs.StringVar(&f.upstream, "upstream", "", "serve the models of this OpenAI-compatible base URL (e.g. http://vllm:8000/v1)")
-	fs.StringVar(&f.upstreamKey, "upstream-key", "", "API key for --upstream (prefer a config file with ${ENV})")
+	fs.StringVar(&f.upstreamKeyEnv, "upstream-key-env", "", "name of the environment variable holding the API key for --upstream")
+	fs.StringVar(&f.upstreamKeyFile, "upstream-key-file", "", "file holding the API key for --upstream")
+	var keyOnCmdline string
+	fs.StringVar(&keyOnCmdline, "upstream-key", "", "refused: a key on the command line is visible to every user of the machine (ps); use --upstream-key-env or --upstream-key-file")
 	fs.StringVar(&f.upstreamRegion, "upstream-region", "", "region of --upstream: local (default for loopback and private addresses), eu, us, ...")
+	fs.BoolVar(&f.insecurePublic, "insecure-public", false, "serve a non-loopback --listen address without API keys (anyone who reaches it may use the engines)")
 	fs.StringVar(&f.llamaServer, "llama-server", "", "llama-server binary (default: $SLUICE_LLAMA_SERVER, the build cache, $PATH)")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error")
 	fs.IntVar(&f.slots, "slots", 0, "slots (parallel sequences) for engines given by flags (default 4)")
 	fs.DurationVar(&f.readyTimeout, "ready-timeout", 3*time.Minute, "how long to wait for engines at start")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if keyOnCmdline != "" {
+		return errors.New("--upstream-key puts the key on the command line, where ps and shell history show it: " +
+			"use --upstream-key-env NAME (an environment variable) or --upstream-key-file PATH")
 	}
 	cfg, err := loadServeConfig(f, config.OSEnv)
 	if err != nil {
@@ -146,16 +190,46 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	costs, err := engineCosts(cfg, snap, placed)
+	pool := boxPool()
+	costs, err := engineCosts(cfg, snap, placed, pool)
 	if err != nil {
 		return err
 	}
 	acct := cost.NewAccountant(cloudPrices(cfg), cfg.Pricing.Reference, modelReferences(cfg))
+	acct.SetClasses(modelClasses(cfg), cfg.Ledger.References, cost.ClassSmall)
 	for _, c := range costs {
 		acct.AddEngine(c)
-		log.Info("engine price", "engine", c.Name, "hardware", c.GPU, "usd_per_hour", c.Meter.PerHour())
+		if c.Meter != nil {
+			log.Info("engine price", "engine", c.Name, "hardware", c.GPU, "usd_per_hour", c.Meter.PerHour())
+		} else {
+			log.Info("engine price", "engine", c.Name, "hardware", c.GPU, "per_token", "pricing.cloud list prices; models without one are unpriced")
+		}
 	}
+	boxPerHour, err := boxPrice(cfg, snap)
+	if err != nil {
+		return err
+	}
+	acct.SetBox(pool, boxPerHour, time.Now())
+	log.Info("box price", "pool", pool, "usd_per_hour", boxPerHour)
 	reg.MustRegister(acct)
+	bk, err := openBooks(ctx, cfg, acct, reg, log)
+	if err != nil {
+		return err
+	}
+	defer bk.close()
+	log.Info(bk.describeAuth())
+	// Without API keys (in the config or the key store) sluice serves loopback only,
+	// unless told otherwise; checked before any engine starts.
+	exposure, err := cfg.Server.CheckExposure(bk.keys.Required())
+	if err != nil {
+		return err
+	}
+	if exposure != "" {
+		fmt.Fprintln(stdout, "sluice: "+exposure)
+		if cfg.Server.AllowPublicWithoutKeys {
+			log.Warn(exposure)
+		}
+	}
 	adminKeys, note, err := adminKey(cfg)
 	if err != nil {
 		return fmt.Errorf("admin key: %w", err)
@@ -211,8 +285,26 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// they are added here innermost first (the scheduler is the last stop).
 	var chain gateway.Scheduler = sched
 	chain = overflowStage(cfg, chain, engines.remoteBackends(cfg, entries, log), reg, log)
+	// Keys' rate limits and budgets, checked against every target the overflow stage
+	// may choose, local and remote, before dispatch (and after compression).
+	chain = bk.wrap(chain, costs, cfg, reg)
 	if chain, err = compressStage(cfg, chain, counter, reg, log); err != nil {
 		return err
+	}
+	// The answer cache wraps everything below it: a hit never reaches the scheduler, a
+	// budget or the compressor (it is keyed on the request as the client sent it).
+	cacheStage, cacheStore, err := buildCache(ctx, cfg, chain, reg, counter, log)
+	if err != nil {
+		return err
+	}
+	var purge func(context.Context, string, string) (int, error)
+	if cacheStage != nil {
+		chain, purge = cacheStage, cacheStage.Purge
+		cacheCtx, stopCache := context.WithCancel(context.Background())
+		cacheDone := make(chan struct{})
+		go func() { _ = cacheStage.Run(cacheCtx); close(cacheDone) }()
+		// On the way out (after the gateway drained): store what is queued, then close.
+		defer func() { stopCache(); <-cacheDone; _ = cacheStore.Close() }()
 	}
 	bat, err := openBatches(ctx, cfg, reg, log)
 	if err != nil {
@@ -221,16 +313,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer bat.stop() // before the engines stop: lines in flight finish
 	board := dashboard.New(dashboard.Options{Gatherer: reg})
 	go board.Run(engCtx)
-	gw, err := gateway.New(gateway.Options{
+	gwOpts := gateway.Options{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, RequestTimeout: cfg.Server.RequestTimeout,
-		APIKeys: cfg.Server.KeyDigests(), Router: rt, Scheduler: chain, Models: rt.Models,
+		Limits: gatewayLimits(cfg.Server.Limits),
+		Router: rt, Scheduler: chain, Models: rt.Models,
 		Ready: sched.Ready, Registry: reg, Logger: log,
-		AdminKeys: cfg.Server.AdminKeyDigests(),
-		Record:    func(r *models.Request, t models.Target, u *models.Usage) { acct.Record(t.Backend, t.Model, u) },
-		Status:    func() []byte { return statusJSON(mon, sched, rt, acct) },
-		Batches:   bat.api(),
-		Dashboard: board,
-	})
+		AdminKeys: cfg.Server.AdminKeyDigests(), CachePurge: purge,
+		Record:  bk.record(acct, log),
+		Status:  func() []byte { return statusJSON(mon, sched, rt, acct) },
+		Batches: bat.api(), Dashboard: board,
+	}
+	bk.options(&gwOpts)
+	gw, err := gateway.New(gwOpts)
 	if err != nil {
 		return err
 	}
@@ -283,4 +377,11 @@ func printReady(w io.Writer, addr string, ms []models.ModelInfo) {
 		fmt.Fprintf(w, "try: curl -N http://%s/v1/chat/completions -H 'Content-Type: application/json' "+
 			"-d '{\"model\":\"%s\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n", addr, chat)
 	}
+}
+
+// gatewayLimits passes server.limits to the gateway.
+func gatewayLimits(l config.Limits) gateway.Limits {
+	return gateway.Limits{HeaderTimeout: l.HeaderTimeout, BodyTimeout: l.BodyTimeout, WriteTimeout: l.WriteTimeout,
+		IdleTimeout: l.IdleTimeout, MaxConnections: l.MaxConnections, MaxConcurrentRequests: l.MaxConcurrentRequests,
+		LargeBodyBytes: l.LargeBodyBytes, MaxLargeBodies: l.MaxLargeBodies, OversizeDrain: l.OversizeDrain}
 }

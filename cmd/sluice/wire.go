@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-llm/sluice/runtime/llamacpp"
 	"github.com/sluice-llm/sluice/runtime/ollama"
 	"github.com/sluice-llm/sluice/runtime/openai"
+	"github.com/sluice-llm/sluice/runtime/upstream"
 	"github.com/sluice-llm/sluice/scheduler"
 )
 
@@ -34,6 +35,9 @@ type engineSet struct{ list []*engine }
 
 func buildEngines(cfg *config.Config, counter models.TokenCounter, log *slog.Logger) (*engineSet, error) {
 	set := &engineSet{}
+	// Managed engines inherit only an allow-list of sluice's environment (PATH, HOME,
+	// locale, CUDA_*, ...): never its secrets.
+	baseEnv := config.OSEngineEnviron()
 	for _, ec := range cfg.Engines {
 		e := &engine{name: ec.Name, cfg: ec}
 		switch ec.Kind {
@@ -41,7 +45,7 @@ func buildEngines(cfg *config.Config, counter models.TokenCounter, log *slog.Log
 			b, err := llamacpp.New(llamacpp.Options{
 				Name: ec.Name, URL: ec.URL, Binary: ec.Binary, Model: ec.ModelPath, Slots: ec.Slots,
 				Context: ec.Context, Threads: ec.Threads, GPULayers: ec.GPULayers, Embedding: ec.Embedding,
-				Args: ec.Args, Env: ec.Env, Counter: counter, Logger: log, Alias: firstModel(ec),
+				Args: ec.Args, Env: ec.Env, BaseEnv: baseEnv, MaxEvent: cfg.Server.Limits.MaxEngineLineBytes, Counter: counter, Logger: log, Alias: firstModel(ec),
 			})
 			if err != nil {
 				set.close()
@@ -62,7 +66,8 @@ func buildEngines(cfg *config.Config, counter models.TokenCounter, log *slog.Log
 			slots := ec.MaxConcurrency
 			prov, _ := openai.ParseProvider(ec.Provider) // config validated it
 			b, err := openai.New(openai.Options{Name: ec.Name, BaseURL: ec.URL, APIKey: ec.APIKey, Slots: slots, Counter: counter,
-				Provider: prov, APIVersion: ec.APIVersion, Deployment: ec.Deployment})
+				Provider: prov, APIVersion: ec.APIVersion, Deployment: ec.Deployment,
+				Upstream: upstream.Options{MaxEvent: cfg.Server.Limits.MaxEngineLineBytes}})
 			if err != nil {
 				set.close()
 				return nil, err

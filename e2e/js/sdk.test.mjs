@@ -80,3 +80,17 @@ test('errors', async () => {
     for await (const _ of s) { /* drain */ }
   }, (err) => err instanceof OpenAI.NotFoundError);
 });
+
+test('oversized body is a 413, not a connection error', async () => {
+  // 9 MiB over the 8 MiB limit: the SDK sends it all before it reads the answer.
+  const big = 'x'.repeat(9 << 20);
+  await assert.rejects(
+    client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: big }] }),
+    (err) => {
+      assert.ok(err instanceof OpenAI.APIError && !(err instanceof OpenAI.APIConnectionError), `got ${err}`);
+      assert.equal(err.status, 413);
+      assert.equal(err.code, 'request_too_large');
+      return true;
+    },
+  );
+});

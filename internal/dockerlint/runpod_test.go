@@ -30,7 +30,7 @@ func TestDockerRunpodConfig(t *testing.T) {
 	}{
 		{name: "pod environment", env: map[string]string{"SLUICE_API_KEY": "sk-pod", "SLUICE_MODEL": model},
 			check: func(t *testing.T, c *config.Config) {
-				if c.Server.Listen != "0.0.0.0:8080" || !slices.Equal(c.Server.APIKeys, []string{"sk-pod"}) {
+				if c.Server.Listen != "0.0.0.0:8080" || len(c.Server.APIKeys) != 1 || c.Server.APIKeys[0].Key != "sk-pod" {
 					t.Errorf("server = %+v", c.Server)
 				}
 				if len(c.Engines) != 1 {

@@ -276,6 +276,12 @@ func StartLlamaServer(t testing.TB, o LlamaOptions) *Proc {
 // StartOllama starts `ollama serve` with a private model store.
 func StartOllama(t testing.TB, parallel int) *Proc {
 	t.Helper()
+	return StartOllamaEnv(t, parallel)
+}
+
+// StartOllamaEnv is StartOllama with extra environment (OLLAMA_MAX_QUEUE=1, ...).
+func StartOllamaEnv(t testing.TB, parallel int, extra ...string) *Proc {
+	t.Helper()
 	bin := OllamaPath(t)
 	home := t.TempDir()
 	port := FreePort(t)
@@ -285,6 +291,7 @@ func StartOllama(t testing.TB, parallel int) *Proc {
 	env := []string{"HOME=" + home, "OLLAMA_HOST=127.0.0.1:" + strconv.Itoa(port),
 		"OLLAMA_MODELS=" + filepath.Join(home, "models"), "OLLAMA_NUM_PARALLEL=" + strconv.Itoa(parallel),
 		"OLLAMA_KEEP_ALIVE=10m", "OLLAMA_NOPRUNE=1"}
+	env = append(env, extra...)
 	p := start(t, "ollama", port, env, bin, "serve")
 	WaitHTTP(t, p, p.URL+"/api/version", 30*time.Second)
 	return p

@@ -169,7 +169,7 @@ func (b *Backend) Open(ctx context.Context, t models.Target, r *models.Request) 
 	b.active.Add(1)
 	s := &stream{b: b, r: r, call: call, p: b.parser.Get(), deadline: deadline}
 	if r.Stream {
-		s.sse = upstream.NewSSE(call)
+		s.sse = upstream.NewSSE(call, b.client.MaxEvent())
 	}
 	if err := s.prime(); err != nil {
 		s.Close()

@@ -21,7 +21,7 @@ func FuzzStream(f *testing.F) {
 	b := &Backend{opts: Options{Name: "fuzz"}}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		s := &stream{b: b, r: &models.Request{Kind: models.KindChat, Stream: true}, p: &fastjson.Parser{},
-			sse: upstream.NewSSE(bytes.NewReader(in))}
+			sse: upstream.NewSSE(bytes.NewReader(in), 0)}
 		defer s.sse.Release()
 		for i := 0; i <= len(in)+1; i++ {
 			c, err := s.Recv()

@@ -31,8 +31,10 @@ type Options struct {
 	GPULayers int      // -ngl (0: none; -1: all)
 	Embedding bool     // --embeddings
 	Args      []string // extra arguments
-	Env       []string // extra environment (CUDA_VISIBLE_DEVICES=...)
+	Env       []string // the engine's own environment (CUDA_VISIBLE_DEVICES=...)
+	BaseEnv   []string // what the engine inherits (config.EngineEnviron); nothing else is
 	Port      int      // 0: a free loopback port
+	MaxEvent  int      // bound on one streamed event from the server (0: upstream.DefaultMaxEvent)
 
 	Counter models.TokenCounter
 	Logger  *slog.Logger
@@ -78,7 +80,7 @@ func New(opts Options) (*Backend, error) {
 		}
 		args = append(args, opts.Args...)
 		p, err := proc.New(proc.Spec{
-			Name: "llama-server/" + opts.Name, Binary: opts.Binary, Args: args, Env: opts.Env,
+			Name: "llama-server/" + opts.Name, Binary: opts.Binary, Args: args, Env: opts.Env, BaseEnv: opts.BaseEnv,
 			Port: opts.Port, Logger: opts.Logger, InFlight: b.inFlight,
 		})
 		if err != nil {
@@ -89,7 +91,7 @@ func New(opts Options) (*Backend, error) {
 	}
 	ob, err := openai.New(openai.Options{
 		Name: opts.Name, BaseURL: base + "/v1", Dialect: openai.LlamaCpp, Slots: opts.Slots,
-		HealthURL: base + "/health", Counter: opts.Counter,
+		HealthURL: base + "/health", Counter: opts.Counter, Upstream: upstream.Options{MaxEvent: opts.MaxEvent},
 	})
 	if err != nil {
 		return nil, err

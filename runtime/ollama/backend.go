@@ -15,6 +15,7 @@ import (
 
 	"github.com/ollama/ollama/api"
 	"github.com/sluice-llm/sluice/models"
+	"github.com/sluice-llm/sluice/runtime/upstream"
 )
 
 // Options configure a Backend.
@@ -117,7 +118,12 @@ func (b *Backend) Refresh(ctx context.Context) error {
 	if err := b.client.Heartbeat(ctx); err != nil {
 		me := b.mapError(ctx, err) // marks the backend down when unreachable
 		if ctx.Err() == nil && !errors.Is(me, models.ErrUnavailable) {
-			b.setHealth(false, "heartbeat failed: "+err.Error(), true)
+			reason := "heartbeat failed"
+			var e *models.Error
+			if errors.As(me, &e) && e.Code != "" {
+				reason += ": " + e.Code
+			}
+			b.setHealth(false, reason, true)
 		}
 		return me
 	}
@@ -205,7 +211,10 @@ func (b *Backend) invalid(err error) error {
 	return models.Errorf(models.ErrInvalid, "ollama backend %q: %v", b.opts.Name, err)
 }
 
-// mapError turns an error of the Ollama client into a *models.Error.
+// mapError turns an error of the Ollama client into a *models.Error, with the table all
+// runtimes share (runtime/upstream): HTTP error answers by status, a server that cannot
+// be reached as down (and marked so until Refresh), errors inside an answer by what
+// they say.
 func (b *Backend) mapError(ctx context.Context, err error) error {
 	var me *models.Error
 	if errors.As(err, &me) {
@@ -213,49 +222,25 @@ func (b *Backend) mapError(ctx context.Context, err error) error {
 	}
 	switch {
 	case errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled):
-		return &models.Error{Kind: models.ErrCanceled, Msg: fmt.Sprintf("ollama backend %q: request canceled", b.opts.Name)}
+		return &models.Error{Kind: models.ErrCanceled, Msg: "request canceled", Err: err}
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return &models.Error{Kind: models.ErrTimeout, Msg: fmt.Sprintf("ollama backend %q: engine did not answer in time", b.opts.Name)}
+		return upstream.TransportError(b.opts.Name, context.DeadlineExceeded)
 	}
 	var se api.StatusError
 	if errors.As(err, &se) {
-		return b.statusError(se.StatusCode, se.ErrorMessage)
+		// The client reads no headers for us (no Retry-After): the table's default holds.
+		return upstream.StatusError(b.opts.Name, se.StatusCode, "", []byte(se.ErrorMessage))
 	}
 	var ae api.AuthorizationError
 	if errors.As(err, &ae) {
-		return &models.Error{Kind: models.ErrUpstream, Code: "engine_error",
-			Msg: fmt.Sprintf("ollama backend %q: engine refused the request (%d): %s", b.opts.Name, ae.StatusCode, ae.Error())}
+		return upstream.StatusError(b.opts.Name, ae.StatusCode, "", nil)
 	}
 	if unreachable(err) {
-		b.setHealth(false, "unreachable: "+err.Error(), false)
-		return &models.Error{Kind: models.ErrUnavailable, Code: "engine_unavailable", RetryAfter: time.Second,
-			Msg: fmt.Sprintf("ollama backend %q: engine is unavailable: %v", b.opts.Name, err)}
+		b.setHealth(false, "unreachable: "+upstream.Cause(err), false)
+		return upstream.TransportError(b.opts.Name, err)
 	}
-	return &models.Error{Kind: models.ErrUpstream, Code: "engine_error",
-		Msg: fmt.Sprintf("ollama backend %q: %v", b.opts.Name, err)}
-}
-
-func (b *Backend) statusError(status int, msg string) error {
-	if msg == "" {
-		msg = http.StatusText(status)
-	}
-	e := &models.Error{Msg: fmt.Sprintf("ollama backend %q: %s", b.opts.Name, msg)}
-	switch status {
-	case http.StatusNotFound:
-		e.Kind, e.Code, e.Param = models.ErrNotFound, "model_not_found", "model"
-	case http.StatusBadRequest, http.StatusUnprocessableEntity:
-		e.Kind, e.Status = models.ErrInvalid, status
-	case http.StatusTooManyRequests:
-		e.Kind, e.RetryAfter = models.ErrRejected, time.Second
-	case http.StatusServiceUnavailable: // Ollama's queue is full (OLLAMA_MAX_QUEUE)
-		e.Kind, e.Code, e.RetryAfter = models.ErrUnavailable, "engine_unavailable", time.Second
-	case 499:
-		e.Kind = models.ErrCanceled
-	default:
-		e.Kind, e.Code = models.ErrUpstream, "engine_error"
-		e.Msg = fmt.Sprintf("ollama backend %q: engine answered %d: %s", b.opts.Name, status, msg)
-	}
-	return e
+	// An error the server sent inside its answer ({"error": "..."} in the stream).
+	return upstream.StreamError(b.opts.Name, []byte(err.Error()))
 }
 
 // unreachable reports whether err means the server could not be reached or the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/url"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -29,18 +30,19 @@ func TestMapError(t *testing.T) {
 		status int
 		down   bool // marks the backend unhealthy
 	}{
-		{"model not found", nil, api.StatusError{StatusCode: 404, ErrorMessage: "model 'x' not found"}, models.ErrNotFound, "model_not_found", 0, 0, false},
-		{"bad request", nil, api.StatusError{StatusCode: 400, ErrorMessage: "does not support tools"}, models.ErrInvalid, "", 0, 400, false},
-		{"too many requests", nil, api.StatusError{StatusCode: 429}, models.ErrRejected, "", time.Second, 0, false},
-		{"queue full", nil, api.StatusError{StatusCode: 503, ErrorMessage: "server busy"}, models.ErrUnavailable, "engine_unavailable", time.Second, 0, false},
+		{"model not found", nil, api.StatusError{StatusCode: 404, ErrorMessage: "model 'x' not found"}, models.ErrUpstream, "engine_model_not_found", 0, 0, false},
+		{"bad request", nil, api.StatusError{StatusCode: 400, ErrorMessage: "does not support tools"}, models.ErrInvalid, "", 0, 0, false},
+		{"context too long", nil, api.StatusError{StatusCode: 500, ErrorMessage: "input exceeds maximum context length and cannot be truncated further"}, models.ErrInvalid, "context_length_exceeded", 0, 0, false},
+		{"too many requests", nil, api.StatusError{StatusCode: 429}, models.ErrOverloaded, "engine_overloaded", time.Second, 0, false},
+		{"queue full", nil, api.StatusError{StatusCode: 503, ErrorMessage: "server busy, please try again.  maximum pending requests exceeded"}, models.ErrOverloaded, "engine_overloaded", time.Second, 0, false},
 		{"client closed", nil, api.StatusError{StatusCode: 499}, models.ErrCanceled, "", 0, 0, false},
 		{"engine failure", nil, api.StatusError{StatusCode: 500, ErrorMessage: "runner stopped"}, models.ErrUpstream, "engine_error", 0, 0, false},
-		{"unauthorized", nil, api.AuthorizationError{StatusCode: 401, Status: "401 Unauthorized"}, models.ErrUpstream, "engine_error", 0, 0, false},
+		{"unauthorized", nil, api.AuthorizationError{StatusCode: 401, Status: "401 Unauthorized"}, models.ErrUpstream, "engine_auth_failed", 0, 0, false},
 		{"in-stream error", nil, errors.New("an error was encountered while running the model"), models.ErrUpstream, "engine_error", 0, 0, false},
 		{"connection refused", nil, refused, models.ErrUnavailable, "engine_unavailable", time.Second, 0, true},
 		{"broken body", nil, io.ErrUnexpectedEOF, models.ErrUnavailable, "engine_unavailable", time.Second, 0, true},
 		{"canceled", canceled, &url.Error{Op: "Post", Err: context.Canceled}, models.ErrCanceled, "", 0, 0, false},
-		{"deadline", expired, &url.Error{Op: "Post", Err: context.DeadlineExceeded}, models.ErrTimeout, "", 0, 0, false},
+		{"deadline", expired, &url.Error{Op: "Post", Err: context.DeadlineExceeded}, models.ErrTimeout, "engine_timeout", 0, 0, false},
 		{"already mapped", nil, models.InvalidParam("tools", "bad"), models.ErrInvalid, "", 0, 0, false},
 	}
 	for _, tt := range tests {
@@ -65,6 +67,9 @@ func TestMapError(t *testing.T) {
 			}
 			if down := !b.Capacity().Healthy; down != tt.down {
 				t.Errorf("backend down = %v, want %v", down, tt.down)
+			}
+			if strings.Contains(me.Msg, "127.0.0.1") || strings.Contains(b.Capacity().Reason, "127.0.0.1") {
+				t.Errorf("address shown: message %q, reason %q", me.Msg, b.Capacity().Reason)
 			}
 		})
 	}

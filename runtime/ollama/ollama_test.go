@@ -343,10 +343,12 @@ func testErrors(t *testing.T, p *enginetest.Proc) {
 		kind  error
 		code  string
 	}{
-		{"unknown model chat", "no-such-model", chat(true, 4), models.ErrNotFound, "model_not_found"},
-		{"unknown model chat non-stream", "no-such-model", chat(false, 4), models.ErrNotFound, "model_not_found"},
-		{"unknown model completion", "no-such-model", models.Request{Kind: models.KindCompletion, Stream: true, Prompt: []string{"a"}}, models.ErrNotFound, "model_not_found"},
-		{"unknown model embeddings", "no-such-model", models.Request{Kind: models.KindEmbedding, Input: []string{"a"}}, models.ErrNotFound, "model_not_found"},
+		// The router matched the client's model to this engine: a model the engine lacks
+		// is an engine (configuration) error, 502, the same from every runtime.
+		{"unknown model chat", "no-such-model", chat(true, 4), models.ErrUpstream, "engine_model_not_found"},
+		{"unknown model chat non-stream", "no-such-model", chat(false, 4), models.ErrUpstream, "engine_model_not_found"},
+		{"unknown model completion", "no-such-model", models.Request{Kind: models.KindCompletion, Stream: true, Prompt: []string{"a"}}, models.ErrUpstream, "engine_model_not_found"},
+		{"unknown model embeddings", "no-such-model", models.Request{Kind: models.KindEmbedding, Input: []string{"a"}}, models.ErrUpstream, "engine_model_not_found"},
 		{"tools on a model without tool support", chatModel, func() models.Request { r := chat(true, 4); r.Tools = []byte(weatherTool); return r }(), models.ErrInvalid, ""},
 		{"chat with an embedding model", embedModel, chat(true, 4), models.ErrInvalid, ""},
 		{"bad tools", chatModel, func() models.Request { r := chat(true, 4); r.Tools = []byte(`{}`); return r }(), models.ErrInvalid, ""},
@@ -366,8 +368,8 @@ func testErrors(t *testing.T, p *enginetest.Proc) {
 			if !errors.As(err, &me) || !errors.Is(err, tt.kind) {
 				t.Fatalf("err = %v (%T), want %v", err, err, tt.kind)
 			}
-			if me.Code != tt.code || !strings.HasPrefix(me.Msg, "ollama backend") {
-				t.Errorf("err = %+v, want code %q and an 'ollama backend' message", me, tt.code)
+			if me.Code != tt.code || !strings.Contains(me.Msg, "errors") {
+				t.Errorf("err = %+v, want code %q and a message naming the backend", me, tt.code)
 			}
 		})
 	}

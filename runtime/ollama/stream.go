@@ -12,6 +12,7 @@ import (
 	"github.com/ollama/ollama/api"
 	"github.com/sluice-llm/sluice/models"
 	"github.com/sluice-llm/sluice/runtime/openai"
+	"github.com/sluice-llm/sluice/runtime/upstream"
 )
 
 // stream is one request in flight. A producer goroutine runs the client's call and
@@ -212,9 +213,9 @@ func (p *producer) finish(ctx context.Context, err, readErr error) error {
 		return b.mapError(ctx, err)
 	case !p.done && readErr != nil:
 		// The client stops at a read error and reports success: the connection broke.
-		b.setHealth(false, "connection lost: "+readErr.Error(), false)
+		b.setHealth(false, "connection lost: "+upstream.Cause(readErr), false)
 		return &models.Error{Kind: models.ErrUnavailable, Code: "engine_unavailable", RetryAfter: time.Second,
-			Msg: fmt.Sprintf("ollama backend %q: connection to the engine broke mid-answer: %v", b.opts.Name, readErr)}
+			Msg: fmt.Sprintf("ollama backend %q: connection to the engine broke mid-answer (%s)", b.opts.Name, upstream.Cause(readErr)), Err: readErr}
 	case !p.done && !p.produced:
 		return &models.Error{Kind: models.ErrUpstream, Code: "engine_stream_ended",
 			Msg: fmt.Sprintf("ollama backend %q: engine ended the answer without output", b.opts.Name)}

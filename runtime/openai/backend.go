@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,9 +175,9 @@ func (b *Backend) Refresh(ctx context.Context) error {
 	c := *b.cap.Load()
 	c.UpdatedAt = time.Now()
 	if err != nil {
-		c.Healthy, c.Reason = false, "unreachable: "+err.Error()
+		c.Healthy, c.Reason = false, "unreachable: "+upstream.Cause(err)
 		b.cap.Store(&c)
-		return err
+		return upstream.TransportError(b.opts.Name, err)
 	}
 	status := call.Resp.StatusCode()
 	call.Release()
@@ -215,7 +214,8 @@ func (b *Backend) Models(ctx context.Context) ([]string, error) {
 	defer b.parser.Put(p)
 	v, err := p.ParseBytes(call.Resp.Body())
 	if err != nil {
-		return nil, fmt.Errorf("openai backend %q: /models: %w", b.opts.Name, err)
+		return nil, &models.Error{Kind: models.ErrUpstream, Code: "engine_bad_json",
+			Msg: fmt.Sprintf("engine %s sent a malformed model list", b.opts.Name), Err: err}
 	}
 	var out []string
 	for _, m := range v.GetArray("data") {
@@ -283,7 +283,7 @@ func (b *Backend) Open(ctx context.Context, t models.Target, r *models.Request) 
 	b.active.Add(1)
 	s := &stream{b: b, r: r, call: call, p: b.parser.Get(), deadline: deadline}
 	if r.Stream {
-		s.sse = upstream.NewSSE(call)
+		s.sse = upstream.NewSSE(call, b.client.MaxEvent())
 	}
 	return s, nil
 }
@@ -315,90 +315,27 @@ func (b *Backend) encode(dst []byte, t models.Target, r *models.Request) ([]byte
 	return out, nil
 }
 
-// transportError maps a failed exchange; deadline is the request's (zero: none).
+// transportError maps a failure to reach the engine; deadline is the request's (zero:
+// none). Local engines go through the shared table in runtime/upstream, and one that is
+// gone is marked down until Refresh; a cloud provider is never marked down by one
+// request (the circuit breaker decides).
 func (b *Backend) transportError(err error, deadline time.Time) error {
 	if b.opts.Provider.Cloud() {
-		// A provider is never marked down by one request: the circuit breaker decides.
 		return cloud.TransportError(b.opts.Provider.String(), b.opts.Name, err, deadline)
 	}
-	if errors.Is(err, context.Canceled) {
-		return &models.Error{Kind: models.ErrCanceled, Msg: "request canceled"}
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
-		return &models.Error{Kind: models.ErrTimeout, Msg: fmt.Sprintf("engine %s did not answer in time", b.opts.Name)}
-	}
+	e := upstream.TransportError(b.opts.Name, err)
 	var ne net.Error
-	if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &ne) {
-		b.markDown("unreachable: " + err.Error())
-	}
-	return &models.Error{Kind: models.ErrUnavailable, Code: "engine_unavailable", RetryAfter: time.Second,
-		Msg: fmt.Sprintf("engine %s is unavailable: %v", b.opts.Name, err)}
-}
-
-func (b *Backend) statusError(resp *fasthttp.Response) error {
-	if b.opts.Provider.Cloud() {
-		return b.cloudError(resp)
-	}
-	status := resp.StatusCode()
-	msg := engineMessage(resp.Body())
-	e := &models.Error{Msg: fmt.Sprintf("engine %s: %s", b.opts.Name, msg)}
-	switch {
-	case status == fasthttp.StatusBadRequest || status == fasthttp.StatusUnprocessableEntity:
-		e.Kind, e.Status = models.ErrInvalid, status
-		if contextExceeded(resp.Body()) {
-			e.Code = models.CodeContextLength
-		}
-	case status == fasthttp.StatusTooManyRequests:
-		e.Kind = models.ErrRejected
-		e.RetryAfter = retryAfter(resp, time.Second)
-	case status == fasthttp.StatusServiceUnavailable:
-		e.Kind, e.Code = models.ErrUnavailable, "engine_unavailable"
-		e.RetryAfter = retryAfter(resp, time.Second)
-	default:
-		e.Kind = models.ErrUpstream
-		e.Msg = fmt.Sprintf("engine %s answered %d: %s", b.opts.Name, status, msg)
+	if errors.Is(e, models.ErrUnavailable) && (errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &ne)) {
+		b.markDown("unreachable: " + upstream.Cause(err))
 	}
 	return e
 }
 
-func retryAfter(resp *fasthttp.Response, def time.Duration) time.Duration {
-	if n, err := strconv.Atoi(string(resp.Header.Peek("Retry-After"))); err == nil && n > 0 {
-		return time.Duration(n) * time.Second
+// statusError maps an engine's error answer: a cloud provider's through the cloud table
+// (runtime/internal/cloud), any other engine's through the shared one in runtime/upstream.
+func (b *Backend) statusError(resp *fasthttp.Response) error {
+	if b.opts.Provider.Cloud() {
+		return b.cloudError(resp)
 	}
-	return def
-}
-
-// contextExceeded reports an error answer saying the prompt does not fit the model's
-// context: OpenAI's code context_length_exceeded, llama-server's exceed_context_size_error.
-func contextExceeded(body []byte) bool {
-	var p fastjson.Parser
-	v, err := p.ParseBytes(body)
-	if err != nil {
-		return false
-	}
-	code, typ := string(v.GetStringBytes("error", "code")), string(v.GetStringBytes("error", "type"))
-	return code == models.CodeContextLength || typ == "exceed_context_size_error"
-}
-
-// engineMessage extracts error.message (or the body) from an engine's error answer.
-func engineMessage(body []byte) string {
-	var p fastjson.Parser
-	if v, err := p.ParseBytes(body); err == nil {
-		if m := v.GetStringBytes("error", "message"); len(m) > 0 {
-			return string(m)
-		}
-		if m := v.GetStringBytes("error"); len(m) > 0 {
-			return string(m)
-		}
-		if m := v.GetStringBytes("message"); len(m) > 0 {
-			return string(m)
-		}
-	}
-	if len(body) > 512 {
-		body = body[:512]
-	}
-	if len(body) == 0 {
-		return "no details"
-	}
-	return string(body)
+	return upstream.StatusError(b.opts.Name, resp.StatusCode(), string(resp.Header.Peek("Retry-After")), resp.Body())
 }

@@ -2,6 +2,8 @@ package openai
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -51,12 +53,15 @@ func (s *stream) Recv() (models.Chunk, error) {
 				return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_stream_ended",
 					Msg: "engine " + s.b.opts.Name + " ended the stream before finishing"}
 			}
+			if errors.Is(err, upstream.ErrEventTooLarge) {
+				return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_event_too_large", Err: err,
+					Msg: fmt.Sprintf("engine %s sent an event over %d bytes (server.limits.max_engine_line_bytes)", s.b.opts.Name, s.b.client.MaxEvent())}
+			}
 			return models.Chunk{}, s.b.transportError(err, s.deadline)
 		}
 		if string(ev) == "error" {
 			s.done = true
-			return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_error",
-				Msg: "engine " + s.b.opts.Name + ": " + engineMessage(data)}
+			return models.Chunk{}, upstream.StreamError(s.b.opts.Name, data)
 		}
 		if len(data) == 0 {
 			continue
@@ -76,12 +81,11 @@ func (s *stream) Recv() (models.Chunk, error) {
 		if err != nil {
 			s.done = true
 			return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_bad_json",
-				Msg: "engine " + s.b.opts.Name + " sent malformed JSON: " + err.Error()}
+				Msg: "engine " + s.b.opts.Name + " sent malformed JSON", Err: err}
 		}
 		if e := v.Get("error"); e != nil && e.Type() != fastjson.TypeNull {
 			s.done = true
-			return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_error",
-				Msg: "engine " + s.b.opts.Name + ": " + engineMessage(data)}
+			return models.Chunk{}, upstream.StreamError(s.b.opts.Name, data)
 		}
 		c := models.Chunk{Raw: data, Format: models.FormatOpenAIChunk}
 		s.readUsage(v, &c)
@@ -149,7 +153,7 @@ func (s *stream) full(body []byte) (models.Chunk, error) {
 	v, err := s.p.ParseBytes(body)
 	if err != nil {
 		return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_bad_json",
-			Msg: "engine " + s.b.opts.Name + " sent malformed JSON: " + err.Error()}
+			Msg: "engine " + s.b.opts.Name + " sent malformed JSON", Err: err}
 	}
 	s.readUsage(v, &c)
 	if s.r.Kind == models.KindEmbedding {

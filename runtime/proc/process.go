@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -22,8 +21,13 @@ type Spec struct {
 	Name   string   // for logs, e.g. "llama-server/local"
 	Binary string   // path
 	Args   []string // command line; "{port}" is replaced by the port
-	Env    []string // extra environment (e.g. CUDA_VISIBLE_DEVICES=0)
-	Port   int      // loopback port; 0 picks a free one once, kept across restarts
+	// BaseEnv and Env are the engine's whole environment: it inherits nothing from
+	// sluice's own, which may hold secrets (API keys, cloud credentials). BaseEnv is
+	// what sluice passes on (config.EngineEnviron: PATH, HOME, locale, CUDA_*, ...), Env
+	// the engine's own settings (e.g. CUDA_VISIBLE_DEVICES=0), which win.
+	BaseEnv []string
+	Env     []string
+	Port    int // loopback port; 0 picks a free one once, kept across restarts
 	// HealthPath is polled on 127.0.0.1:port until it answers 200 (default "/health").
 	HealthPath string
 	// StartTimeout bounds the wait for health after a launch (default 2 minutes).
@@ -246,7 +250,8 @@ func (p *Process) launch() error {
 		args[i] = strings.ReplaceAll(a, "{port}", port)
 	}
 	cmd := exec.Command(p.spec.Binary, args...)
-	cmd.Env = append(os.Environ(), p.spec.Env...)
+	cmd.Env = make([]string, 0, len(p.spec.BaseEnv)+len(p.spec.Env)) // never nil: nil inherits everything
+	cmd.Env = append(append(cmd.Env, p.spec.BaseEnv...), p.spec.Env...)
 	// The engine dies with sluice, and lives in its own process group so a kill reaches
 	// its children too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}

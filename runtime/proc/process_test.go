@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -153,5 +154,46 @@ func TestDrain(t *testing.T) {
 	}
 	if _, err := http.Get("http://127.0.0.1:" + strconv.Itoa(p.Port()) + "/health"); err == nil {
 		t.Fatal("engine still answering after stop")
+	}
+}
+
+// TestExplicitEnvironment: an engine gets exactly BaseEnv and Env, none of the secrets in
+// sluice's own environment.
+func TestExplicitEnvironment(t *testing.T) {
+	t.Setenv("SLUICE_TEST_SECRET", "s3cret")
+	dir := t.TempDir()
+	script := dir + "/env-engine.sh"
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n/usr/bin/env > "+dir+"/env.txt\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Spec{Name: "env", Binary: script, BaseEnv: []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent"},
+		Env: []string{"CUDA_VISIBLE_DEVICES=1"}, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, MaxFailures: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, 0) }()
+	if err := p.WaitReady(ctx); err == nil {
+		t.Fatal("the script became ready")
+	}
+	cancel()
+	<-done
+	b, err := os.ReadFile(dir + "/env.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Fields(string(b))
+	want := []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent", "CUDA_VISIBLE_DEVICES=1"}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("engine environment %q lacks %s", got, w)
+		}
+	}
+	for _, kv := range got {
+		if !slices.Contains(want, kv) && !strings.HasPrefix(kv, "PWD=") && !strings.HasPrefix(kv, "SHLVL=") && !strings.HasPrefix(kv, "_=") {
+			t.Errorf("engine environment has %s, which it was not given", kv)
+		}
 	}
 }

@@ -22,6 +22,7 @@ type Options struct {
 	MaxIdle      int           // idle keep-alive connections kept (default 256)
 	DialTimeout  time.Duration // default 5s
 	MaxBodyBytes int           // largest non-streamed response body (default 64 MiB)
+	MaxEvent     int           // largest server-sent event of a streamed body (default DefaultMaxEvent)
 	TLS          *tls.Config   // for https; nil: system roots
 }
 
@@ -96,6 +97,9 @@ func New(baseURL string, opts Options) (*Client, error) {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 64 << 20
 	}
+	if opts.MaxEvent <= 0 {
+		opts.MaxEvent = DefaultMaxEvent
+	}
 	return &Client{
 		scheme: u.Scheme,
 		host:   host,
@@ -109,6 +113,9 @@ func New(baseURL string, opts Options) (*Client, error) {
 func (c *Client) URL(path string) string {
 	return c.scheme + "://" + c.host + c.prefix + path
 }
+
+// MaxEvent is the bound on one server-sent event of a streamed body (for NewSSE).
+func (c *Client) MaxEvent() int { return c.opts.MaxEvent }
 
 // Host is the host:port the client dials.
 func (c *Client) Host() string { return c.host }

@@ -3,6 +3,7 @@ package upstream
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"sync"
 )
@@ -12,15 +13,28 @@ type SSE struct {
 	br    *bufio.Reader
 	data  []byte
 	event []byte
+	long  []byte // gathers a line longer than the reader's buffer
+	max   int
 }
+
+// DefaultMaxEvent bounds one event (its lines together) when NewSSE is given no bound.
+const DefaultMaxEvent = 4 << 20
+
+// ErrEventTooLarge: an event (or one of its lines) is longer than the reader's bound.
+// The stream cannot go on: what is left of the event was not read.
+var ErrEventTooLarge = errors.New("upstream: server-sent event larger than the limit")
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
 
-// NewSSE reads events from r. Call Release when done.
-func NewSSE(r io.Reader) *SSE {
+// NewSSE reads events from r, each at most maxEvent bytes (0: DefaultMaxEvent). Call
+// Release when done.
+func NewSSE(r io.Reader, maxEvent int) *SSE {
+	if maxEvent <= 0 {
+		maxEvent = DefaultMaxEvent
+	}
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(r)
-	return &SSE{br: br}
+	return &SSE{br: br, max: maxEvent}
 }
 
 // Release returns the reader's buffer to the pool.
@@ -45,13 +59,19 @@ func (s *SSE) Next() (event, data []byte, err error) {
 	for {
 		line, err := s.br.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
-			// A very long line: gather it whole.
-			buf := append([]byte(nil), line...)
+			// A very long line: gather it whole, up to the bound.
+			s.long = append(s.long[:0], line...)
 			for err == bufio.ErrBufferFull {
+				if len(s.long)+len(s.data) > s.max {
+					return nil, nil, ErrEventTooLarge
+				}
 				line, err = s.br.ReadSlice('\n')
-				buf = append(buf, line...)
+				s.long = append(s.long, line...)
 			}
-			line = buf
+			line = s.long
+		}
+		if len(line)+len(s.data) > s.max {
+			return nil, nil, ErrEventTooLarge
 		}
 		if err != nil && len(line) == 0 {
 			if have {

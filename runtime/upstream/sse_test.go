@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -8,7 +9,7 @@ import (
 
 func TestSSE(t *testing.T) {
 	in := ": comment\n\ndata: {\"a\":1}\n\nevent: ping\ndata: x\ndata: y\r\n\r\ndata:[DONE]\n\nerror: {\"e\":1}\n\ndata: tail"
-	s := NewSSE(strings.NewReader(in))
+	s := NewSSE(strings.NewReader(in), 0)
 	defer s.Release()
 	want := []struct{ ev, data string }{{"", `{"a":1}`}, {"ping", "x\ny"}, {"", "[DONE]"}, {"error", `{"e":1}`}, {"", "tail"}}
 	for i, w := range want {
@@ -27,7 +28,7 @@ func TestSSE(t *testing.T) {
 
 func TestSSELongLine(t *testing.T) {
 	long := strings.Repeat("x", 100<<10)
-	s := NewSSE(strings.NewReader("data: " + long + "\n\n"))
+	s := NewSSE(strings.NewReader("data: "+long+"\n\n"), 0)
 	defer s.Release()
 	_, data, err := s.Next()
 	if err != nil || string(data) != long {
@@ -39,7 +40,7 @@ func FuzzSSE(f *testing.F) {
 	f.Add("data: a\n\ndata: b\n\n")
 	f.Add("event: x\ndata:\n\n:c\n")
 	f.Fuzz(func(t *testing.T, in string) {
-		s := NewSSE(strings.NewReader(in))
+		s := NewSSE(strings.NewReader(in), 0)
 		defer s.Release()
 		for i := 0; i <= len(in); i++ {
 			if _, _, err := s.Next(); err != nil {
@@ -51,4 +52,80 @@ func FuzzSSE(f *testing.F) {
 		}
 		t.Fatalf("more events than bytes in %q", in)
 	})
+}
+
+// endless yields n bytes of b, then EOF, counting what was read.
+type endless struct {
+	b    byte
+	n    int
+	read int
+}
+
+func (e *endless) Read(p []byte) (int, error) {
+	if e.read >= e.n {
+		return 0, io.EOF
+	}
+	k := min(len(p), e.n-e.read)
+	for i := range p[:k] {
+		p[i] = e.b
+	}
+	e.read += k
+	return k, nil
+}
+
+// TestSSEEventBound: an engine that sends a line (or an event of many lines) longer
+// than the bound fails the stream with ErrEventTooLarge, having read little more than
+// the bound, instead of gathering it all in memory.
+func TestSSEEventBound(t *testing.T) {
+	const max = 1 << 20
+	for _, tc := range []struct {
+		name string
+		r    io.Reader
+		src  *endless
+	}{
+		{"one long line", nil, &endless{b: 'x', n: 64 << 20}},
+		{"many data lines", nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r io.Reader
+			var counted *endless
+			if tc.src != nil {
+				counted = tc.src
+				r = io.MultiReader(strings.NewReader("data: "), tc.src)
+			} else {
+				counted = &endless{b: 'y', n: 64 << 20}
+				// "data: yyyy...\n" lines: 1 KiB each, never a blank line.
+				r = &lines{src: counted}
+			}
+			s := NewSSE(r, max)
+			defer s.Release()
+			_, data, err := s.Next()
+			if !errors.Is(err, ErrEventTooLarge) {
+				t.Fatalf("err = %v (event of %d bytes), want ErrEventTooLarge", err, len(data))
+			}
+			if counted.read > 2*max {
+				t.Fatalf("read %d bytes before giving up, bound %d", counted.read, max)
+			}
+		})
+	}
+}
+
+// lines turns src into 1 KiB "data: ..." lines.
+type lines struct {
+	src *endless
+	buf []byte
+}
+
+func (l *lines) Read(p []byte) (int, error) {
+	if len(l.buf) == 0 {
+		chunk := make([]byte, 1024)
+		n, err := l.src.Read(chunk)
+		if n == 0 {
+			return 0, err
+		}
+		l.buf = append(append([]byte("data: "), chunk[:n]...), '\n')
+	}
+	n := copy(p, l.buf)
+	l.buf = l.buf[n:]
+	return n, nil
 }

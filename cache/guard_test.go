@@ -1,0 +1,100 @@
+package cache
+
+import "testing"
+
+func guardOf(a, b string) string {
+	var fa, fb facts
+	fa = extractFacts(tokenize(nil, a), &fa)
+	fb = extractFacts(tokenize(nil, b), &fb)
+	return guard(&fa, &fb)
+}
+
+func TestGuards(t *testing.T) {
+	cases := []struct {
+		a, b, want string
+	}{
+		{"How do I enable 2FA on my account?", "How do I disable 2FA on my account?", GuardVerb},
+		{"Can I get a refund for order 1234?", "Can I get a refund for order 1243?", GuardNumber},
+		{"Is the shop open on Sunday?", "Is the shop open on Monday?", GuardDate},
+		{"What is the capital of France?", "What is the capital of Germany?", GuardEntity},
+		{"Does the plan include support?", "Does the plan not include support?", GuardNegation},
+		{"Why doesn't my card work?", "Why does my card work?", GuardNegation},
+		{"How did God create the universe?", "Why did God create the universe?", GuardQuestion},
+		{"Is Messi better than Ronaldo?", "Is Ronaldo better than Messi?", GuardOrder},
+		{"What are the functions of preprocessor directives in C++?", "What are the functions of preprocessor directives in C?", GuardEntity},
+		{"How do I buy shares?", "How do I sell shares?", GuardVerb},
+		{"Give me three tips for sleep", "Give me 5 tips for sleep", GuardNumber},
+		{"What happened in March 2020?", "What happened in April 2020?", GuardDate},
+		// paraphrases pass
+		{"How do I reset my password?", "How can I reset my password?", ""},
+		{"What is the best way to learn Python?", "How do I learn Python?", ""},
+		{"Give me three tips for sleep", "Give me 3 tips for sleep", ""},
+		{"Refund for order 1,234", "refund for order 1234", ""},
+		{"Transformers is a library for PyTorch.", "Transformers is a library for PyTorch and nothing else?", GuardNegation},
+	}
+	for _, c := range cases {
+		if got := guardOf(c.a, c.b); got != c.want {
+			t.Errorf("%q vs %q: guard %q, want %q", c.a, c.b, got, c.want)
+		}
+		if got := guardOf(c.b, c.a); got != c.want {
+			t.Errorf("%q vs %q: guard %q, want %q", c.b, c.a, got, c.want)
+		}
+	}
+}
+
+func TestSubstituted(t *testing.T) {
+	b := NewBuiltin()
+	content := func(s string) []contentWord {
+		a := &analysis{}
+		b.analyze(a, s, false)
+		return a.content
+	}
+	if !substituted(content("How do I reset my password?"), content("How do I reset my router?"), DefaultSubstitution) {
+		t.Error("password vs router: a swapped subject must be refused")
+	}
+	if substituted(content("How do I reset my password?"), content("How can I reset the password of my account?"), DefaultSubstitution) {
+		t.Error("a paraphrase that adds a word must pass")
+	}
+	if substituted(content("Is time travel possible?"), content("Is time traval possible in future?"), DefaultSubstitution) {
+		t.Error("a typo must pass")
+	}
+}
+
+func TestTokenize(t *testing.T) {
+	got := []string{}
+	for _, tk := range tokenize(nil, "Doesn't C++ cost $1,000.50? I'm studying GPT-4's tokens.") {
+		got = append(got, tk.w)
+	}
+	want := []string{"does", "not", "c++", "cost", "1000.50", "i", "study", "gpt", "4", "token"}
+	if len(got) != len(want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+}
+
+func FuzzTokenize(f *testing.F) {
+	for _, s := range []string{"Doesn't C++ cost $1,000.50?", "won’t", "", "1.2.3", "ÄÖÜ straße", "a'", "'t", "x++#"} {
+		f.Add(s)
+	}
+	b := NewBuiltin()
+	f.Fuzz(func(t *testing.T, s string) {
+		toks := tokenize(nil, s)
+		for _, tk := range toks {
+			if tk.w == "" {
+				t.Fatalf("empty token from %q", s)
+			}
+		}
+		var fa facts
+		fa = extractFacts(toks, &fa)
+		if g := guard(&fa, &fa); g != "" {
+			t.Fatalf("%q against itself: guard %q", s, g)
+		}
+		if sim := b.Similarity(s, s); len(toks) > 0 && (sim < 0.999 || sim > 1.001) {
+			t.Fatalf("%q against itself: similarity %v", s, sim)
+		}
+	})
+}

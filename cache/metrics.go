@@ -1,0 +1,72 @@
+package cache
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Results of a lookup (the X-Sluice-Cache values).
+const (
+	ResultHitExact    = "hit-exact"
+	ResultHitSemantic = "hit-semantic"
+	ResultMiss        = "miss"
+	ResultBypass      = "bypass"
+)
+
+// guardAmbiguous: two close candidates with different answers.
+const guardAmbiguous = "ambiguous"
+
+// guardSubstituted: each question has content the other lacks.
+const guardSubstituted = "substituted"
+
+type metrics struct {
+	hitExact, hitSemantic, miss prometheus.Counter
+	bypass                      map[string]prometheus.Counter
+	errors                      *prometheus.CounterVec // op
+	guard                       map[string]prometheus.Counter
+	stored, skipped, dropped    prometheus.Counter
+	saved                       prometheus.Counter
+	lookup                      prometheus.Observer
+	entries, indexed            prometheus.GaugeFunc
+}
+
+func newMetrics(reg prometheus.Registerer, entries, indexed func() float64) *metrics {
+	req := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_cache_requests_total",
+		Help: "Requests seen by the answer cache, by result (hit-exact, hit-semantic, miss, bypass) and, for bypass, why."},
+		[]string{"result", "reason"})
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_cache_errors_total",
+		Help: "Cache failures by operation (get, put, embed, watch, load); each one counts as a miss."}, []string{"op"})
+	guard := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_cache_guard_rejects_total",
+		Help: "Semantic matches refused by a false-hit guard, by reason."}, []string{"reason"})
+	stores := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_cache_stores_total",
+		Help: "Answers after a miss: stored, skipped (incomplete, failed, not replayable) or dropped (write queue full)."},
+		[]string{"outcome"})
+	saved := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_cache_saved_usd_total",
+		Help: "Hardware cost of the answers served from the cache (what producing them again would have cost)."})
+	lookup := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_cache_lookup_seconds",
+		Help:    "Time to look a cacheable request up (exact and semantic).",
+		Buckets: []float64{1e-6, 5e-6, 2e-5, 1e-4, 5e-4, 2e-3, 1e-2, 5e-2, 0.25}})
+	m := &metrics{
+		hitExact: req.WithLabelValues(ResultHitExact, ""), hitSemantic: req.WithLabelValues(ResultHitSemantic, ""),
+		miss: req.WithLabelValues(ResultMiss, ""), bypass: map[string]prometheus.Counter{},
+		errors: errs, guard: map[string]prometheus.Counter{},
+		stored: stores.WithLabelValues("stored"), skipped: stores.WithLabelValues("skipped"),
+		dropped: stores.WithLabelValues("dropped"), saved: saved, lookup: lookup,
+		entries: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_cache_entries",
+			Help: "Entries in the cache store."}, entries),
+		indexed: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_cache_indexed_entries",
+			Help: "Entries in this replica's semantic index."}, indexed),
+	}
+	for _, r := range bypassReasons {
+		m.bypass[r] = req.WithLabelValues(ResultBypass, r)
+	}
+	for _, r := range append(append([]string{}, GuardReasons...), guardAmbiguous, guardSubstituted) {
+		m.guard[r] = guard.WithLabelValues(r)
+	}
+	for _, op := range []string{"get", "put", "embed", "watch", "load", "purge"} {
+		errs.WithLabelValues(op)
+	}
+	if reg != nil {
+		reg.MustRegister(req, errs, guard, stores, saved, lookup, m.entries, m.indexed)
+	}
+	return m
+}

@@ -1,0 +1,270 @@
+package cache
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Run stores answers queued by misses, loads the semantic index from the store, and,
+// when the store is shared (a Watcher), follows the entries other replicas write. It
+// returns when ctx ends, after storing what was queued.
+func (s *Stage) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if s.o.Semantic {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.load(ctx)
+		}()
+		if w, ok := s.store.(Watcher); ok {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.watch(ctx, w)
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.sweep(ctx)
+		}()
+	}
+	s.write(ctx)
+	wg.Wait()
+	return nil
+}
+
+// linger is how long the writer waits for more answers after the first of a batch: one
+// transaction (and one fsync) per batch instead of per answer under load. Flush barriers
+// end a batch at once.
+const linger = 20 * time.Millisecond
+
+// write stores queued answers in batches (one transaction or pipeline each).
+func (s *Stage) write(ctx context.Context) {
+	batch := make([]*pending, 0, 256)
+	for {
+		select {
+		case <-ctx.Done():
+			// Store what is already queued, then stop.
+			for {
+				select {
+				case p := <-s.writes:
+					batch = append(batch, p)
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				s.flush(context.WithoutCancel(ctx), batch)
+			}
+			return
+		case p := <-s.writes:
+			batch = append(batch[:0], p)
+			if p.done == nil {
+				t := time.NewTimer(linger)
+			collect:
+				for len(batch) < cap(batch) {
+					select {
+					case p := <-s.writes:
+						batch = append(batch, p)
+						if p.done != nil {
+							break collect
+						}
+					case <-t.C:
+						break collect
+					case <-ctx.Done():
+						break collect
+					}
+				}
+				t.Stop()
+			}
+			s.flush(ctx, batch)
+			clear(batch)
+			batch = batch[:0]
+		}
+	}
+}
+
+func (s *Stage) flush(ctx context.Context, batch []*pending) {
+	defer func() {
+		for _, p := range batch {
+			if p.done != nil {
+				close(p.done)
+			}
+		}
+	}()
+	es := make([]*Entry, 0, len(batch))
+	for _, p := range batch {
+		if p.e != nil {
+			es = append(es, p.e)
+		}
+	}
+	if len(es) == 0 {
+		return
+	}
+	// Vectors of an engine embedder travel with the entry (an index rebuild needs no
+	// engine call); the lookup made them when the scope had entries, else make them now.
+	if s.o.Semantic && s.emb != s.builtin {
+		var texts []string
+		var idx []int
+		for i, p := range batch {
+			if p.e == nil {
+				continue
+			}
+			if p.vec != nil {
+				p.e.Vector = p.vec
+			} else if p.e.Question != "" {
+				texts = append(texts, p.e.Question)
+				idx = append(idx, i)
+			}
+			p.e.EmbedderID = s.emb.ID()
+		}
+		if len(texts) > 0 {
+			vs, err := s.emb.Embed(ctx, texts)
+			if err != nil || len(vs) != len(texts) {
+				s.m.errors.WithLabelValues("embed").Inc()
+				s.log.Warn("cache: embedding answers to store failed; stored for exact matches only", "err", err)
+			} else {
+				for j, i := range idx {
+					batch[i].e.Vector = vs[j]
+				}
+			}
+		}
+	}
+	if err := s.store.Put(ctx, es...); err != nil {
+		s.m.errors.WithLabelValues("put").Inc()
+		s.log.Warn("cache: store failed", "err", err, "entries", len(es))
+		return
+	}
+	s.m.stored.Add(float64(len(es)))
+	if s.o.Semantic {
+		for _, e := range es {
+			s.indexEntry(ctx, e)
+		}
+	}
+}
+
+// indexEntry adds an entry to the semantic index (learning its words' frequencies).
+func (s *Stage) indexEntry(ctx context.Context, e *Entry) {
+	if e.Question == "" {
+		return
+	}
+	if s.index.Has(e.Key, e.Answer.hash()) {
+		return
+	}
+	a := s.builtin.get()
+	s.builtin.analyze(a, e.Question, s.emb == s.builtin)
+	s.builtin.learn(a)
+	part := partition(e.Scope, &a.facts)
+	var v []float32
+	if s.emb == s.builtin {
+		v = slices.Clone(a.dense)
+	}
+	s.builtin.put(a)
+	if s.emb != s.builtin {
+		if e.EmbedderID != s.emb.ID() || len(e.Vector) == 0 {
+			vs, err := s.emb.Embed(ctx, []string{e.Question})
+			if err != nil || len(vs) != 1 {
+				s.m.errors.WithLabelValues("embed").Inc()
+				return
+			}
+			e = &Entry{Key: e.Key, Scope: e.Scope, Question: e.Question, Answer: e.Answer, Vector: vs[0]}
+		}
+		v = e.Vector
+	}
+	s.index.Add(part, e.Key, e.Question, e.Answer.hash(), v, e.Expires)
+}
+
+// load fills the semantic index from the store (at start: entries kept across restarts
+// or written by other replicas).
+func (s *Stage) load(ctx context.Context) {
+	start := time.Now()
+	n := 0
+	err := s.store.Scan(ctx, func(e *Entry) bool {
+		s.indexEntry(ctx, e)
+		n++
+		return ctx.Err() == nil
+	})
+	if err != nil && ctx.Err() == nil {
+		s.m.errors.WithLabelValues("load").Inc()
+		s.log.Warn("cache: loading the semantic index failed", "err", err)
+		return
+	}
+	s.log.Info("cache: semantic index loaded", "entries", n, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// watch follows a shared store's changes until ctx ends, reconnecting after errors.
+func (s *Stage) watch(ctx context.Context, w Watcher) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := w.Watch(ctx, func(ev Event) {
+			switch ev.Op {
+			case OpPut:
+				if s.index.Contains(ev.Key) {
+					return
+				}
+				e, err := s.store.Get(ctx, ev.Key)
+				if err != nil {
+					s.m.errors.WithLabelValues("get").Inc()
+					return
+				}
+				if e != nil {
+					s.indexEntry(ctx, e)
+				}
+			case OpDelete:
+				s.index.Remove(ev.Key)
+			case OpPurge:
+				s.index.Purge(ev.Tenant, ev.Model)
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		s.m.errors.WithLabelValues("watch").Inc()
+		s.log.Warn("cache: following the shared store failed; retrying", "err", err, "in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// sweepEvery is how often expired entries leave the semantic index.
+const sweepEvery = time.Minute
+
+// sweep drops expired entries from the index every sweepEvery until ctx ends.
+func (s *Stage) sweep(ctx context.Context) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.index.Sweep(s.now())
+		}
+	}
+}
+
+// Flush waits until the answers queued so far are stored and indexed (tests, bench).
+func (s *Stage) Flush(ctx context.Context) error {
+	p := &pending{done: make(chan struct{})}
+	select {
+	case s.writes <- p:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

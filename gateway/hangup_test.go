@@ -1,0 +1,148 @@
+package gateway_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-llm/sluice/gateway"
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package when a test leaves a goroutine behind (the hang-up
+// watcher's loop, a request's, a stream's). fasthttp keeps a process-wide Date-header
+// ticker and lets its worker-pool cleaner finish its current sleep after shutdown.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"))
+}
+
+// eventually waits for cond, which reads the scheduler's state (no event announces a
+// request leaving the queue), for up to 20 s.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after 20s", what)
+		}
+		runtime.Gosched()
+		time.Sleep(time.Millisecond) // polling the scheduler's state: nothing to wait on
+	}
+}
+
+// sendRaw writes a request on a new connection without reading the answer.
+func sendRaw(t testing.TB, g *testGateway, body string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", g.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	return c
+}
+
+// TestHangupWhileRunning: a client that leaves while its non-streamed request runs
+// cancels the engine call; the slot is free at once, not at the deadline.
+func TestHangupWhileRunning(t *testing.T) {
+	g := startGateway(t, gateway.Options{}, 1)
+	g.Fake.started = make(chan string, 1)
+	c := sendRaw(t, g, chatBody("hang", false))
+	<-g.Fake.started
+	c.Close()
+	g.waitClosed(t, 1, "client left a running request")
+	g.slotFree(t)
+}
+
+// TestHangupWhileStreamingBeforeFirstToken: a streamed request whose engine has sent
+// nothing yet (a long prefill) has nothing to write, so no write can fail: the hang-up
+// itself cancels it.
+func TestHangupWhileStreamingBeforeFirstToken(t *testing.T) {
+	g := startGateway(t, gateway.Options{}, 1)
+	g.Fake.started = make(chan string, 1)
+	c := sendRaw(t, g, chatBody("hang", true))
+	<-g.Fake.started
+	c.Close()
+	g.waitClosed(t, 1, "client left a stream before its first token")
+	g.slotFree(t)
+}
+
+// TestHangupWhileQueued: a client that leaves while its request waits for a slot takes
+// it out of the queue; it never reaches the engine.
+func TestHangupWhileQueued(t *testing.T) {
+	g := startGateway(t, gateway.Options{}, 1)
+	g.Fake.started = make(chan string, 2)
+	holder := sendRaw(t, g, chatBody("hang", false))
+	<-g.Fake.started
+	waiter := sendRaw(t, g, chatBody("hang", false))
+	eventually(t, "second request queued", func() bool { return g.queued() == 1 })
+	waiter.Close()
+	eventually(t, "queue empty after the client left", func() bool { return g.queued() == 0 })
+	if n := g.Fake.opened.Load(); n != 1 {
+		t.Fatalf("%d requests reached the engine, want 1", n)
+	}
+	holder.Close()
+	g.waitClosed(t, 1, "holder left")
+	g.slotFree(t)
+	if n := g.Fake.opened.Load(); n != 2 {
+		t.Fatalf("%d requests reached the engine, want 2 (the departed waiter must not)", n)
+	}
+}
+
+// TestPipelinedAndKeepAlive: watching a connection takes no byte from it: pipelined
+// requests (sent together before any answer) and later keep-alive requests on the same
+// connection are all answered.
+func TestPipelinedAndKeepAlive(t *testing.T) {
+	g := startGateway(t, gateway.Options{}, 2)
+	c, br := dial(t, g.Addr)
+	var all strings.Builder
+	for i := range 3 {
+		body := chatBody(fmt.Sprintf("words %d", i+1), i == 1)
+		fmt.Fprintf(&all, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	}
+	if _, err := io.WriteString(c, all.String()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		code, _, b := rawResponse(t, c, br)
+		if code != 200 || !strings.Contains(string(b), "word") {
+			t.Fatalf("pipelined answer %d: %d %s", i, code, b)
+		}
+	}
+	for i := range 3 {
+		body := chatBody("words 2", false)
+		fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		if code, _, b := rawResponse(t, c, br); code != 200 {
+			t.Fatalf("keep-alive answer %d: %d %s", i, code, b)
+		}
+	}
+	if g.inflight() != 0 || g.Fake.open.Load() != 0 {
+		t.Fatalf("left in flight: %d, open streams %d", g.inflight(), g.Fake.open.Load())
+	}
+}
+
+// TestHangupAnthropic: the same for /v1/messages, running and streaming.
+func TestHangupAnthropic(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			g := startGateway(t, gateway.Options{}, 1)
+			g.Fake.started = make(chan string, 1)
+			c, err := net.Dial("tcp", g.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			body := fmt.Sprintf(`{"model":"m","max_tokens":8,"stream":%v,"messages":[{"role":"user","content":"hang"}]}`, stream)
+			fmt.Fprintf(c, "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			<-g.Fake.started
+			c.Close()
+			g.waitClosed(t, 1, "client left /v1/messages")
+			g.slotFree(t)
+		})
+	}
+}

@@ -1,0 +1,380 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/sluice-llm/sluice/models"
+)
+
+// fakeBackend is a Backend whose answers the test decides: open (if set) answers Open,
+// else a stream of one chunk. It records where each request went.
+type fakeBackend struct {
+	mu    sync.Mutex
+	cap   models.Capacity
+	open  func(ctx context.Context, t models.Target) (models.Stream, error)
+	calls []models.Target
+}
+
+func newFake(slots int) *fakeBackend {
+	return &fakeBackend{cap: models.Capacity{Slots: slots, Healthy: true}}
+}
+
+func (f *fakeBackend) Open(ctx context.Context, t models.Target, _ *models.Request) (models.Stream, error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, t)
+	open := f.open
+	f.mu.Unlock()
+	if ctx.Err() != nil { // as the real runtimes do
+		return nil, &models.Error{Kind: models.ErrCanceled, Msg: "request canceled", Err: ctx.Err()}
+	}
+	if open != nil {
+		return open(ctx, t)
+	}
+	return &fakeStream{chunks: []string{"hi"}}, nil
+}
+
+func (f *fakeBackend) Capacity() models.Capacity {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cap
+}
+
+func (f *fakeBackend) setOpen(open func(ctx context.Context, t models.Target) (models.Stream, error)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.open = open
+}
+
+func (f *fakeBackend) opened() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
+}
+
+// fakeStream sends its chunks, then io.EOF (or err).
+type fakeStream struct {
+	chunks []string
+	err    error
+	closed bool
+}
+
+func (s *fakeStream) Recv() (models.Chunk, error) {
+	if len(s.chunks) == 0 {
+		if s.err != nil {
+			return models.Chunk{}, s.err
+		}
+		return models.Chunk{}, io.EOF
+	}
+	c := models.Chunk{Text: s.chunks[0]}
+	s.chunks = s.chunks[1:]
+	return c, nil
+}
+
+func (s *fakeStream) Usage() models.Usage { return models.Usage{} }
+func (s *fakeStream) Close() error        { s.closed = true; return nil }
+
+func chatReq(tenant, text string) *models.Request {
+	return &models.Request{Kind: models.KindChat, Model: "m", Tenant: tenant,
+		Messages: []models.Message{{Role: "user", Content: text}}}
+}
+
+func target(ids ...string) models.Target {
+	return models.Target{Model: "m", Candidates: cands(ids...)}
+}
+
+// drain reads a stream to its end and closes it.
+func drain(t *testing.T, st models.Stream) {
+	t.Helper()
+	for {
+		if _, err := st.Recv(); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("stream: %v", err)
+			}
+			break
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPanicUnderLockReleasesIt: a panic while the scheduler holds its mutex (here in the
+// GPU utilization hook the probe calls) must not leave the mutex held, or every later
+// request would hang once something recovered from the panic.
+func TestPanicUnderLockReleasesIt(t *testing.T) {
+	fb := newFake(2)
+	boom := true
+	s := New(map[string]Backend{"a": fb}, Options{GPUUtil: func(string) float64 {
+		if boom {
+			panic("gpu probe failed")
+		}
+		return 0
+	}})
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the hook's panic did not reach the caller")
+			}
+		}()
+		s.RefreshAll(context.Background())
+	}()
+	if !s.mu.TryLock() {
+		t.Fatal("the scheduler's mutex stayed locked after a recovered panic")
+	}
+	s.mu.Unlock()
+	boom = false
+	st, err := s.Open(context.Background(), target("a"), chatReq("t", "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drain(t, st)
+}
+
+// opened is a request's outcome in a goroutine.
+type opened struct {
+	st  models.Stream
+	err error
+}
+
+func openAsync(s *Scheduler, ctx context.Context, t models.Target, r *models.Request) chan opened {
+	ch := make(chan opened, 1)
+	go func() {
+		st, err := s.Open(ctx, t, r)
+		ch <- opened{st, err}
+	}()
+	return ch
+}
+
+// engine reads the core's view of an engine (under the scheduler's mutex).
+func engineState(s *Scheduler, id string) Engine {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := *s.core.engines[id]
+	e.Slots = append([]Slot(nil), e.Slots...)
+	return e
+}
+
+func long(c byte) string { return strings.Repeat(string(c), 2*BlockBytes) }
+
+// TestWaitAndHandOff: with the only slot taken, a request waits; the slot goes to it the
+// moment the first stream closes, in the goroutine that closes it.
+func TestWaitAndHandOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fb := newFake(1)
+		s := New(map[string]Backend{"a": fb}, Options{})
+		ctx := context.Background()
+		first, err := s.Open(ctx, target("a"), chatReq("t", "one"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		second := openAsync(s, ctx, target("a"), chatReq("u", "two"))
+		synctest.Wait()
+		select {
+		case <-second:
+			t.Fatal("second request ran while the only slot was held")
+		default:
+		}
+		if q := s.core.QueueLen(0); q != 1 {
+			t.Fatalf("queue %d, want 1", q)
+		}
+		drain(t, first)
+		synctest.Wait()
+		got := <-second
+		if got.err != nil {
+			t.Fatal(got.err)
+		}
+		if fb.opened() != 2 {
+			t.Fatalf("engine opened %d requests, want 2", fb.opened())
+		}
+		drain(t, got.st)
+		if e := engineState(s, "a"); e.inflight != 0 || e.svc.n != 2 {
+			t.Fatalf("in flight %d, service times %d; want 0 and 2", e.inflight, e.svc.n)
+		}
+	})
+}
+
+// TestGiveUpWhileQueued: a caller that leaves, or whose deadline passes, while it waits is
+// taken out of the queue; nothing reaches the engine for it and the next one is served.
+func TestGiveUpWhileQueued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fb := newFake(1)
+		s := New(map[string]Backend{"a": fb}, Options{})
+		hold, err := s.Open(context.Background(), target("a"), chatReq("t", "hold"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		left := openAsync(s, ctx, target("a"), chatReq("u", "leaves"))
+		late := chatReq("v", "late")
+		late.Deadline = time.Now().Add(3 * time.Second)
+		timedOut := openAsync(s, context.Background(), target("a"), late)
+		synctest.Wait()
+		cancel()
+		if got := <-left; !errors.Is(got.err, models.ErrCanceled) {
+			t.Fatalf("caller that left: %v", got.err)
+		}
+		if got := <-timedOut; !errors.Is(got.err, models.ErrTimeout) || time.Until(late.Deadline) > 0 {
+			t.Fatalf("caller past its deadline: %v", got.err)
+		}
+		if q := s.core.QueueLen(0); q != 0 {
+			t.Fatalf("queue %d after both left", q)
+		}
+		drain(t, hold)
+		if fb.opened() != 1 {
+			t.Fatalf("engine opened %d requests, want only the first", fb.opened())
+		}
+		st, err := s.Open(context.Background(), target("a"), chatReq("w", "next"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		drain(t, st)
+	})
+}
+
+// TestGiveUpAfterDispatch: a caller that leaves just as its turn comes (dispatched, not yet
+// sent) records no service time and leaves the slot's cached prompt as it was.
+func TestGiveUpAfterDispatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fb := newFake(1)
+		s := New(map[string]Backend{"a": fb}, Options{Engines: map[string]EngineOptions{"a": {Addressable: true}}})
+		first, err := s.Open(context.Background(), target("a"), chatReq("t", long('x')))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		second := openAsync(s, ctx, target("a"), chatReq("u", long('y')))
+		synctest.Wait()
+		// Both at once: the caller leaves and its job is dispatched (whichever the waiting
+		// goroutine sees first, it must not count as served).
+		cancel()
+		drain(t, first)
+		if got := <-second; !errors.Is(got.err, models.ErrCanceled) {
+			t.Fatalf("second: %v, want canceled", got.err)
+		}
+		e := engineState(s, "a")
+		want := PrefixBlocks(chatReq("t", long('x')), nil)
+		if e.svc.n != 1 || e.inflight != 0 {
+			t.Fatalf("service times %d (want only the first's), in flight %d", e.svc.n, e.inflight)
+		}
+		if len(want) == 0 || matchBlocks(e.Slots[0].Blocks, want) != len(want) || len(e.Slots[0].Blocks) != len(want) {
+			t.Fatalf("slot holds %v, want the first prompt %v", e.Slots[0].Blocks, want)
+		}
+	})
+}
+
+// TestCloseBeforeEnd: a caller that closes its stream before the answer ended (it left)
+// records no service time; the slot keeps the prompt once its first token came.
+func TestCloseBeforeEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fb := newFake(1)
+		fb.setOpen(func(context.Context, models.Target) (models.Stream, error) {
+			return &fakeStream{chunks: []string{"a", "b", "c"}}, nil
+		})
+		s := New(map[string]Backend{"a": fb}, Options{Engines: map[string]EngineOptions{"a": {Addressable: true}}})
+		r := chatReq("t", long('x'))
+		st, err := s.Open(context.Background(), target("a"), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+		if _, err := st.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		_ = st.Close()
+		e := engineState(s, "a")
+		if e.svc.n != 0 || e.inflight != 0 {
+			t.Fatalf("service times %d after a caller left, in flight %d", e.svc.n, e.inflight)
+		}
+		if want := PrefixBlocks(r, nil); matchBlocks(e.Slots[0].Blocks, want) != len(want) {
+			t.Fatalf("slot lost the prompt the engine processed")
+		}
+	})
+}
+
+func overloaded(retry time.Duration) *models.Error {
+	return &models.Error{Kind: models.ErrOverloaded, Code: "engine_overloaded", RetryAfter: retry, Msg: "engine a is overloaded"}
+}
+
+// TestOverloadBacksOff: an engine that answers it is overloaded stays healthy, takes no
+// new work for its Retry-After, and the requests waiting for it keep waiting (they used
+// to be refused as if the engine were down); the request it refused goes to another
+// engine that has a free slot, or gets the overload error when none has.
+func TestOverloadBacksOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := newFake(2), newFake(1)
+		s := New(map[string]Backend{"a": a, "b": b}, Options{Policy: PolicyRoundRobin})
+		ctx := context.Background()
+		a.setOpen(func(context.Context, models.Target) (models.Stream, error) { return nil, overloaded(2 * time.Second) })
+		// Round-robin tries a first: it refuses, the request goes to b.
+		first, err := s.Open(ctx, target("a", "b"), chatReq("t", "one"))
+		if err != nil {
+			t.Fatalf("first: %v, want served by b", err)
+		}
+		if first.(*held).t.Backend != "b" || a.opened() != 1 || b.opened() != 1 {
+			t.Fatalf("first went to %s (a opened %d, b %d)", first.(*held).t.Backend, a.opened(), b.opened())
+		}
+		// b is full and a backs off: the next request waits, it is not refused.
+		second := openAsync(s, ctx, target("a", "b"), chatReq("u", "two"))
+		synctest.Wait()
+		if ea := engineState(s, "a"); !ea.Healthy || s.core.QueueLen(0) != 1 || a.opened() != 1 {
+			t.Fatalf("a healthy %v, queue %d, a opened %d: want healthy, one waiting, no new call", ea.Healthy, s.core.QueueLen(0), a.opened())
+		}
+		// Only a can serve this one, and it backs off: it waits too.
+		third := openAsync(s, ctx, target("a"), chatReq("v", "three"))
+		synctest.Wait()
+		a.setOpen(nil) // a recovers
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		for i, ch := range []chan opened{second, third} {
+			got := <-ch
+			if got.err != nil {
+				t.Fatalf("request %d after the back-off: %v", i+2, got.err)
+			}
+			if got.st.(*held).t.Backend != "a" {
+				t.Fatalf("request %d went to %s, want a once its back-off ended", i+2, got.st.(*held).t.Backend)
+			}
+			drain(t, got.st)
+		}
+		drain(t, first)
+		if st := s.core.Stats(); st.Overloads != 1 || st.Expired != 0 {
+			t.Fatalf("stats %+v: want one overload, nothing expired", st)
+		}
+		// With no other candidate, the caller gets the overload error and its Retry-After.
+		a.setOpen(func(context.Context, models.Target) (models.Stream, error) { return nil, overloaded(3 * time.Second) })
+		_, err = s.Open(ctx, target("a"), chatReq("t", "four"))
+		var me *models.Error
+		if !errors.Is(err, models.ErrOverloaded) || !errors.As(err, &me) || me.RetryAfter != 3*time.Second {
+			t.Fatalf("lone overloaded engine: %v", err)
+		}
+		if ea := engineState(s, "a"); !ea.Healthy || ea.inflight != 0 || ea.svc.n != 2 {
+			t.Fatalf("a: healthy %v, in flight %d, service times %d", ea.Healthy, ea.inflight, ea.svc.n)
+		}
+	})
+}
+
+// TestUnreachableRetriesElsewhere: an engine that cannot be reached is marked down, and
+// the request it could not take goes to another candidate.
+func TestUnreachableRetriesElsewhere(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := newFake(1), newFake(1)
+		s := New(map[string]Backend{"a": a, "b": b}, Options{Policy: PolicyRoundRobin})
+		a.setOpen(func(context.Context, models.Target) (models.Stream, error) {
+			return nil, &models.Error{Kind: models.ErrUnavailable, Msg: "engine a is unavailable"}
+		})
+		st, err := s.Open(context.Background(), target("a", "b"), chatReq("t", "one"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.(*held).t.Backend != "b" || engineState(s, "a").Healthy {
+			t.Fatalf("went to %s, a healthy %v: want b, a down", st.(*held).t.Backend, engineState(s, "a").Healthy)
+		}
+		drain(t, st)
+	})
+}
