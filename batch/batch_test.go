@@ -31,20 +31,27 @@ type engine struct {
 	sched *scheduler.Scheduler
 }
 
-func startEngine(t *testing.T) *engine {
+func startEngine(t *testing.T) *engine { return startEngineWith(t, 2, nil) }
+
+// startEngineWith starts the engine with slots, its backend wrapped by wrap (if set).
+func startEngineWith(t *testing.T, slots int, wrap func(scheduler.Backend) scheduler.Backend) *engine {
 	t.Helper()
-	p := enginetest.StartLlamaServer(t, enginetest.LlamaOptions{Slots: 2})
+	p := enginetest.StartLlamaServer(t, enginetest.LlamaOptions{Slots: slots})
 	tk, err := compress.LoadTokenizer(enginetest.VocabPath(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := llamacpp.New(llamacpp.Options{Name: "local", URL: p.URL, Slots: 2, Counter: tk})
+	b, err := llamacpp.New(llamacpp.Options{Name: "local", URL: p.URL, Slots: slots, Counter: tk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
+	var backend scheduler.Backend = b
+	if wrap != nil {
+		backend = wrap(b)
+	}
 	reg := prometheus.NewRegistry()
-	sched := scheduler.New(map[string]scheduler.Backend{"local": b}, scheduler.Options{Registry: reg, RefreshEvery: 200 * time.Millisecond})
+	sched := scheduler.New(map[string]scheduler.Backend{"local": backend}, scheduler.Options{Registry: reg, RefreshEvery: 200 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	sched.RefreshAll(ctx)
 	done := make(chan struct{})
