@@ -325,11 +325,7 @@ func derive(prev, cur *snapshot) map[string]float64 {
 	ratio("cost_per_m", cost*1e6, toks, okCost && okT)
 	gauge("cost_usd", "sluice_cost_usd_total")
 	gauge("reference_usd", "sluice_reference_cost_usd_total")
-	if x, ok := cur.sum("sluice_savings_usd_total", nil); ok {
-		v["savings_usd"] = x
-	} else {
-		gauge("savings_usd", "sluice_savings_usd")
-	}
+	gauge("savings_usd", "sluice_savings_usd")
 
 	// Batch API.
 	gauge("batch_pending", "sluice_batch_lines_pending")

@@ -47,8 +47,9 @@ func chromiumPath(t *testing.T) string {
 
 // serveForDashboard runs `sluice serve` in this process with a managed llama-server
 // (tier small, one slot, a 1ms SLO so that concurrent requests overflow), a fake EU cloud
-// (tier large), compression allowed by header, the Batch API and an admin key.
-func serveForDashboard(t *testing.T) (base string, stop func()) {
+// (tier large), compression allowed by header, the answer cache, the ledger, the Batch
+// API and an admin key; server is more of the server section (", api_keys: [...]").
+func serveForDashboard(t *testing.T, server string) (base string, stop func()) {
 	t.Helper()
 	cloud, err := fakecloud.Start(fakecloud.Options{Name: "eu", MaxTokens: 6, TTFT: 20 * time.Millisecond})
 	if err != nil {
@@ -61,7 +62,7 @@ func serveForDashboard(t *testing.T) (base string, stop func()) {
 	t.Setenv("SLUICE_DATA", t.TempDir())
 	cfg := filepath.Join(t.TempDir(), "sluice.yaml")
 	if err := os.WriteFile(cfg, []byte(`
-server: {listen: 127.0.0.1:`+itoa(port)+`, admin_keys: [`+dashAdminKey+`]}
+server: {listen: 127.0.0.1:`+itoa(port)+`, admin_keys: [`+dashAdminKey+`]`+server+`}
 log: {level: warn}
 engines:
   - name: local
@@ -121,10 +122,13 @@ batch: {concurrency: 1}
 // traffic keeps sluice busy until ctx ends: streamed and whole chats on the local
 // engine (some at once, which overflow to the cloud), requests for the cloud model, a
 // repeated question (cache hits), long prompts compressed on request, and a batch.
-func traffic(ctx context.Context, t *testing.T, base string) {
+func traffic(ctx context.Context, t *testing.T, base, key string) {
 	post := func(path, body string, hdr ...string) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
 		for i := 0; i+1 < len(hdr); i += 2 {
 			req.Header.Set(hdr[i], hdr[i+1])
 		}
@@ -152,7 +156,12 @@ func traffic(ctx context.Context, t *testing.T, base string) {
 	fw, _ := mw.CreateFormFile("file", "lines.jsonl")
 	fw.Write(lines.Bytes())
 	mw.Close()
-	resp, err := http.Post(base+"/v1/files", mw.FormDataContentType(), &form)
+	up, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/files", &form)
+	up.Header.Set("Content-Type", mw.FormDataContentType())
+	if key != "" {
+		up.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(up)
 	if err != nil {
 		t.Errorf("upload: %v", err)
 		return
@@ -194,12 +203,12 @@ func traffic(ctx context.Context, t *testing.T, base string) {
 // lines in every chart that has data, and the GPU charts say there are no GPUs.
 func TestDashboardInBrowser(t *testing.T) {
 	chromium := chromiumPath(t)
-	base, stop := serveForDashboard(t)
+	base, stop := serveForDashboard(t, "")
 	defer stop()
 	tctx, stopTraffic := context.WithCancel(context.Background())
 	var twg sync.WaitGroup
 	twg.Add(1)
-	go func() { defer twg.Done(); traffic(tctx, t, base) }()
+	go func() { defer twg.Done(); traffic(tctx, t, base, "") }()
 	defer func() { stopTraffic(); twg.Wait() }()
 
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(),
