@@ -187,46 +187,11 @@ func notFoundBatch(id string) error {
 // "endpoint", "completion_window", "metadata"}) for owner; cred is handed back to the
 // Executor for each line. It answers at once with the batch in status validating.
 func (m *Manager) CreateBatch(ctx context.Context, owner string, cred []byte, body []byte) ([]byte, error) {
-	var p fastjson.Parser
-	v, err := p.ParseBytes(body)
-	if err != nil {
-		return nil, models.InvalidParam("", "request body is not valid JSON: %v", err)
-	}
-	if v.Type() != fastjson.TypeObject {
-		return nil, models.InvalidParam("", "request body must be a JSON object")
-	}
-	get := func(k string) (string, error) {
-		x := v.Get(k)
-		if x == nil || x.Type() == fastjson.TypeNull {
-			return "", models.InvalidParam(k, "%s is required", k)
-		}
-		if x.Type() != fastjson.TypeString {
-			return "", models.InvalidParam(k, "%s must be a string, got %s", k, x.Type())
-		}
-		return string(x.GetStringBytes()), nil
-	}
-	input, err := get("input_file_id")
+	req, err := parseCreate(body)
 	if err != nil {
 		return nil, err
 	}
-	endpoint, err := get("endpoint")
-	if err != nil {
-		return nil, err
-	}
-	if !endpoints[endpoint] {
-		return nil, models.InvalidParam("endpoint", "endpoint must be /v1/chat/completions, /v1/completions or /v1/embeddings, got %q", endpoint)
-	}
-	win, err := get("completion_window")
-	if err != nil {
-		return nil, err
-	}
-	if win != window {
-		return nil, models.InvalidParam("completion_window", "completion_window must be %q, got %q", window, win)
-	}
-	meta, err := metadata(v.Get("metadata"))
-	if err != nil {
-		return nil, err
-	}
+	input, endpoint, win, meta := req.input, req.endpoint, req.window, req.metadata
 	now := m.now()
 	b := &batchRow{ID: newID("batch_"), Owner: owner, Cred: cred, Endpoint: endpoint, InputFileID: input,
 		CompletionWindow: win, Metadata: meta, Status: StatusValidating, CreatedAt: now.Unix(),
@@ -262,6 +227,52 @@ func (m *Manager) CreateBatch(ctx context.Context, owner string, cred []byte, bo
 	m.m.created.Inc()
 	m.notify()
 	return json.Marshal(b.json())
+}
+
+// createRequest is the body of POST /v1/batches.
+type createRequest struct {
+	input, endpoint, window string
+	metadata                []byte // a JSON object, or nil
+}
+
+// parseCreate reads and checks the body of POST /v1/batches.
+func parseCreate(body []byte) (createRequest, error) {
+	var r createRequest
+	var p fastjson.Parser
+	v, err := p.ParseBytes(body)
+	if err != nil {
+		return r, models.InvalidParam("", "request body is not valid JSON: %v", err)
+	}
+	if v.Type() != fastjson.TypeObject {
+		return r, models.InvalidParam("", "request body must be a JSON object")
+	}
+	get := func(k string) (string, error) {
+		x := v.Get(k)
+		if x == nil || x.Type() == fastjson.TypeNull {
+			return "", models.InvalidParam(k, "%s is required", k)
+		}
+		if x.Type() != fastjson.TypeString {
+			return "", models.InvalidParam(k, "%s must be a string, got %s", k, x.Type())
+		}
+		return string(x.GetStringBytes()), nil
+	}
+	if r.input, err = get("input_file_id"); err != nil {
+		return r, err
+	}
+	if r.endpoint, err = get("endpoint"); err != nil {
+		return r, err
+	}
+	if !endpoints[r.endpoint] {
+		return r, models.InvalidParam("endpoint", "endpoint must be /v1/chat/completions, /v1/completions or /v1/embeddings, got %q", r.endpoint)
+	}
+	if r.window, err = get("completion_window"); err != nil {
+		return r, err
+	}
+	if r.window != window {
+		return r, models.InvalidParam("completion_window", "completion_window must be %q, got %q", window, r.window)
+	}
+	r.metadata, err = metadata(v.Get("metadata"))
+	return r, err
 }
 
 func nullable(b []byte) any {

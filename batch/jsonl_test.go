@@ -3,10 +3,12 @@ package batch
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluice-llm/sluice/models"
 	"github.com/valyala/fastjson"
 )
 
@@ -202,6 +204,36 @@ func FuzzScanLines(f *testing.F) {
 		}
 		if n != want {
 			t.Fatalf("%d lines, want %d in %q", n, want, data)
+		}
+	})
+}
+
+// FuzzParseCreate: a create-batch body is accepted only with the three fields right, and
+// then its metadata is a JSON object of at most 16 strings.
+func FuzzParseCreate(f *testing.F) {
+	for _, s := range []string{
+		`{"input_file_id":"file-x","endpoint":"/v1/chat/completions","completion_window":"24h","metadata":{"a":"b"}}`,
+		`{"input_file_id":"file-x","endpoint":"/v1/embeddings","completion_window":"24h","metadata":null}`,
+		`{"input_file_id":1}`, `{"metadata":{"k":"\u00e9"}}`, `[]`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := parseCreate(body)
+		if err != nil {
+			if !errors.Is(err, models.ErrInvalid) {
+				t.Fatalf("error %v is not ErrInvalid", err)
+			}
+			return
+		}
+		if r.window != "24h" || !endpoints[r.endpoint] {
+			t.Fatalf("accepted %+v", r)
+		}
+		if r.metadata != nil {
+			var m map[string]string
+			if err := json.Unmarshal(r.metadata, &m); err != nil || len(m) > 16 {
+				t.Fatalf("metadata %s: %v", r.metadata, err)
+			}
 		}
 	})
 }
