@@ -72,7 +72,7 @@ func (r *runner) validate(ctx context.Context, j *job) error {
 	case len(rows) == 0:
 		return r.fail(ctx, j, batchError{Code: "empty_file", Message: "the input file has no requests"})
 	}
-	if m.crashAt == "validate" {
+	if m.crash("validate") {
 		return errCrash
 	}
 	now := m.now().Unix()
@@ -168,7 +168,7 @@ func (r *runner) finalize(ctx context.Context, j *job, end string) error {
 		r.drop(outID)
 		return err
 	}
-	if m.crashAt == "finalize" {
+	if m.crash("finalize") {
 		return errCrash // the files stay behind, as after a crash
 	}
 	now := m.now().Unix()

@@ -56,8 +56,23 @@ type Manager struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed at the next change (Changed)
 
-	// crashAt makes the runner stop dead at a named point, as a crash would (tests).
+	// crashAt makes the runner stop dead at a named point, as a crash would; crashed is
+	// closed when it does (tests).
 	crashAt string
+	crashed chan struct{}
+}
+
+// crash reports whether the runner is to stop dead at point (tests).
+func (m *Manager) crash(point string) bool {
+	if m.crashAt != point {
+		return false
+	}
+	select {
+	case <-m.crashed:
+	default:
+		close(m.crashed)
+	}
+	return true
 }
 
 // errCrash is returned at Manager.crashAt.

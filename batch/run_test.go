@@ -175,26 +175,18 @@ func TestCrashPoints(t *testing.T) {
 	h := openManager(t, dir, nil, batch.Options{Concurrency: 2, DrainTimeout: time.Millisecond})
 	file := h.upload("", jsonl(chatLine(0), chatLine(1), `not json`))
 	b := h.create("", file, "")
-	batch.CrashAt(h.m, "validate")
+	crashed := batch.CrashAt(h.m, "validate")
 	h.run(e.gw)
+	<-crashed
 	h.stop()
 
 	h = openManager(t, dir, nil, batch.Options{Concurrency: 2, DrainTimeout: time.Millisecond})
 	if s := h.get("", b.ID); s.Status != batch.StatusValidating {
 		t.Fatalf("after a crash in validation: %+v", s)
 	}
-	batch.CrashAt(h.m, "finalize")
+	crashed = batch.CrashAt(h.m, "finalize")
 	h.run(e.gw)
-	h.await("", b.ID, "lines done", func(b batchObj) bool { return b.Status == batch.StatusFinalizing })
-	// The crash point is reached after the files are written; wait for them on disk.
-	for {
-		ch := h.m.Changed()
-		ents, _ := os.ReadDir(filepath.Join(dir, "files"))
-		if len(ents) >= 3 {
-			break
-		}
-		<-ch
-	}
+	<-crashed // the lines are done and the files written
 	h.stop()
 	ents, _ := os.ReadDir(filepath.Join(dir, "files"))
 	if len(ents) < 3 {

@@ -62,6 +62,9 @@ func (m *Manager) Run(ctx context.Context, exec Executor) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	if err := r.load(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	for ctx.Err() == nil {
