@@ -18,9 +18,8 @@ import (
 const benchUsage = `Usage: sluice bench gateway [flags]
        sluice bench smoke [flags]   (GPU smoke test; see "sluice bench smoke -h")
        sluice bench sched [flags]   (scheduling policies on real engines; see "sluice bench sched -h")
-       sluice bench route [flags]   (the "auto" classifier on MT-Bench; see "sluice bench route -h")
+       sluice bench route [flags]   (the "auto" classifier on MT-Bench, cloud overflow under load; see "sluice bench route -h")
        sluice bench compress [flags] (prompt compression: what it keeps, how fast; see "sluice bench compress -h")
-       sluice bench route-overflow [flags]   (cloud overflow under load; see "sluice bench route-overflow -h")
        sluice bench cache [flags]   (the answer cache: latency and hit quality; see "sluice bench cache -h")
 
 Measures the latency sluice's gateway adds: a fast fake OpenAI engine called directly,
@@ -37,7 +36,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		benchFlags(stderr, &benchOpts{}).Usage()
 		if len(args) == 0 {
-			return errors.New("bench: name a benchmark (available: gateway, smoke, sched, route, route-overflow, compress, cache)")
+			return errors.New("bench: name a benchmark (available: gateway, smoke, sched, route, compress, cache)")
 		}
 		return nil
 	}
@@ -54,14 +53,12 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return benchSched(ctx, args[1:], stdout, stderr)
 	case "route":
 		return benchRoute(ctx, args[1:], stdout, stderr)
-	case "route-overflow":
-		return benchRouteOverflow(ctx, args[1:], stdout, stderr)
 	case "compress":
 		return benchCompress(ctx, args[1:], stdout, stderr)
 	case "cache":
 		return benchCache(ctx, args[1:], stdout, stderr)
 	default:
-		return fmt.Errorf("bench: unknown benchmark %q (available: gateway, smoke, sched, route, route-overflow, compress, cache)", args[0])
+		return fmt.Errorf("bench: unknown benchmark %q (available: gateway, smoke, sched, route, compress, cache)", args[0])
 	}
 	var o benchOpts
 	fs := benchFlags(stderr, &o)
