@@ -344,6 +344,8 @@ func runLevel(ctx context.Context, s *stack, cl *client, rng *rand.Rand, load, r
 			select {
 			case <-time.After(d):
 			case <-ctx.Done():
+				close(stopSampling)
+				<-sampled
 				wg.Wait()
 				return lv, ctx.Err()
 			}
