@@ -131,6 +131,9 @@ func (j *journal) append(frames []byte) (seg, seq uint64, err error) {
 	if j.m == nil {
 		return j.seg, 0, errors.New("ledger journal: no segment")
 	}
+	if int64(len(frames)) > j.maxSize {
+		return j.seg, 0, fmt.Errorf("ledger journal: a record of %d bytes is larger than a segment", len(frames))
+	}
 	if j.size+int64(len(frames)) > int64(len(j.m)) {
 		if err := j.rotate(); err != nil {
 			return j.seg, 0, err

@@ -175,3 +175,28 @@ func TestHardwareRows(t *testing.T) {
 }
 
 func near(a, b float64) bool { d := a - b; return d < 1e-9 && d > -1e-9 }
+
+// TestReplayAfterHugeFields: a client controls some of a record's fields (the OpenAI
+// `user`, the model name it asks for). A record with a field of megabytes must not cost
+// the records journaled after it their crash safety, nor break the journal.
+func TestReplayAfterHugeFields(t *testing.T) {
+	for _, size := range []int{2 << 20, 5 << 20} {
+		s, path := openTestStore(t)
+		dead := openTestLedger(t, s, path, Options{})
+		for i := range 7 {
+			r := sampleRecord(dead.UID(time.Duration(i).String()))
+			if i == 1 {
+				r.User = string(make([]byte, size))
+			}
+			if err := dead.Add(&r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dead.j.lock.Close() // killed: nothing reached the store
+
+		openTestLedger(t, s, path, Options{})
+		if n := countRecords(t, s); n != 7 {
+			t.Fatalf("field of %d bytes: %d of 7 acknowledged records replayed", size, n)
+		}
+	}
+}
