@@ -197,7 +197,9 @@ func (j *journal) sync(seq uint64) error {
 	return nil
 }
 
-// release deletes the segments before seg (their records are all in the store).
+// release deletes the segments before seg (their records are all in the store). It
+// runs beside appends: seg is at most the current segment, read by the caller under
+// the appends' lock; j.seg must not be read here.
 func (j *journal) release(seg uint64) {
 	ents, err := os.ReadDir(j.dir)
 	if err != nil {
@@ -205,7 +207,7 @@ func (j *journal) release(seg uint64) {
 	}
 	for _, e := range ents {
 		n, ok := segNumber(e.Name())
-		if ok && n < seg && n != j.seg {
+		if ok && n < seg {
 			_ = os.Remove(filepath.Join(j.dir, e.Name()))
 		}
 	}

@@ -200,3 +200,45 @@ func TestReplayAfterHugeFields(t *testing.T) {
 		}
 	}
 }
+
+// TestFlushWhileSegmentsRotate: the writer deletes stored segments while requests
+// append to (and rotate) the journal; every record reaches the store and only the
+// current segment is left.
+func TestFlushWhileSegmentsRotate(t *testing.T) {
+	s, path := openTestStore(t)
+	l := openTestLedger(t, s, path, Options{BatchSize: 4})
+	l.mu.Lock()
+	l.j.maxSize = 600
+	err := l.j.rotate()
+	l.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 200 {
+			r := sampleRecord(l.UID(time.Duration(i).String()))
+			if err := l.Add(&r); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	for range 50 {
+		if err := l.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRecords(t, s); n != 200 {
+		t.Fatalf("stored %d records, want 200", n)
+	}
+	if segs, _ := filepath.Glob(filepath.Join(l.j.dir, "*.log")); len(segs) != 1 {
+		t.Errorf("%d segments left, want the current one", len(segs))
+	}
+}
