@@ -12,8 +12,8 @@ func sampleEntry() *Entry {
 	now := time.Unix(1700000000, 123)
 	return &Entry{Key: TestKey("t", "m", "q"), Tenant: "t", Model: "m", Kind: models.KindChat, Question: "q?",
 		Vector: []float32{0.5, -0.5}, EmbedderID: "engine:e",
-		Answer:  Answer{Role: "assistant", Text: "a", ToolCalls: []byte(`[{"id":"x"}]`), FinishReason: "stop"},
-		Usage:   models.Usage{PromptTokens: 3, CompletionTokens: 4, Estimated: true, Cost: models.Cost{Prompt: 0.5, Completion: 0.25}},
+		Answer: Answer{Role: "assistant", Text: "a", ToolCalls: []byte(`[{"id":"x"}]`), FinishReason: "stop"},
+		Usage:  models.Usage{PromptTokens: 3, CompletionTokens: 4, Estimated: true, Cost: models.Cost{Prompt: 0.5, Completion: 0.25}},
 		Region: "eu", Created: now, Expires: now.Add(time.Hour)}
 }
 
