@@ -126,7 +126,10 @@ func New(opts Options) (*Server, error) {
 		DisableHeaderNamesNormalizing: false,
 		Name:                          "sluice",
 		CloseOnShutdown:               true,
-		Logger:                        fasthttpLogger{opts.Logger},
+		// fasthttp's errors about a request it cannot parse otherwise quote the
+		// request's head, Authorization header (an API key) included, into the log.
+		SecureErrorLogMessage: true,
+		Logger:                fasthttpLogger{opts.Logger},
 	}
 	return s, nil
 }

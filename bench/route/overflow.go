@@ -310,7 +310,9 @@ func runLevel(ctx context.Context, s *stack, cl *client, rng *rand.Rand, load, r
 	stopSampling := make(chan struct{})
 	var busySum float64
 	var busyN int
+	sampled := make(chan struct{})
 	go func() {
+		defer close(sampled)
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		for {
@@ -342,6 +344,8 @@ func runLevel(ctx context.Context, s *stack, cl *client, rng *rand.Rand, load, r
 			select {
 			case <-time.After(d):
 			case <-ctx.Done():
+				close(stopSampling)
+				<-sampled
 				wg.Wait()
 				return lv, ctx.Err()
 			}
@@ -357,6 +361,7 @@ func runLevel(ctx context.Context, s *stack, cl *client, rng *rand.Rand, load, r
 	}
 	time.Sleep(time.Until(start.Add(c.Duration)))
 	close(stopSampling)
+	<-sampled
 	wg.Wait()
 	if busyN > 0 {
 		lv.LocalBusy = busySum / float64(busyN)
