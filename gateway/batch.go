@@ -34,6 +34,9 @@ type Batches interface {
 // credential: a value no client can set.
 type credKey struct{}
 
+// lineCtxKey is the RequestCtx user value holding the context a batch line runs under.
+type lineCtxKey struct{}
+
 // Execute runs one batch line as a POST to url with body would run, through the same
 // handler (parsing, router, stages, scheduler, the Record hook), at batch priority and
 // with feature as X-Sluice-Feature, authorized by cred (the digest of the batch owner's
@@ -65,6 +68,7 @@ func (s *Server) Execute(ctx context.Context, cred []byte, url string, body []by
 	var rc fasthttp.RequestCtx
 	rc.Init(&req, nil, nil)
 	rc.SetUserValue(credKey{}, cred)
+	rc.SetUserValue(lineCtxKey{}, ctx)
 	h(s, &rc)
 	out := append([]byte(nil), rc.Response.Body()...) // reads a streamed body whole
 	return rc.Response.StatusCode(), string(rc.Response.Header.Peek("X-Request-Id")), out
@@ -247,7 +251,7 @@ func (s *Server) uploadLimit(h *fasthttp.RequestHeader) int {
 	return int(max(s.opts.Batches.MaxFileBytes()+64<<10, int64(s.opts.MaxBodyBytes))) // room for the multipart framing
 }
 
-// credKey authorizes a batch line by its owner key's digest: the key as the key ring
+// credKeyOf authorizes a batch line by its owner key's digest: the key as the key ring
 // has it now (a revoked key's lines fail), restricted to the box's own engines.
 func (s *Server) credKeyOf(cred []byte) (*models.Key, error) {
 	var k *models.Key

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -145,4 +146,30 @@ func TestHangupAnthropic(t *testing.T) {
 			g.slotFree(t)
 		})
 	}
+}
+
+// TestBatchLineStopped: a batch line runs under the batch runner's context, so a stop
+// that outlasts the drain cancels the engine call (the line is answered 499, which the
+// runner keeps pending) and frees its slot, instead of running on for nobody.
+func TestBatchLineStopped(t *testing.T) {
+	g := startGateway(t, gateway.Options{}, 1)
+	g.Fake.started = make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	type answer struct {
+		status int
+		body   []byte
+	}
+	got := make(chan answer, 1)
+	go func() {
+		status, _, body := g.GW.Execute(ctx, nil, "/v1/chat/completions", []byte(chatBody("hang", false)), "batch:test")
+		got <- answer{status, body}
+	}()
+	<-g.Fake.started
+	cancel()
+	a := <-got
+	if a.status != 499 {
+		t.Fatalf("status %d, want 499: %s", a.status, a.body)
+	}
+	g.waitClosed(t, 1, "batch line stopped")
+	g.slotFree(t)
 }
