@@ -2,15 +2,18 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluice-llm/sluice/gateway"
+	"github.com/sluice-llm/sluice/models"
 	"go.uber.org/goleak"
 )
 
@@ -172,4 +175,42 @@ func TestBatchLineStopped(t *testing.T) {
 	}
 	g.waitClosed(t, 1, "batch line stopped")
 	g.slotFree(t)
+}
+
+// ringKeys is a Keys whose keys can be revoked while the server runs.
+type ringKeys struct {
+	mu   sync.Mutex
+	keys map[[32]byte]*models.Key
+}
+
+func (r *ringKeys) Lookup(d *[32]byte) *models.Key {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.keys[*d]
+}
+
+func (r *ringKeys) Required() bool { return true }
+
+// TestBatchLineKeyRevoked: a batch line acts as its owner's key as the key ring has it
+// now: once the key is revoked, its lines are refused with 401 (an error-file entry),
+// not run.
+func TestBatchLineKeyRevoked(t *testing.T) {
+	d := sha256.Sum256([]byte("sk-owner"))
+	ring := &ringKeys{keys: map[[32]byte]*models.Key{d: {ID: "k1", Tenant: "t1", Residency: models.ResidencyAny}}}
+	g := startGateway(t, gateway.Options{Keys: ring}, 1)
+	body := []byte(chatBody("words 2", false))
+	if status, _, out := g.GW.Execute(context.Background(), d[:], "/v1/chat/completions", body, "batch:b1"); status != 200 {
+		t.Fatalf("owner's key active: status %d: %s", status, out)
+	}
+	ring.mu.Lock()
+	delete(ring.keys, d)
+	ring.mu.Unlock()
+	opened := g.Fake.opened.Load()
+	status, _, out := g.GW.Execute(context.Background(), d[:], "/v1/chat/completions", body, "batch:b1")
+	if status != 401 || !strings.Contains(string(out), "no longer accepted") {
+		t.Fatalf("revoked key: status %d: %s", status, out)
+	}
+	if n := g.Fake.opened.Load(); n != opened {
+		t.Fatalf("a revoked key's line reached the engine")
+	}
 }

@@ -85,8 +85,14 @@ type Server struct {
 	gate    *bodyGate
 	// hangups cancels requests whose client left (nil: not watched, e.g. not Linux).
 	hangups *hangups
-	started atomic.Bool
-	keys    Keys
+	// life guards what Serve and Shutdown share: a Shutdown may come before a Serve (a
+	// signal during start-up), and fasthttp's own Shutdown then finds nothing to stop.
+	life struct {
+		sync.Mutex
+		started, closed bool
+		lns             []net.Listener
+	}
+	keys Keys
 }
 
 // New returns a server for opts.
@@ -140,22 +146,46 @@ func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Debug(fmt.Sprin
 
 // Serve answers connections from ln until Shutdown. Call it once.
 func (s *Server) Serve(ln net.Listener) error {
-	if !s.started.Swap(true) {
+	s.life.Lock()
+	if s.life.closed {
+		s.life.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	if !s.life.started {
+		s.life.started = true
 		if h := newHangups(); h != nil {
 			s.hangups = h
 			hung := s.m.hangups.WithLabelValues("waiting_or_running")
 			go h.run(hung.Inc)
 		}
 	}
-	return s.srv.Serve(&limitListener{Listener: ln, s: s, max: int64(s.opts.Limits.MaxConnections), answer: rejectAnswer()})
+	ll := &limitListener{Listener: ln, s: s, max: int64(s.opts.Limits.MaxConnections), answer: rejectAnswer()}
+	s.life.lns = append(s.life.lns, ll)
+	s.life.Unlock()
+	err := s.srv.Serve(ll)
+	if errors.Is(err, net.ErrClosed) {
+		err = nil // closed by Shutdown
+	}
+	return err
 }
 
 // Shutdown stops accepting connections and lets requests in flight finish until ctx
-// ends. Requests still running then end when their engines stop.
+// ends. Requests still running then end when their engines stop. A Serve called after
+// it returns at once.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.life.Lock()
+	s.life.closed = true
+	lns, h := s.life.lns, s.hangups
+	s.life.Unlock()
 	err := s.srv.ShutdownWithContext(ctx)
-	if s.hangups != nil {
-		s.hangups.stop()
+	// A Serve that began just before may not have reached fasthttp yet: closing its
+	// listener ends it either way.
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	if h != nil {
+		h.stop()
 	}
 	return err
 }
