@@ -35,7 +35,11 @@ type Entry struct {
 	Vector     []float32
 	EmbedderID string
 
-	Answer  Answer
+	Answer Answer
+	// Region is where the answer was produced ("local", "eu", "us", ...; "" unknown): a
+	// hit goes only to a key whose residency policy allows it, so an EU key is never
+	// served an answer a US endpoint wrote.
+	Region  string
 	Usage   models.Usage // of the original answer: tokens and what it cost
 	Created time.Time
 	Expires time.Time
@@ -51,7 +55,7 @@ type Answer struct {
 
 // Size is the approximate memory an entry takes, for the byte bound.
 func (e *Entry) Size() int {
-	return 160 + len(e.Tenant) + len(e.Model) + len(e.Question) + 4*len(e.Vector) + len(e.EmbedderID) +
+	return 160 + len(e.Tenant) + len(e.Model) + len(e.Question) + 4*len(e.Vector) + len(e.EmbedderID) + len(e.Region) +
 		len(e.Answer.Role) + len(e.Answer.Text) + len(e.Answer.ToolCalls) + len(e.Answer.FinishReason)
 }
 
@@ -61,7 +65,8 @@ func (a *Answer) hash() uint64 {
 	return hashStrings(a.Text, string(a.ToolCalls), a.FinishReason)
 }
 
-const entryVersion = 1
+// entryVersion 2 added Region (version 1 entries decode with an unknown region).
+const entryVersion = 2
 
 var errCorrupt = errors.New("cache: corrupt entry")
 
@@ -99,13 +104,14 @@ func (e *Entry) appendBinary(b []byte) []byte {
 	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(e.Usage.Cost.Completion))
 	b = binary.AppendVarint(b, e.Created.UnixNano())
 	b = binary.AppendVarint(b, e.Expires.UnixNano())
-	return b
+	return appendStr(b, e.Region)
 }
 
 // UnmarshalBinary decodes what MarshalBinary wrote.
 func (e *Entry) UnmarshalBinary(b []byte) error {
 	d := decoder{b: b}
-	if v := d.byte(); v != entryVersion {
+	v := d.byte()
+	if v != 1 && v != entryVersion {
 		return errCorrupt
 	}
 	d.fixed(e.Key[:])
@@ -137,6 +143,10 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 	e.Usage.Cost.Completion = math.Float64frombits(d.u64())
 	e.Created = time.Unix(0, d.varint())
 	e.Expires = time.Unix(0, d.varint())
+	e.Region = ""
+	if v >= 2 {
+		e.Region = d.str()
+	}
 	if d.bad || len(d.b) != 0 {
 		return errCorrupt
 	}

@@ -12,9 +12,9 @@ func sampleEntry() *Entry {
 	now := time.Unix(1700000000, 123)
 	return &Entry{Key: TestKey("t", "m", "q"), Tenant: "t", Model: "m", Kind: models.KindChat, Question: "q?",
 		Vector: []float32{0.5, -0.5}, EmbedderID: "engine:e",
-		Answer:  Answer{Role: "assistant", Text: "a", ToolCalls: []byte(`[{"id":"x"}]`), FinishReason: "stop"},
-		Usage:   models.Usage{PromptTokens: 3, CompletionTokens: 4, Estimated: true, Cost: models.Cost{Prompt: 0.5, Completion: 0.25}},
-		Created: now, Expires: now.Add(time.Hour)}
+		Answer: Answer{Role: "assistant", Text: "a", ToolCalls: []byte(`[{"id":"x"}]`), FinishReason: "stop"},
+		Usage:  models.Usage{PromptTokens: 3, CompletionTokens: 4, Estimated: true, Cost: models.Cost{Prompt: 0.5, Completion: 0.25}},
+		Region: "eu", Created: now, Expires: now.Add(time.Hour)}
 }
 
 func TestEntryRoundTrip(t *testing.T) {
@@ -25,13 +25,33 @@ func TestEntryRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	b2, _ := d.MarshalBinary()
-	if !bytes.Equal(b, b2) || d.Usage != e.Usage || !d.Expires.Equal(e.Expires) || d.Answer.Text != "a" {
+	if !bytes.Equal(b, b2) || d.Usage != e.Usage || !d.Expires.Equal(e.Expires) || d.Answer.Text != "a" || d.Region != "eu" {
 		t.Fatalf("round trip: %+v", d)
 	}
 	for i := range b {
 		if err := d.UnmarshalBinary(b[:i]); err == nil {
 			t.Fatalf("a %d-byte prefix decoded", i)
 		}
+	}
+}
+
+// TestEntryVersion1: entries stored before the region was recorded decode with an
+// unknown region (served only to keys that allow any region).
+func TestEntryVersion1(t *testing.T) {
+	e := sampleEntry()
+	e.Region = ""
+	b, _ := e.MarshalBinary()
+	b = b[:len(b)-1] // version 1 ended before the region
+	b[0] = 1
+	var d Entry
+	if err := d.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if d.Region != "" || d.Answer.Text != "a" {
+		t.Fatalf("version 1: %+v", d)
+	}
+	if (&models.Key{Residency: models.ResidencyEU}).AllowsRegion(d.Region) {
+		t.Fatal("an entry of unknown region would be served to an EU key")
 	}
 }
 

@@ -35,6 +35,8 @@ type scopeIndex struct {
 	vecs  []float32 // flat, while the scope is small (no graph)
 	g     *hnsw
 	live  int
+	// gone: the scope emptied and left the index; an Add that finds it starts a new one.
+	gone bool
 }
 
 type indexNode struct {
@@ -137,18 +139,28 @@ func (x *Index) Add(s Scope, k Key, question string, answer uint64, v []float32,
 		x.Remove(k)
 		x.mu.Lock()
 	}
-	si := x.sc[s]
-	if si == nil {
-		si = &scopeIndex{dim: x.dim, ids: map[Key]uint32{}}
-		x.sc[s] = si
-	}
-	x.where[k] = s
-	x.mu.Unlock()
 	var exp int64
 	if !expires.IsZero() {
 		exp = expires.UnixNano()
 	}
-	si.add(k, question, answer, v, exp)
+	for {
+		si := x.sc[s]
+		if si == nil {
+			si = &scopeIndex{dim: x.dim, ids: map[Key]uint32{}}
+			x.sc[s] = si
+		}
+		x.where[k] = s
+		x.mu.Unlock()
+		if si.add(k, question, answer, v, exp) {
+			return
+		}
+		// The scope emptied and was dropped meanwhile: add to its successor.
+		x.mu.Lock()
+		if x.where[k] != s {
+			x.mu.Unlock()
+			return // removed meanwhile
+		}
+	}
 }
 
 // Sweep drops the entries expired at now (stores expire entries on their own; Redis
@@ -175,7 +187,8 @@ func (x *Index) Sweep(now time.Time) int {
 	return len(drop)
 }
 
-// Remove drops k from the index.
+// Remove drops k from the index. A scope left empty leaves the index (scopes are per
+// conversation: most are never seen again).
 func (x *Index) Remove(keys ...Key) {
 	for _, k := range keys {
 		x.mu.Lock()
@@ -183,8 +196,15 @@ func (x *Index) Remove(keys ...Key) {
 		delete(x.where, k)
 		si := x.sc[s]
 		x.mu.Unlock()
-		if ok && si != nil {
-			si.remove(k)
+		if ok && si != nil && si.remove(k) {
+			x.mu.Lock()
+			si.mu.Lock()
+			if si.live == 0 && x.sc[s] == si {
+				delete(x.sc, s)
+				si.gone = true
+			}
+			si.mu.Unlock()
+			x.mu.Unlock()
 		}
 	}
 }
@@ -209,9 +229,13 @@ func (x *Index) Search(dst []Match, s Scope, v []float32, k int) []Match {
 	return si.search(dst, v, k)
 }
 
-func (si *scopeIndex) add(k Key, question string, answer uint64, v []float32, expires int64) {
+// add indexes k in the scope; false when the scope has left the index.
+func (si *scopeIndex) add(k Key, question string, answer uint64, v []float32, expires int64) bool {
 	si.mu.Lock()
 	defer si.mu.Unlock()
+	if si.gone {
+		return false
+	}
 	if id, ok := si.ids[k]; ok {
 		si.kill(id)
 	}
@@ -229,8 +253,17 @@ func (si *scopeIndex) add(k Key, question string, answer uint64, v []float32, ex
 	switch {
 	case si.g == nil && si.live >= graphFrom:
 		si.rebuild()
-	case si.g != nil && len(si.nodes) > 64 && si.live < len(si.nodes)/2:
-		si.rebuild() // mostly tombstones: compact
+	default:
+		si.compact()
+	}
+	return true
+}
+
+// compact rebuilds a scope that is mostly tombstones (removed and replaced entries), so
+// that it holds memory for its live entries only.
+func (si *scopeIndex) compact() {
+	if len(si.nodes) > 64 && si.live < len(si.nodes)/2 {
+		si.rebuild()
 	}
 }
 
@@ -246,12 +279,17 @@ func (si *scopeIndex) kill(id uint32) {
 	delete(si.ids, si.nodes[id].key)
 }
 
-func (si *scopeIndex) remove(k Key) {
+// remove drops k from the scope and reports whether the scope is now empty.
+func (si *scopeIndex) remove(k Key) bool {
 	si.mu.Lock()
 	defer si.mu.Unlock()
 	if id, ok := si.ids[k]; ok {
 		si.kill(id)
+		if si.live > 0 {
+			si.compact()
+		}
 	}
+	return si.live == 0
 }
 
 // rebuild compacts the live nodes and builds a graph when there are enough of them.

@@ -18,6 +18,9 @@ const guardAmbiguous = "ambiguous"
 // guardSubstituted: each question has content the other lacks.
 const guardSubstituted = "substituted"
 
+// guardResidency: the entry was produced in a region the request's key does not allow.
+const guardResidency = "residency"
+
 type metrics struct {
 	hitExact, hitSemantic, miss prometheus.Counter
 	bypass                      map[string]prometheus.Counter
@@ -36,7 +39,7 @@ func newMetrics(reg prometheus.Registerer, entries, indexed func() float64) *met
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_cache_errors_total",
 		Help: "Cache failures by operation (get, put, embed, watch, load); each one counts as a miss."}, []string{"op"})
 	guard := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_cache_guard_rejects_total",
-		Help: "Semantic matches refused by a false-hit guard, by reason."}, []string{"reason"})
+		Help: "Matches refused by a guard, by reason: a false-hit guard (semantic), or residency (exact or semantic: produced in a region the key does not allow)."}, []string{"reason"})
 	stores := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_cache_stores_total",
 		Help: "Answers after a miss: stored, skipped (incomplete, failed, not replayable) or dropped (write queue full)."},
 		[]string{"outcome"})
@@ -59,7 +62,7 @@ func newMetrics(reg prometheus.Registerer, entries, indexed func() float64) *met
 	for _, r := range bypassReasons {
 		m.bypass[r] = req.WithLabelValues(ResultBypass, r)
 	}
-	for _, r := range append(append([]string{}, GuardReasons...), guardAmbiguous, guardSubstituted) {
+	for _, r := range append(append([]string{}, GuardReasons...), guardAmbiguous, guardSubstituted, guardResidency) {
 		m.guard[r] = guard.WithLabelValues(r)
 	}
 	for _, op := range []string{"get", "put", "embed", "watch", "load", "purge"} {

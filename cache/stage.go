@@ -226,6 +226,12 @@ func (s *Stage) lookup(ctx context.Context, t models.Target, r *models.Request, 
 		return nil, nil // fail open: the request goes on as a miss
 	}
 	if e != nil && e.Tenant == r.Tenant && e.Model == t.Model && e.Kind == r.Kind && e.Scope == rk.scope {
+		if !r.Key.AllowsRegion(e.Region) {
+			// Produced where this key's requests may not go: asked again, and the new
+			// answer replaces it.
+			s.m.guard[guardResidency].Inc()
+			return nil, nil
+		}
 		r.Trace.Cache = ResultHitExact
 		s.m.hitExact.Inc()
 		return s.replay(t, r, e, e.Usage.PromptTokens, false), nil
@@ -317,6 +323,10 @@ func (s *Stage) semantic(ctx context.Context, t models.Target, r *models.Request
 	}
 	if e.Tenant != r.Tenant || e.Model != t.Model || e.Kind != r.Kind || e.Scope != rk.scope {
 		return nil, q // never across tenants, models or contexts
+	}
+	if !r.Key.AllowsRegion(e.Region) {
+		s.m.guard[guardResidency].Inc()
+		return nil, q // produced in a region this key's policy does not allow
 	}
 	r.Trace.Cache = ResultHitSemantic
 	r.Trace.CacheSimilarity = sim

@@ -161,7 +161,7 @@ func (c *tee) keep() {
 	now := s.now()
 	e := &Entry{Key: c.rk.key, Scope: c.rk.scope, Tenant: c.r.Tenant, Model: c.t.Model, Kind: c.r.Kind,
 		Question: c.rk.question, Answer: Answer{Role: c.role, Text: c.text.String(), ToolCalls: tools, FinishReason: c.finish},
-		Usage: c.inner.Usage(), Created: now, Expires: now.Add(s.o.TTL)}
+		Region: c.region(), Usage: c.inner.Usage(), Created: now, Expires: now.Add(s.o.TTL)}
 	e.Usage.Cost.Reference, e.Usage.Cost.ReferenceModel, e.Usage.Cost.Avoided = 0, "", 0
 	p := &pending{e: e}
 	if c.q != nil && c.q.vec != nil && s.emb != s.builtin {
@@ -173,6 +173,18 @@ func (c *tee) keep() {
 	default:
 		s.m.dropped.Inc()
 	}
+}
+
+// region is where the answer was produced: the region the stages below recorded
+// (the overflow stage's choice), else the target's.
+func (c *tee) region() string {
+	if c.r.Trace.Region != "" {
+		return c.r.Trace.Region
+	}
+	if reg := c.Target().Region; reg != "" {
+		return reg
+	}
+	return c.t.Region
 }
 
 func (c *tee) release() {

@@ -68,6 +68,9 @@ type CacheEmbedder struct {
 	APIKey string `yaml:"api_key"`
 	// Batch is the most texts sent at once (default 64).
 	Batch int `yaml:"batch"`
+	// Region must be local (the default for a loopback or private address): every
+	// cacheable question is embedded, local-only keys' too.
+	Region string `yaml:"region"`
 }
 
 // On reports whether the cache stage runs.
@@ -145,6 +148,9 @@ func (c *Cache) validate(bad func(path, format string, args ...any)) {
 	case "engine":
 		if s.Embedder.URL == "" || s.Embedder.Model == "" {
 			bad("cache.semantic.embedder", "kind engine needs url and model")
+		}
+		if c.On() {
+			sideServiceRegion("cache.semantic.embedder", s.Embedder.URL, &s.Embedder.Region, bad)
 		}
 	default:
 		bad("cache.semantic.embedder.kind", "must be builtin or engine, got %q", s.Embedder.Kind)

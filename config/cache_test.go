@@ -46,6 +46,10 @@ func TestCacheConfig(t *testing.T) {
 		{"cache:\n  semantic:\n    embedder: {kind: engine}\n", "cache.semantic.embedder: kind engine needs url and model"},
 		{"cache:\n  semantic:\n    embedder: {kind: bert}\n", "cache.semantic.embedder.kind"},
 		{"cache:\n  sematic: {}\n", "unknown key cache.sematic"},
+		// Every cacheable question is embedded: a cloud embedder would take local-only
+		// and EU keys' prompts off the box.
+		{"cache:\n  semantic:\n    embedder: {kind: engine, url: 'https://api.openai.com/v1', model: e}\n", "cache.semantic.embedder.region: is required"},
+		{"cache:\n  semantic:\n    embedder: {kind: engine, url: 'https://api.openai.com/v1', model: e, region: eu}\n", "cache.semantic.embedder.region: must be local"},
 	} {
 		_, err := Parse([]byte(base+tc.yaml), "t.yaml", mapEnv(map[string]string{"HOME": t.TempDir()}))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

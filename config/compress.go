@@ -55,6 +55,9 @@ type CompressEngine struct {
 	MaxWords int `yaml:"max_words"`
 	// Timeout bounds one scoring call; on timeout the word model is used (default 2s).
 	Timeout time.Duration `yaml:"timeout"`
+	// Region must be local (the default for a loopback or private address): every
+	// compressed prompt is scored there, local-only keys' too.
+	Region string `yaml:"region"`
 }
 
 // HeaderAllowed reports whether X-Sluice-Compress is honoured.
@@ -118,6 +121,8 @@ func (c *Compress) validate(bad func(path, format string, args ...any)) {
 	case "model":
 		if u, err := url.Parse(c.Engine.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("compress.engine.url", "mode model needs the URL of a llama-server, got %q", c.Engine.URL)
+		} else if c.Enabled() {
+			sideServiceRegion("compress.engine", c.Engine.URL, &c.Engine.Region, bad)
 		}
 	default:
 		bad("compress.mode", "must be statistical or model, got %q", c.Mode)

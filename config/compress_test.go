@@ -52,6 +52,8 @@ func TestCompressConfig(t *testing.T) {
 		{"compress: {engine: {top_k: 1000}}\n", "compress.engine.top_k"},
 		{"compress: {learn_every: -5}\n", "compress.learn_every"},
 		{"compress: {ratoi: 2}\n", "unknown key compress.ratoi"},
+		{"compress: {mode: model, engine: {url: 'https://scorer.example.com'}}\n", "compress.engine.region: is required"},
+		{"compress: {mode: model, engine: {url: 'https://scorer.example.com', region: us}}\n", "compress.engine.region: must be local"},
 	} {
 		_, err := Parse([]byte(base+tt.yaml), "t.yaml", env)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -36,6 +36,7 @@ type Config struct {
 	Routing   Routing   `yaml:"routing"`
 	Ledger    Ledger    `yaml:"ledger"`
 	Cache     Cache     `yaml:"cache"`
+	Batch     Batch     `yaml:"batch"`
 	// Tokenizer is a Hugging Face tokenizer.json used to count tokens when an engine
 	// reports none (default: the Llama-2 vocabulary in the cache, when present).
 	Tokenizer string `yaml:"tokenizer"`

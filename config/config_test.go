@@ -142,6 +142,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("engines:\n  - name: a\n    kind: openai\n    url: http://x:1\n"))
 	f.Add([]byte("server:\n  api_keys:\n    - sk-a\n    - key: sk-b\n      residency: eu\n      daily_usd: 1\nengines:\n  - name: a\n    kind: openai\n    url: http://x:1\n"))
 	f.Add([]byte("server:\n  api_keys: [{key: 'sha256:00', tiers: [small]}, 3, null]\nledger: {durability: power, batch_size: 0}\n"))
+	f.Add([]byte("engines:\n  - name: a\n    kind: openai\n    url: http://x:1\nbatch: {enabled: true, concurrency: 2, max_file_bytes: 9, retry_backoff: 1s}\n"))
 	env := mapEnv(map[string]string{"HOME": "/nonexistent"})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Parse(b, "fuzz.yaml", env)

@@ -2,8 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"time"
 )
@@ -178,16 +176,7 @@ func remoteURL(e *Engine) bool {
 	if e.URL == "" {
 		return e.Kind != "llamacpp" && e.Kind != "ollama" && e.Kind != "openai"
 	}
-	u, err := url.Parse(e.URL)
-	if err != nil {
-		return true
-	}
-	h := u.Hostname()
-	if h == "localhost" {
-		return false
-	}
-	ip := net.ParseIP(h)
-	return ip == nil || !(ip.IsLoopback() || ip.IsPrivate())
+	return offBoxURL(e.URL)
 }
 
 func (r *Routing) validate(c *Config, bad func(path, format string, args ...any)) {

@@ -68,6 +68,7 @@ func (c *Config) applyDefaults(env Env) {
 	}
 	c.Compress.applyDefaults()
 	c.Cache.applyDefaults(env)
+	c.Batch.applyDefaults(env)
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -201,6 +202,7 @@ func (c *Config) Validate() error {
 	}
 	c.Compress.validate(bad)
 	c.Routing.validate(c, bad)
+	c.Batch.validate(bad)
 	if len(c.Engines) == 0 {
 		bad("engines", "no engines configured: add one, or pass --model, --ollama or --upstream")
 	}

@@ -127,6 +127,11 @@ func (a *Accountant) Price(requested string, t models.Target, u *models.Usage, p
 		p.ServedRefModel, p.ServedRef = p.ReferenceModel, p.RefCompressed
 		return p
 	}
+	if t.Backend == "" {
+		// Refused before any target took it (unknown model, a limit, a full queue): it
+		// cost nothing; "unpriced" is for targets whose price is unknown.
+		return p
+	}
 	switch {
 	case known && e.PerToken != nil:
 		// Record priced it (or the overflow stage did) at the model's list price.

@@ -96,3 +96,19 @@ sluice_unpriced_requests_total 1
 		t.Fatalf("box and billed series: %d, %v", n, err)
 	}
 }
+
+// TestPriceOfRefusedRequest: a request refused before any target took it (an unknown
+// model, a rate limit, a full queue) has no backend: it cost nothing and is not an
+// "unpriced" request (those went to a target whose price is unknown).
+func TestPriceOfRefusedRequest(t *testing.T) {
+	a := NewAccountant(DefaultCloudPrices(), "", nil)
+	a.SetClasses(map[string]string{"tiny": ClassSmall}, map[string]string{ClassSmall: "gpt-4o-mini", ClassLarge: "gpt-4o"}, ClassSmall)
+	a.AddEngine(Engine{Name: "local", GPU: "cpu", Meter: NewMeter(0.05, nil), Pool: "box"})
+	var u models.Usage
+	for _, tgt := range []models.Target{{}, {Model: "tiny", Candidates: []models.Candidate{{Backend: "local", Model: "tiny"}}}} {
+		a.Record(tgt.Backend, tgt.Model, &u)
+		if p := a.Price("tiny", tgt, &u, 0, false); p.Unpriced || p.Billed != 0 || p.Reference != 0 {
+			t.Errorf("refused request (target %+v) priced %+v", tgt, p)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sluice-llm/sluice/batch"
 	"github.com/sluice-llm/sluice/compress"
 	"github.com/sluice-llm/sluice/gateway"
 	"github.com/sluice-llm/sluice/internal/enginetest"
@@ -38,6 +39,8 @@ type stackOptions struct {
 	maxQueue     int
 	chatOverride *enginetest.Proc
 	refreshEvery time.Duration // how often the scheduler probes the engines (default 200ms)
+	batches      bool          // serve the Batch API from a store in a test directory
+	batchMaxFile int64         // its upload limit (default batch's)
 }
 
 // startStack starts llama-server (chat and embedding) and a gateway in front of them.
@@ -100,10 +103,24 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var bm *batch.Manager
+	var bapi gateway.Batches
+	if o.batches {
+		if bm, err = batch.Open(ctx, batch.Options{Dir: t.TempDir(), Concurrency: 2, Registerer: st.Reg, MaxFileBytes: o.batchMaxFile}); err != nil {
+			t.Fatal(err)
+		}
+		bapi = bm
+	}
 	gw, err := gateway.New(gateway.Options{Router: rt, Scheduler: st.Sched, Models: rt.Models,
-		Registry: st.Reg, MaxBodyBytes: o.maxBody, APIKeys: o.apiKeys, Ready: st.Sched.Ready})
+		Registry: st.Reg, MaxBodyBytes: o.maxBody, APIKeys: o.apiKeys, Ready: st.Sched.Ready, Batches: bapi})
 	if err != nil {
 		t.Fatal(err)
+	}
+	batchDone := make(chan struct{})
+	if bm != nil {
+		go func() { _ = bm.Run(ctx, gw); bm.Close(); close(batchDone) }()
+	} else {
+		close(batchDone)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -118,6 +135,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		_ = gw.Shutdown(sctx)
 		<-served
 		cancel()
+		<-batchDone
 		<-done
 		for _, b := range backends {
 			if c, ok := b.(interface{ Close() }); ok {

@@ -46,6 +46,9 @@ func bearer(ctx *fasthttp.RequestCtx) []byte {
 
 // authorize returns the request's key (nil when authentication is off).
 func (s *Server) authorize(ctx *fasthttp.RequestCtx) (*models.Key, error) {
+	if cred, ok := batchCred(ctx); ok { // a batch line (Execute)
+		return s.credKeyOf(cred)
+	}
 	if s.keys == nil || !s.keys.Required() {
 		return nil, nil
 	}

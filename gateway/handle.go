@@ -67,7 +67,15 @@ type reqCtx struct {
 func (s *Server) watch(ctx *fasthttp.RequestCtx) reqCtx {
 	rc := reqCtx{ctx: context.Background()}
 	lc, ok := ctx.Conn().(*limitConn)
-	if !ok || s.hangups == nil {
+	if !ok {
+		// A batch line (see Execute) runs under the batch runner's context: a stop that
+		// outlasts the drain cancels it, and the line runs again after the restart.
+		if parent, ok := ctx.UserValue(lineCtxKey{}).(context.Context); ok {
+			rc.ctx = parent
+		}
+		return rc
+	}
+	if s.hangups == nil {
 		return rc
 	}
 	c, cancel := context.WithCancel(rc.ctx)

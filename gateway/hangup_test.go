@@ -1,15 +1,19 @@
 package gateway_test
 
 import (
+	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluice-llm/sluice/gateway"
+	"github.com/sluice-llm/sluice/models"
 	"go.uber.org/goleak"
 )
 
@@ -144,5 +148,69 @@ func TestHangupAnthropic(t *testing.T) {
 			g.waitClosed(t, 1, "client left /v1/messages")
 			g.slotFree(t)
 		})
+	}
+}
+
+// TestBatchLineStopped: a batch line runs under the batch runner's context, so a stop
+// that outlasts the drain cancels the engine call (the line is answered 499, which the
+// runner keeps pending) and frees its slot, instead of running on for nobody.
+func TestBatchLineStopped(t *testing.T) {
+	g := startGateway(t, gateway.Options{}, 1)
+	g.Fake.started = make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	type answer struct {
+		status int
+		body   []byte
+	}
+	got := make(chan answer, 1)
+	go func() {
+		status, _, body := g.GW.Execute(ctx, nil, "/v1/chat/completions", []byte(chatBody("hang", false)), "batch:test")
+		got <- answer{status, body}
+	}()
+	<-g.Fake.started
+	cancel()
+	a := <-got
+	if a.status != 499 {
+		t.Fatalf("status %d, want 499: %s", a.status, a.body)
+	}
+	g.waitClosed(t, 1, "batch line stopped")
+	g.slotFree(t)
+}
+
+// ringKeys is a Keys whose keys can be revoked while the server runs.
+type ringKeys struct {
+	mu   sync.Mutex
+	keys map[[32]byte]*models.Key
+}
+
+func (r *ringKeys) Lookup(d *[32]byte) *models.Key {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.keys[*d]
+}
+
+func (r *ringKeys) Required() bool { return true }
+
+// TestBatchLineKeyRevoked: a batch line acts as its owner's key as the key ring has it
+// now: once the key is revoked, its lines are refused with 401 (an error-file entry),
+// not run.
+func TestBatchLineKeyRevoked(t *testing.T) {
+	d := sha256.Sum256([]byte("sk-owner"))
+	ring := &ringKeys{keys: map[[32]byte]*models.Key{d: {ID: "k1", Tenant: "t1", Residency: models.ResidencyAny}}}
+	g := startGateway(t, gateway.Options{Keys: ring}, 1)
+	body := []byte(chatBody("words 2", false))
+	if status, _, out := g.GW.Execute(context.Background(), d[:], "/v1/chat/completions", body, "batch:b1"); status != 200 {
+		t.Fatalf("owner's key active: status %d: %s", status, out)
+	}
+	ring.mu.Lock()
+	delete(ring.keys, d)
+	ring.mu.Unlock()
+	opened := g.Fake.opened.Load()
+	status, _, out := g.GW.Execute(context.Background(), d[:], "/v1/chat/completions", body, "batch:b1")
+	if status != 401 || !strings.Contains(string(out), "no longer accepted") {
+		t.Fatalf("revoked key: status %d: %s", status, out)
+	}
+	if n := g.Fake.opened.Load(); n != opened {
+		t.Fatalf("a revoked key's line reached the engine")
 	}
 }

@@ -122,11 +122,15 @@ func newBodyGate(l Limits, maxBody int) *bodyGate {
 func (g *bodyGate) isLarge(cl int) bool { return g.max >= 0 && (cl > g.large || cl == -1) }
 
 // admit runs after a request's headers are in; it returns the body limit to apply
-// (0: the server's).
-func (g *bodyGate) admit(h *fasthttp.RequestHeader) int {
+// (0: the server's). limit is the request's own when it is not the server's (uploads).
+func (g *bodyGate) admit(h *fasthttp.RequestHeader, limit int) int {
 	cl := h.ContentLength()
-	if !g.isLarge(cl) || cl > g.maxBody {
-		return 0 // small, or too large anyway: fasthttp answers 413 without reading it
+	maxBody := g.maxBody
+	if limit > 0 {
+		maxBody = limit
+	}
+	if !g.isLarge(cl) || cl > maxBody {
+		return limit // small, or too large anyway: fasthttp answers 413 without reading it
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -136,7 +140,7 @@ func (g *bodyGate) admit(h *fasthttp.RequestHeader) int {
 	if g.used < g.max {
 		g.used++
 		g.state[h] = gateHeld
-		return 0
+		return limit
 	}
 	g.state[h] = gateRefused
 	return g.large // a chunked body that turns out small still passes
@@ -182,7 +186,7 @@ const smallBody = 64 << 10
 // headerReceived applies the body timeout and the large-body gate once a request's
 // headers are in.
 func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	rc := fasthttp.RequestConfig{MaxRequestBodySize: s.gate.admit(h)}
+	rc := fasthttp.RequestConfig{MaxRequestBodySize: s.gate.admit(h, s.uploadLimit(h))}
 	if cl := h.ContentLength(); cl > smallBody || cl == -1 {
 		rc.ReadTimeout = s.opts.Limits.BodyTimeout
 	}

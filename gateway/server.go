@@ -65,6 +65,10 @@ type Options struct {
 	Usage func(ctx context.Context, caller *models.Key, admin bool, query string) (contentType string, body []byte, err error)
 	// KeyAdmin serves /admin/keys[/{id}] behind an admin key (nil: 404).
 	KeyAdmin func(ctx context.Context, method, id string, body []byte) (status int, out []byte, err error)
+	// Batches serves /v1/files and /v1/batches (nil: 404).
+	Batches Batches
+	// Dashboard serves /dashboard and its data at /admin/dashboard (nil: 404).
+	Dashboard Dashboard
 }
 
 // Server is the HTTP front end.
@@ -81,8 +85,14 @@ type Server struct {
 	gate    *bodyGate
 	// hangups cancels requests whose client left (nil: not watched, e.g. not Linux).
 	hangups *hangups
-	started atomic.Bool
-	keys    Keys
+	// life guards what Serve and Shutdown share: a Shutdown may come before a Serve (a
+	// signal during start-up), and fasthttp's own Shutdown then finds nothing to stop.
+	life struct {
+		sync.Mutex
+		started, closed bool
+		lns             []net.Listener
+	}
+	keys Keys
 }
 
 // New returns a server for opts.
@@ -122,7 +132,10 @@ func New(opts Options) (*Server, error) {
 		DisableHeaderNamesNormalizing: false,
 		Name:                          "sluice",
 		CloseOnShutdown:               true,
-		Logger:                        fasthttpLogger{opts.Logger},
+		// fasthttp's errors about a request it cannot parse otherwise quote the
+		// request's head, Authorization header (an API key) included, into the log.
+		SecureErrorLogMessage: true,
+		Logger:                fasthttpLogger{opts.Logger},
 	}
 	return s, nil
 }
@@ -133,22 +146,46 @@ func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Debug(fmt.Sprin
 
 // Serve answers connections from ln until Shutdown. Call it once.
 func (s *Server) Serve(ln net.Listener) error {
-	if !s.started.Swap(true) {
+	s.life.Lock()
+	if s.life.closed {
+		s.life.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	if !s.life.started {
+		s.life.started = true
 		if h := newHangups(); h != nil {
 			s.hangups = h
 			hung := s.m.hangups.WithLabelValues("waiting_or_running")
 			go h.run(hung.Inc)
 		}
 	}
-	return s.srv.Serve(&limitListener{Listener: ln, s: s, max: int64(s.opts.Limits.MaxConnections), answer: rejectAnswer()})
+	ll := &limitListener{Listener: ln, s: s, max: int64(s.opts.Limits.MaxConnections), answer: rejectAnswer()}
+	s.life.lns = append(s.life.lns, ll)
+	s.life.Unlock()
+	err := s.srv.Serve(ll)
+	if errors.Is(err, net.ErrClosed) {
+		err = nil // closed by Shutdown
+	}
+	return err
 }
 
 // Shutdown stops accepting connections and lets requests in flight finish until ctx
-// ends. Requests still running then end when their engines stop.
+// ends. Requests still running then end when their engines stop. A Serve called after
+// it returns at once.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.life.Lock()
+	s.life.closed = true
+	lns, h := s.life.lns, s.hangups
+	s.life.Unlock()
 	err := s.srv.ShutdownWithContext(ctx)
-	if s.hangups != nil {
-		s.hangups.stop()
+	// A Serve that began just before may not have reached fasthttp yet: closing its
+	// listener ends it either way.
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	if h != nil {
+		h.stop()
 	}
 	return err
 }
@@ -167,7 +204,11 @@ func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
 		s.refuseAndLinger(ctx, errBodiesBusy)
 	case tooLarge:
 		s.m.refused.WithLabelValues("too_large").Inc()
-		s.refuseAndLinger(ctx, models.Errorf(models.ErrTooLarge, "request body is larger than the %d-byte limit", s.opts.MaxBodyBytes))
+		limit := int64(s.opts.MaxBodyBytes)
+		if s.isUpload(&ctx.Request.Header) {
+			limit = s.opts.Batches.MaxFileBytes()
+		}
+		s.refuseAndLinger(ctx, models.Errorf(models.ErrTooLarge, "request body is larger than the %d-byte limit", limit))
 	case isTimeout(err):
 		s.m.refused.WithLabelValues("slow_client").Inc()
 		s.fail(ctx, "", "", errSlowRequest)
@@ -237,7 +278,22 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 		rt = route{fasthttp.MethodGet, (*Server).usageReport}
 	case "/admin/cache/purge":
 		rt = route{fasthttp.MethodPost, (*Server).adminCachePurge}
+	case "/admin/dashboard":
+		rt = route{fasthttp.MethodGet, (*Server).dashboardData}
+	case "/dashboard":
+		rt = route{fasthttp.MethodGet, (*Server).dashboardPage}
+	case "/v1/files", "/v1/batches":
+		s.batchAPI(ctx) // several methods: checked by the handler
+		return
 	default:
+		if bytes.HasPrefix(path, []byte("/dashboard/")) {
+			rt = route{fasthttp.MethodGet, (*Server).dashboardPage}
+			break
+		}
+		if bytes.HasPrefix(path, []byte("/v1/files/")) || bytes.HasPrefix(path, []byte("/v1/batches/")) {
+			s.batchAPI(ctx)
+			return
+		}
 		if string(path) == "/admin/keys" || bytes.HasPrefix(path, []byte("/admin/keys/")) {
 			s.adminKeys(ctx) // several methods: checked by the handler
 			return

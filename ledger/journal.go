@@ -131,6 +131,9 @@ func (j *journal) append(frames []byte) (seg, seq uint64, err error) {
 	if j.m == nil {
 		return j.seg, 0, errors.New("ledger journal: no segment")
 	}
+	if int64(len(frames)) > j.maxSize {
+		return j.seg, 0, fmt.Errorf("ledger journal: a record of %d bytes is larger than a segment", len(frames))
+	}
 	if j.size+int64(len(frames)) > int64(len(j.m)) {
 		if err := j.rotate(); err != nil {
 			return j.seg, 0, err
@@ -194,7 +197,9 @@ func (j *journal) sync(seq uint64) error {
 	return nil
 }
 
-// release deletes the segments before seg (their records are all in the store).
+// release deletes the segments before seg (their records are all in the store). It
+// runs beside appends: seg is at most the current segment, read by the caller under
+// the appends' lock; j.seg must not be read here.
 func (j *journal) release(seg uint64) {
 	ents, err := os.ReadDir(j.dir)
 	if err != nil {
@@ -202,7 +207,7 @@ func (j *journal) release(seg uint64) {
 	}
 	for _, e := range ents {
 		n, ok := segNumber(e.Name())
-		if ok && n < seg && n != j.seg {
+		if ok && n < seg {
 			_ = os.Remove(filepath.Join(j.dir, e.Name()))
 		}
 	}

@@ -59,8 +59,10 @@ func NewKeyRing(ctx context.Context, config []ConfigKey, store Store) (*KeyRing,
 // Lookup returns the active key whose SHA-256 digest is d, or nil.
 func (k *KeyRing) Lookup(d *[32]byte) *models.Key { return k.snap.Load().byDigest[*d] }
 
-// Required reports whether requests must carry a key: true as soon as any key exists.
-func (k *KeyRing) Required() bool { return len(k.snap.Load().byDigest) > 0 }
+// Required reports whether requests must carry a key: true as soon as any key exists,
+// revoked ones included (revoking the last key locks everyone out; it must not turn
+// authentication off).
+func (k *KeyRing) Required() bool { return len(k.snap.Load().keys) > 0 }
 
 // List returns every key, config keys first, revoked store keys included.
 func (k *KeyRing) List() []KeyInfo { return k.snap.Load().keys }

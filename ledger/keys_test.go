@@ -108,3 +108,35 @@ func TestKeyRingSeesOtherProcesses(t *testing.T) {
 		<-done
 	})
 }
+
+// TestRevokingTheLastKeyKeepsAuthenticationOn: a server whose only key is revoked (it
+// leaked) must refuse everyone, not fall back to serving without keys.
+func TestRevokingTheLastKeyKeepsAuthenticationOn(t *testing.T) {
+	s, _ := openTestStore(t)
+	ctx := context.Background()
+	ring, err := NewKeyRing(ctx, nil, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, info, err := ring.Create(ctx, models.Key{Name: "only"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ring.Required() {
+		t.Fatal("a key exists, but authentication is off")
+	}
+	if err := ring.Revoke(ctx, info.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if !ring.Required() {
+		t.Fatal("revoking the only key turned authentication off: anyone may now call")
+	}
+	// A fresh process over the same store agrees.
+	again, err := NewKeyRing(ctx, nil, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Required() {
+		t.Fatal("after a restart, a store whose keys are all revoked serves without keys")
+	}
+}

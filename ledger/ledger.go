@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,6 +124,7 @@ func (l *Ledger) replay(ctx context.Context) error {
 // end of its answer) only after Add returns. The error, if any, says the journal could
 // not be written: the record still goes to the store, but is not crash-safe.
 func (l *Ledger) Add(r *Record) error {
+	clipFields(r)
 	bp := framePool.Get().(*[]byte)
 	frame := appendFrame((*bp)[:0], r)
 	l.mu.Lock()
@@ -151,6 +153,22 @@ func (l *Ledger) Add(r *Record) error {
 		}
 	}
 	return err
+}
+
+// maxField bounds each text field of a record. Some come from clients (the OpenAI
+// `user`, the model asked for): without a bound, one request could make a frame larger
+// than a journal segment or than replay accepts, and cost every record after it in its
+// segment its crash safety.
+const maxField = 1024
+
+// clipFields cuts r's text fields to maxField bytes (at a UTF-8 boundary).
+func clipFields(r *Record) {
+	for _, p := range [...]*string{&r.UID, &r.RequestID, &r.KeyID, &r.Tenant, &r.User, &r.Feature, &r.Kind, &r.Model,
+		&r.Served, &r.Target, &r.Region, &r.Pool, &r.Cache, &r.ReferenceModel, &r.ServedRefModel} {
+		if len(*p) > maxField {
+			*p = strings.ToValidUTF8((*p)[:maxField], "")
+		}
+	}
 }
 
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}

@@ -175,3 +175,70 @@ func TestHardwareRows(t *testing.T) {
 }
 
 func near(a, b float64) bool { d := a - b; return d < 1e-9 && d > -1e-9 }
+
+// TestReplayAfterHugeFields: a client controls some of a record's fields (the OpenAI
+// `user`, the model name it asks for). A record with a field of megabytes must not cost
+// the records journaled after it their crash safety, nor break the journal.
+func TestReplayAfterHugeFields(t *testing.T) {
+	for _, size := range []int{2 << 20, 5 << 20} {
+		s, path := openTestStore(t)
+		dead := openTestLedger(t, s, path, Options{})
+		for i := range 7 {
+			r := sampleRecord(dead.UID(time.Duration(i).String()))
+			if i == 1 {
+				r.User = string(make([]byte, size))
+			}
+			if err := dead.Add(&r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dead.j.lock.Close() // killed: nothing reached the store
+
+		openTestLedger(t, s, path, Options{})
+		if n := countRecords(t, s); n != 7 {
+			t.Fatalf("field of %d bytes: %d of 7 acknowledged records replayed", size, n)
+		}
+	}
+}
+
+// TestFlushWhileSegmentsRotate: the writer deletes stored segments while requests
+// append to (and rotate) the journal; every record reaches the store and only the
+// current segment is left.
+func TestFlushWhileSegmentsRotate(t *testing.T) {
+	s, path := openTestStore(t)
+	l := openTestLedger(t, s, path, Options{BatchSize: 4})
+	l.mu.Lock()
+	l.j.maxSize = 600
+	err := l.j.rotate()
+	l.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 200 {
+			r := sampleRecord(l.UID(time.Duration(i).String()))
+			if err := l.Add(&r); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	for range 50 {
+		if err := l.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRecords(t, s); n != 200 {
+		t.Fatalf("stored %d records, want 200", n)
+	}
+	if segs, _ := filepath.Glob(filepath.Join(l.j.dir, "*.log")); len(segs) != 1 {
+		t.Errorf("%d segments left, want the current one", len(segs))
+	}
+}

@@ -20,13 +20,20 @@ import (
 // every write is a transaction started with BEGIN IMMEDIATE, so budget checks in two
 // processes serialise on the file's lock.
 type SQLite struct {
-	db     *sql.DB
-	pruned atomic.Int64 // unix seconds minute windows were last pruned
+	db *sql.DB // writes, budget checks, keys
+	// reports runs usage reports on connections of their own (read-only): a report
+	// over a month of records can take seconds, and must not hold the connections
+	// that budget checks on the request path and the ledger's writer need.
+	reports *sql.DB
+	pruned  atomic.Int64 // unix seconds minute windows were last pruned
 	// Reserve's statements, prepared once (parsing them per request cost more than
 	// running them), and when expired reservations were last deleted (unix seconds).
 	reserve   reserveStmts
 	resPruned atomic.Int64
 }
+
+// reportConns is how many reports may read at once; more wait for a connection.
+const reportConns = 2
 
 // reserveStmts are Reserve's statements.
 type reserveStmts struct {
@@ -129,6 +136,13 @@ func OpenSQLite(path string, power bool) (*SQLite, error) {
 		db.Close()
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
+	q.Add("_pragma", "query_only(1)")
+	q.Del("_txlock")
+	if s.reports, err = sql.Open("sqlite", "file:"+path+"?"+q.Encode()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
+	}
+	s.reports.SetMaxOpenConns(reportConns)
 	_ = os.Chmod(path, 0o600)
 	return s, nil
 }
@@ -152,7 +166,13 @@ func (s *SQLite) prepareReserve() error {
 }
 
 // Close closes the database.
-func (s *SQLite) Close() error { return s.db.Close() }
+func (s *SQLite) Close() error {
+	err := s.db.Close()
+	if rerr := s.reports.Close(); err == nil {
+		err = rerr
+	}
+	return err
+}
 
 // tx runs f in a write transaction (BEGIN IMMEDIATE: it holds the file's write lock from
 // the start, so two processes never both read a budget and then both spend it).
@@ -526,7 +546,7 @@ func (s *SQLite) Aggregate(ctx context.Context, q Query) ([]Aggregate, error) {
 		total(CASE WHEN ` + priced + ` AND NOT ` + hit + ` THEN cost_usd END)
 		FROM records WHERE ` + strings.Join(where, " AND ") + `
 		GROUP BY ` + strings.Join(sel, ", ")
-	rows, err := s.db.QueryContext(ctx, stmt, args...)
+	rows, err := s.reports.QueryContext(ctx, stmt, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -569,7 +589,7 @@ func (s *SQLite) PoolDays(ctx context.Context, from, to time.Time) ([]PoolDay, e
 		}
 		return p
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT pool, minute / 86400, sum(usd) FROM hardware
+	rows, err := s.reports.QueryContext(ctx, `SELECT pool, minute / 86400, sum(usd) FROM hardware
 		WHERE minute >= ? AND minute < ? GROUP BY 1, 2`, from.Unix(), to.Unix())
 	if err != nil {
 		return nil, err
@@ -588,7 +608,7 @@ func (s *SQLite) PoolDays(ctx context.Context, from, to time.Time) ([]PoolDay, e
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	rows, err = s.db.QueryContext(ctx, `SELECT pool, time / 86400000000, sum(cost_usd) FROM records
+	rows, err = s.reports.QueryContext(ctx, `SELECT pool, time / 86400000000, sum(cost_usd) FROM records
 		WHERE time >= ? AND time < ? AND pool != '' GROUP BY 1, 2`, micros(from), micros(to))
 	if err != nil {
 		return nil, err

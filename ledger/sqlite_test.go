@@ -2,8 +2,10 @@ package ledger
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -193,5 +195,61 @@ func TestKeysInStore(t *testing.T) {
 	}
 	if v, _ := s.KeysVersion(ctx); v != v0+2 {
 		t.Errorf("keys version %d -> %d", v0, v)
+	}
+}
+
+// TestSlowReportsDoNotStallBudgets: usage reports (GET /v1/usage, any key may ask, as
+// often as it likes) over a month of records take seconds each. While as many as may
+// run at once are in progress, budget checks on the request path and the ledger's
+// writer still get a connection.
+func TestSlowReportsDoNotStallBudgets(t *testing.T) {
+	s, _ := openTestStore(t)
+	ctx := context.Background()
+	// Reports in progress: each holds a connection of the reports' pool.
+	var held []*sql.Conn
+	for range reportConns {
+		c, err := s.reports.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	// Four more reports waiting for a connection.
+	waiting := make(chan error, 4)
+	for range 4 {
+		go func() {
+			_, err := s.Aggregate(ctx, Query{From: time.Unix(0, 0), To: time.Now()})
+			waiting <- err
+		}()
+	}
+	// Budget checks and writes are not queued behind them. (On failure this waits for
+	// the deadline: generous, it only bounds a hang.)
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	now := time.Now()
+	for i := range 8 {
+		uid := "r" + strconv.Itoa(i)
+		if err := s.Reserve(wctx, Reservation{UID: uid, KeyID: "key-a", Time: now, Expires: now.Add(time.Hour), Tokens: 1},
+			Limits{RequestsPerMinute: 100}, now); err != nil {
+			t.Fatalf("a budget check waited behind reports: %v", err)
+		}
+		r := sampleRecord(uid)
+		if err := s.Apply(wctx, []Record{r}); err != nil {
+			t.Fatalf("the ledger's writer waited behind reports: %v", err)
+		}
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	for range 4 {
+		if err := <-waiting; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

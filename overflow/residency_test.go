@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/sluice-llm/sluice/models"
@@ -142,7 +143,12 @@ func TestResidencyProperty(t *testing.T) {
 	v := &violations{}
 	var served, failed, overflowed, routed atomic.Int64
 	for seed := 0; seed < configs; seed++ {
-		runConfig(t, uint64(seed), v, &served, &failed, &overflowed, &routed)
+		// Each world runs in a synctest bubble: the scheduler's back-off after an
+		// overloaded engine, queue deadlines and the stage's backoff pass on virtual time,
+		// so thousands of worlds take seconds, not the minutes of real waits.
+		synctest.Test(t, func(t *testing.T) {
+			runConfig(t, uint64(seed), v, &served, &failed, &overflowed, &routed)
+		})
 		if t.Failed() {
 			return
 		}

@@ -285,10 +285,13 @@ func calibrate(ctx context.Context, cl *client, n int, d time.Duration) (float64
 	if done == 0 {
 		return 0, errors.New("bench route: calibration completed no request")
 	}
-	if overflowed > 0 {
-		return 0, fmt.Errorf("bench route: calibration overflowed %d requests: the SLO is too tight for the engines (raise --slo)", overflowed)
+	// Calibration offers exactly the local slots' worth of concurrency, so nothing should
+	// overflow; a stall of a loaded machine may push the odd request out. Those do not
+	// count towards local capacity, and more than 2% means the SLO is too tight.
+	if overflowed*50 > done {
+		return 0, fmt.Errorf("bench route: calibration overflowed %d of %d requests: the SLO is too tight for the engines (raise --slo)", overflowed, done)
 	}
-	return float64(done) / (end.Sub(warm)).Seconds(), nil
+	return float64(done-overflowed) / (end.Sub(warm)).Seconds(), nil
 }
 
 // runLevel sends Poisson arrivals at rate for c.Duration and waits for every answer.
@@ -310,7 +313,9 @@ func runLevel(ctx context.Context, s *stack, cl *client, rng *rand.Rand, load, r
 	stopSampling := make(chan struct{})
 	var busySum float64
 	var busyN int
+	sampled := make(chan struct{})
 	go func() {
+		defer close(sampled)
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		for {
@@ -342,6 +347,8 @@ func runLevel(ctx context.Context, s *stack, cl *client, rng *rand.Rand, load, r
 			select {
 			case <-time.After(d):
 			case <-ctx.Done():
+				close(stopSampling)
+				<-sampled
 				wg.Wait()
 				return lv, ctx.Err()
 			}
@@ -357,6 +364,7 @@ func runLevel(ctx context.Context, s *stack, cl *client, rng *rand.Rand, load, r
 	}
 	time.Sleep(time.Until(start.Add(c.Duration)))
 	close(stopSampling)
+	<-sampled
 	wg.Wait()
 	if busyN > 0 {
 		lv.LocalBusy = busySum / float64(busyN)

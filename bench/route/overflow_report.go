@@ -45,3 +45,41 @@ func (r *OverflowResult) WriteTable(w io.Writer) error {
 
 // JSON is the result as one JSON object.
 func (r *OverflowResult) JSON() ([]byte, error) { return json.Marshal(r) }
+
+// Name is the overflow part's name in "sluice bench route --part".
+func (r *OverflowResult) Name() string { return "overflow" }
+
+// Figures are the overflow part's JSON figures.
+func (r *OverflowResult) Figures() map[string]any {
+	return map[string]any{
+		"p99_ttft_ms_3x":       r.P99TTFTms3x,
+		"slo_ms":               r.SLOms,
+		"local_busy_3x":        r.LocalBusy3x,
+		"overflow_share_half":  r.OverflowShareHalf,
+		"residency_violations": r.ResidencyViolations,
+		"overflow_errors":      r.Errors,
+		"capacity_rps":         r.CapacityRPS,
+		"overflow_levels":      r.Levels,
+	}
+}
+
+// Misses names the overflow targets missed.
+func (r *OverflowResult) Misses() []string {
+	var out []string
+	if r.P99TTFTms3x > r.SLOms {
+		out = append(out, fmt.Sprintf("P99 TTFT at 3x %.0f ms > SLO %.0f ms", r.P99TTFTms3x, r.SLOms))
+	}
+	if r.LocalBusy3x < 0.9 {
+		out = append(out, fmt.Sprintf("local slots busy at 3x %.1f%% < 90%%", 100*r.LocalBusy3x))
+	}
+	if r.OverflowShareHalf != 0 {
+		out = append(out, fmt.Sprintf("overflow at 0.5x %.1f%% > 0", 100*r.OverflowShareHalf))
+	}
+	if r.ResidencyViolations != 0 {
+		out = append(out, fmt.Sprintf("%d residency violations", r.ResidencyViolations))
+	}
+	if r.Errors != 0 {
+		out = append(out, fmt.Sprintf("%d errors", r.Errors))
+	}
+	return out
+}

@@ -19,9 +19,8 @@ import (
 const benchUsage = `Usage: sluice bench gateway [flags]
        sluice bench smoke [flags]   (GPU smoke test; see "sluice bench smoke -h")
        sluice bench sched [flags]   (scheduling policies on real engines; see "sluice bench sched -h")
-       sluice bench route [flags]   (the "auto" classifier on MT-Bench; see "sluice bench route -h")
+       sluice bench route [flags]   (the "auto" classifier on MT-Bench, cloud overflow under load; see "sluice bench route -h")
        sluice bench compress [flags] (prompt compression: what it keeps, how fast; see "sluice bench compress -h")
-       sluice bench route-overflow [flags]   (cloud overflow under load; see "sluice bench route-overflow -h")
        sluice bench cache [flags]   (the answer cache: latency and hit quality; see "sluice bench cache -h")
        sluice bench soak [flags]    (1,000 slow streams held through sluice: errors, RSS, goroutine leaks; see "sluice bench soak -h")
 
@@ -39,7 +38,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		benchFlags(stderr, &benchOpts{}).Usage()
 		if len(args) == 0 {
-			return errors.New("bench: name a benchmark (available: gateway, smoke, sched, route, route-overflow, compress, cache, soak)")
+			return errors.New("bench: name a benchmark (available: gateway, smoke, sched, route, compress, cache, soak)")
 		}
 		return nil
 	}
@@ -63,8 +62,6 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return benchSched(ctx, args[1:], stdout, stderr)
 	case "route":
 		return benchRoute(ctx, args[1:], stdout, stderr)
-	case "route-overflow":
-		return benchRouteOverflow(ctx, args[1:], stdout, stderr)
 	case "compress":
 		return benchCompress(ctx, args[1:], stdout, stderr)
 	case "cache":
@@ -72,7 +69,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "soak":
 		return benchSoak(ctx, args[1:], stdout, stderr)
 	default:
-		return fmt.Errorf("bench: unknown benchmark %q (available: gateway, smoke, sched, route, route-overflow, compress, cache, soak)", args[0])
+		return fmt.Errorf("bench: unknown benchmark %q (available: gateway, smoke, sched, route, compress, cache, soak)", args[0])
 	}
 	var o benchOpts
 	fs := benchFlags(stderr, &o)

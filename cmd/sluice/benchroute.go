@@ -20,6 +20,11 @@ Benchmarks routing, in parts (--part, default all):
              requests sent to the strong model, APGR, the strong share needed for 95%% of the
              strong model's quality; next to a keyword-regex router, random routing and
              the oracle.
+  overflow   cloud overflow under load: sluice (gateway, router, overflow stage,
+             scheduler) in front of real llama-server engines and two fake
+             OpenAI-compatible clouds (EU and US) with realistic latency; Poisson arrivals
+             at 0.5x, 1x and 3x the measured local capacity, half with an EU-restricted
+             key: time to first token, overflow, local slot occupancy, residency.
 %s
 With --json the last line is one JSON object with every part's figures.
 
@@ -37,7 +42,19 @@ type routePart struct {
 
 // routeParts lists the parts in run order.
 func routeParts() []routePart {
-	return []routePart{classifyPart()}
+	return []routePart{classifyPart(), overflowPart()}
+}
+
+func overflowPart() routePart {
+	var c route.OverflowConfig
+	return routePart{
+		name:  "overflow",
+		flags: c.Flags,
+		run: func(ctx context.Context, progress io.Writer) (route.Section, error) {
+			c.Progress = progress
+			return route.RunOverflow(ctx, c)
+		},
+	}
 }
 
 func classifyPart() routePart {

@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-llm/sluice/compress"
 	"github.com/sluice-llm/sluice/config"
 	"github.com/sluice-llm/sluice/cost"
+	"github.com/sluice-llm/sluice/dashboard"
 	"github.com/sluice-llm/sluice/gateway"
 	"github.com/sluice-llm/sluice/gpu"
 	"github.com/sluice-llm/sluice/models"
@@ -305,14 +306,22 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// On the way out (after the gateway drained): store what is queued, then close.
 		defer func() { stopCache(); <-cacheDone; _ = cacheStore.Close() }()
 	}
+	bat, err := openBatches(ctx, cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	defer bat.stop() // before the engines stop: lines in flight finish
+	board := dashboard.New(dashboard.Options{Gatherer: reg})
+	go board.Run(engCtx)
 	gwOpts := gateway.Options{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, RequestTimeout: cfg.Server.RequestTimeout,
 		Limits: gatewayLimits(cfg.Server.Limits),
 		Router: rt, Scheduler: chain, Models: rt.Models,
 		Ready: sched.Ready, Registry: reg, Logger: log,
 		AdminKeys: cfg.Server.AdminKeyDigests(), CachePurge: purge,
-		Record: bk.record(acct, log),
-		Status: func() []byte { return statusJSON(mon, sched, rt, acct) },
+		Record:  bk.record(acct, log),
+		Status:  func() []byte { return statusJSON(mon, sched, rt, acct) },
+		Batches: bat.api(), Dashboard: board,
 	}
 	bk.options(&gwOpts)
 	gw, err := gateway.New(gwOpts)
@@ -337,6 +346,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if ctx.Err() == nil {
 		sched.RefreshAll(ctx)
+		bat.start(gw, log)
 		printReady(stdout, ln.Addr().String(), rt.Models())
 	}
 
