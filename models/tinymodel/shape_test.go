@@ -173,7 +173,9 @@ func TestGenerateShapeWeights(t *testing.T) {
 				start := int(f.TensorDataStartOffset) + int(ti.Offset) + r*rb
 				return raw[start : start+rb], ti.Type
 			}
-			bb := func(typ parser.GGMLType) int { return map[parser.GGMLType]int{parser.GGMLTypeQ8_0: 34, parser.GGMLTypeQ4_0: 18}[typ] }
+			bb := func(typ parser.GGMLType) int {
+				return map[parser.GGMLType]int{parser.GGMLTypeQ8_0: 34, parser.GGMLTypeQ4_0: 18}[typ]
+			}
 			hello := indexOf(v.Tokens, "▁Hello")
 			byteTok := 3 // <0x00>
 			pad := len(v.Tokens) + 5
