@@ -26,7 +26,11 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // TestEngineEmbedder embeds through a real llama-server started with --embeddings:
 // concurrent callers share batched requests, vectors are unit length and stable.
 func TestEngineEmbedder(t *testing.T) {
-	p := enginetest.StartLlamaServer(t, enginetest.LlamaOptions{Embedding: true, Slots: 2, Ctx: 1024})
+	// One slot: with two, llama-server sometimes places a text on a slot that keeps the
+	// previous text's first token (slot choice by common prefix), and the tiny random
+	// model's pooled vector then moves far (cosine 0.70 seen) - the engine's numerics,
+	// not the embedder's batching, which this test is about.
+	p := enginetest.StartLlamaServer(t, enginetest.LlamaOptions{Embedding: true, Slots: 1, Ctx: 1024})
 	tr := &countingTransport{t: http.DefaultTransport}
 	e, err := cache.NewEngine(cache.EngineOptions{URL: p.URL + "/v1", Model: "tiny-embed", Window: 50 * time.Millisecond,
 		Client: &http.Client{Transport: tr}})

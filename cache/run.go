@@ -39,7 +39,7 @@ func (s *Stage) Run(ctx context.Context) error {
 // linger is how long the writer waits for more answers after the first of a batch: one
 // transaction (and one fsync) per batch instead of per answer under load. Flush barriers
 // end a batch at once.
-const linger = 20 * time.Millisecond
+const linger = 100 * time.Millisecond
 
 // write stores queued answers in batches (one transaction or pipeline each).
 func (s *Stage) write(ctx context.Context) {
@@ -116,7 +116,7 @@ func (s *Stage) flush(ctx context.Context, batch []*pending) {
 			}
 			if p.vec != nil {
 				p.e.Vector = p.vec
-			} else if p.e.Question != "" {
+			} else if s.semanticFor(p.e.Question) {
 				texts = append(texts, p.e.Question)
 				idx = append(idx, i)
 			}
@@ -149,7 +149,7 @@ func (s *Stage) flush(ctx context.Context, batch []*pending) {
 
 // indexEntry adds an entry to the semantic index (learning its words' frequencies).
 func (s *Stage) indexEntry(ctx context.Context, e *Entry) {
-	if e.Question == "" {
+	if !s.semanticFor(e.Question) {
 		return
 	}
 	if s.index.Has(e.Key, e.Answer.hash()) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,9 @@ const (
 	// DefaultSubstitution: a match is refused when each question has more than this
 	// share (by weight) of content words the other lacks.
 	DefaultSubstitution = 0.45
+	// DefaultMaxQuestion bounds the questions matched semantically (bytes; about 500
+	// tokens, what sentence-embedding models read).
+	DefaultMaxQuestion = 2048
 )
 
 // Options configure the cache stage.
@@ -47,6 +51,12 @@ type Options struct {
 	// Margin and Substitution tune two of the guards (0: defaults; negative: off).
 	Margin       float64
 	Substitution float64
+	// MaxQuestionBytes: longer questions (a pasted document, a RAG context) are matched
+	// exactly only, neither looked up nor indexed semantically (0: DefaultMaxQuestion;
+	// negative: no bound). A paraphrase of a multi-kilobyte text is rarely the same
+	// question, sentence-embedding models truncate at a few hundred tokens anyway, and
+	// analysing and indexing them costs the most.
+	MaxQuestionBytes int
 	// TTL of an entry (default 24 h).
 	TTL time.Duration
 	// MaxTemperature: requests sampled above it are not cached unless the client says
@@ -116,6 +126,12 @@ func New(next Opener, o Options) (*Stage, error) {
 	}
 	if s.o.Margin == 0 {
 		s.o.Margin = DefaultMargin
+	}
+	switch {
+	case s.o.MaxQuestionBytes == 0:
+		s.o.MaxQuestionBytes = DefaultMaxQuestion
+	case s.o.MaxQuestionBytes < 0:
+		s.o.MaxQuestionBytes = math.MaxInt
 	}
 	if s.o.Substitution == 0 {
 		s.o.Substitution = DefaultSubstitution
@@ -209,6 +225,11 @@ func (s *Stage) Open(ctx context.Context, t models.Target, r *models.Request) (m
 	return s.tee(st, t, r, rk, q), nil
 }
 
+// semanticFor reports whether question takes part in semantic matching.
+func (s *Stage) semanticFor(question string) bool {
+	return s.o.Semantic && question != "" && len(question) <= s.o.MaxQuestionBytes
+}
+
 // query is a request's analysed question, kept from the lookup for the store.
 type query struct {
 	a    *analysis // built-in analysis (pooled)
@@ -236,7 +257,7 @@ func (s *Stage) lookup(ctx context.Context, t models.Target, r *models.Request, 
 		s.m.hitExact.Inc()
 		return s.replay(t, r, e, e.Usage.PromptTokens, false), nil
 	}
-	if !s.o.Semantic || rk.question == "" {
+	if !s.semanticFor(rk.question) {
 		return nil, nil
 	}
 	// The question's facts first: entries live in partitions of their scope by the

@@ -341,3 +341,39 @@ func TestIndexFollowsStore(t *testing.T) {
 		t.Fatalf("swept %d, %d left", n, s.Index().Len())
 	}
 }
+
+// TestLongQuestionsMatchExactly: a question over MaxQuestionBytes is matched exactly
+// only: asked again it hits, reworded it misses (where an unbounded stage matches it
+// semantically), and its entry is stored without the question text.
+func TestLongQuestionsMatchExactly(t *testing.T) {
+	q := "Please explain, step by step and with an example, how I reset the password of my account on the web site"
+	reworded := "Please explain, step by step and with an example, how I reset the password of my account on the website"
+	for _, tc := range []struct {
+		max  int
+		want string
+	}{{-1, cache.ResultHitSemantic}, {64, cache.ResultMiss}} {
+		next := &storetest.Scripted{}
+		mem := cache.NewMemory(cache.StoreOptions{})
+		s, _ := stageOver(t, mem, next, cache.Options{Semantic: true, MaxQuestionBytes: tc.max})
+		open(t, s, storetest.Request("acme", "sys", q, false))
+		r := storetest.Request("acme", "sys", q, false)
+		if open(t, s, r); r.Trace.Cache != cache.ResultHitExact {
+			t.Fatalf("max %d: asked again: %q", tc.max, r.Trace.Cache)
+		}
+		r = storetest.Request("acme", "sys", reworded, false)
+		if open(t, s, r); r.Trace.Cache != tc.want {
+			t.Fatalf("max %d: reworded: %q, want %q", tc.max, r.Trace.Cache, tc.want)
+		}
+		k, _, _, err := s.Describe("m", storetest.Request("acme", "sys", q, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := mem.Get(context.Background(), k)
+		if err != nil || e == nil {
+			t.Fatalf("max %d: stored entry: %v, %v", tc.max, e, err)
+		}
+		if stored := e.Question != ""; stored != (tc.max < 0) {
+			t.Fatalf("max %d: question stored: %v", tc.max, stored)
+		}
+	}
+}

@@ -163,6 +163,9 @@ func (c *tee) keep() {
 		Question: c.rk.question, Answer: Answer{Role: c.role, Text: c.text.String(), ToolCalls: tools, FinishReason: c.finish},
 		Region: c.region(), Usage: c.inner.Usage(), Created: now, Expires: now.Add(s.o.TTL)}
 	e.Usage.Cost.Reference, e.Usage.Cost.ReferenceModel, e.Usage.Cost.Avoided = 0, "", 0
+	if !s.semanticFor(e.Question) {
+		e.Question = "" // matched exactly only: the key holds its hash, the store need not
+	}
 	p := &pending{e: e}
 	if c.q != nil && c.q.vec != nil && s.emb != s.builtin {
 		p.vec = c.q.vec

@@ -54,8 +54,11 @@ type CacheSemantic struct {
 	Margin float64 `yaml:"margin"`
 	// Substitution: refuse a match when each question has more than this share of
 	// content the other lacks (default 0.45; -1 turns the guard off).
-	Substitution float64       `yaml:"substitution"`
-	Embedder     CacheEmbedder `yaml:"embedder"`
+	Substitution float64 `yaml:"substitution"`
+	// MaxQuestionBytes: longer questions are matched exactly only (default 2048; -1: no
+	// bound).
+	MaxQuestionBytes int           `yaml:"max_question_bytes"`
+	Embedder         CacheEmbedder `yaml:"embedder"`
 }
 
 // CacheEmbedder chooses the embedder.
@@ -142,6 +145,9 @@ func (c *Cache) validate(bad func(path, format string, args ...any)) {
 	}
 	if s.Margin > 1 || s.Substitution > 1 {
 		bad("cache.semantic", "margin and substitution must be at most 1")
+	}
+	if s.MaxQuestionBytes < -1 {
+		bad("cache.semantic.max_question_bytes", "must be positive, 0 (the default, 2048) or -1 (no bound), got %d", s.MaxQuestionBytes)
 	}
 	switch s.Embedder.Kind {
 	case "builtin":

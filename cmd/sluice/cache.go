@@ -55,7 +55,8 @@ func buildCache(ctx context.Context, cfg *config.Config, next cache.Opener, reg 
 		Store: st, Embedder: emb, Semantic: c.SemanticOn(),
 		Threshold: c.Semantic.Threshold, Thresholds: c.Semantic.Thresholds,
 		Margin: c.Semantic.Margin, Substitution: c.Semantic.Substitution,
-		TTL: c.TTL, MaxTemperature: c.MaxTemperature, Disabled: c.DisabledModels, StoreTruncated: c.StoreTruncated, Queue: c.WriteQueue,
+		MaxQuestionBytes: c.Semantic.MaxQuestionBytes,
+		TTL:              c.TTL, MaxTemperature: c.MaxTemperature, Disabled: c.DisabledModels, StoreTruncated: c.StoreTruncated, Queue: c.WriteQueue,
 		Counter: counter, Registry: reg, Logger: log,
 	})
 	if err != nil {
