@@ -45,7 +45,7 @@ lint:
 # and the official OpenAI SDKs (Go and npm). Engines are built and cached on first use.
 test: engines vocab npm lint
 	@echo "[sluice] go test -race ./..."
-	@$(GO) test -race -count=1 -timeout 20m ./...
+	@SLUICE_VOCAB=$(SLUICE_CACHE)/vocab/llama2/tokenizer.json SLUICE_REQUIRE_VOCAB=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 bench-gateway: build
 	@$(BIN) bench gateway $(ARGS)
