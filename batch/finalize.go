@@ -2,6 +2,7 @@ package batch
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/sluice-llm/sluice/internal/jsonx"
 	"github.com/valyala/fastjson"
 )
 
@@ -48,6 +50,12 @@ func (r *runner) validate(ctx context.Context, j *job) error {
 		idx := int64(len(rows))
 		if idx >= int64(m.opts.MaxLines) {
 			return errStop
+		}
+		if len(line) > m.opts.MaxLineBytes {
+			failed++
+			rows = append(rows, row{idx, off, int64(len(line)), lineFailed, appendLineError(nil, requestID(j.id, idx), customIDOf(line),
+				&lineError{"request_too_large", fmt.Sprintf("the line is %d bytes; a request may have at most %d (server.max_body_bytes)", len(line), m.opts.MaxLineBytes)})})
+			return nil
 		}
 		req, lerr := parseRequest(&parser, line, j.endpoint)
 		if lerr == nil && seen[req.CustomID] {
@@ -305,4 +313,14 @@ func expiredLine(p *fastjson.Parser, in *os.File, j *job, idx, off, n int64, dst
 	}
 	return appendLineError(dst, requestID(j.id, idx), custom,
 		&lineError{"batch_expired", "This request could not be executed before the completion window expired."})
+}
+
+// customIDOf finds a line's custom_id without parsing the whole line (one over the size
+// limit); "" when it is absent or not a plain string.
+func customIDOf(line []byte) string {
+	s, e, ok := jsonx.Find(line, "custom_id")
+	if !ok || e-s < 2 || line[s] != '"' || bytes.IndexByte(line[s+1:e-1], '\\') >= 0 {
+		return ""
+	}
+	return string(line[s+1 : e-1])
 }

@@ -19,6 +19,9 @@ type Options struct {
 	MaxFileBytes int64
 	// MaxLines caps the requests of one batch (default 50,000, OpenAI's limit).
 	MaxLines int
+	// MaxLineBytes caps one line, as server.max_body_bytes caps a request over HTTP
+	// (default 8 MiB): a longer line is an error-file entry (request_too_large).
+	MaxLineBytes int
 	// Concurrency is how many lines of all batches are in flight at once (default 4).
 	// Each runs at batch priority, so the scheduler gives it only slots interactive work
 	// leaves idle; this bound keeps batch work from filling the scheduler's queue.
@@ -88,6 +91,9 @@ func Open(ctx context.Context, o Options) (*Manager, error) {
 	}
 	if o.MaxLines <= 0 {
 		o.MaxLines = 50000
+	}
+	if o.MaxLineBytes <= 0 {
+		o.MaxLineBytes = 8 << 20
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4

@@ -23,12 +23,14 @@ import (
 // batch as its feature at batch priority, and the batch object tells the story.
 func TestBatchThroughGateway(t *testing.T) {
 	e := startEngine(t)
-	h := openManager(t, t.TempDir(), nil, batch.Options{Concurrency: 2})
+	h := openManager(t, t.TempDir(), nil, batch.Options{Concurrency: 2, MaxLineBytes: 4096})
 	var in []string
 	for i := range 6 {
 		in = append(in, chatLine(i))
 	}
 	in = append(in,
+		// Over MaxLineBytes (server.max_body_bytes): refused as the endpoint would.
+		`{"custom_id":"too-large","method":"POST","url":"/v1/chat/completions","body":{"model":"tiny","messages":[{"role":"user","content":"`+strings.Repeat("x", 5000)+`"}]}}`,
 		`{"custom_id":"bad-json","method":"POST",`,
 		`{"custom_id":"bad-url","method":"POST","url":"/v1/embeddings","body":{"model":"tiny","input":"x"}}`,
 		`{"custom_id":"bad-method","method":"GET","url":"/v1/chat/completions","body":{}}`,
@@ -44,7 +46,7 @@ func TestBatchThroughGateway(t *testing.T) {
 	}
 	h.run(e.gw)
 	b = h.awaitStatus("", b.ID, batch.StatusCompleted)
-	if b.RequestCounts.Total != 13 || b.RequestCounts.Completed != 6 || b.RequestCounts.Failed != 7 {
+	if b.RequestCounts.Total != 14 || b.RequestCounts.Completed != 6 || b.RequestCounts.Failed != 8 {
 		t.Fatalf("counts %+v", b.RequestCounts)
 	}
 	if b.InProgressAt == nil || b.FinalizingAt == nil || b.CompletedAt == nil || *b.InProgressAt < *b.CreatedAt ||
@@ -81,9 +83,9 @@ func TestBatchThroughGateway(t *testing.T) {
 			t.Fatalf("error line with both or neither: %+v", o)
 		}
 	}
-	want := map[string]string{"<null>": "invalid_json,missing_custom_id,duplicate_custom_id", "bad-url": "invalid_url",
+	want := map[string]string{"<null>": "invalid_json,missing_custom_id,duplicate_custom_id", "too-large": "request_too_large", "bad-url": "invalid_url",
 		"bad-method": "invalid_method", "bad-model": "404", "bad-stream": "invalid_body"}
-	if len(errs) != 7 {
+	if len(errs) != 8 {
 		t.Fatalf("error file: %d lines: %v", len(errs), got)
 	}
 	for k, v := range want {

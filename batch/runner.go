@@ -420,20 +420,29 @@ func (r *runner) commit(ctx context.Context, done []outcome) error {
 	})
 }
 
-// nextWake is how long the loop may sleep: until the next retry or expiry.
+// nextWake is how long the loop may sleep: until the next retry or expiry that a step
+// could act on. A job that expired with lines still running, or a retry due while every
+// slot is taken, waits for a line's outcome (which wakes the loop) rather than spinning;
+// after a failed step the loop tries again after RetryBackoff.
 func (r *runner) nextWake() time.Duration {
 	now := r.m.now()
 	wait := time.Hour
-	if r.failing {
-		wait = r.m.opts.RetryBackoff
-	}
+	canStart := r.inflight < r.m.opts.Concurrency
 	for _, j := range r.jobs {
-		if j.status == StatusInProgress {
+		if j.status != StatusInProgress {
+			continue
+		}
+		if j.inflight == 0 {
 			wait = min(wait, j.expires.Sub(now))
 		}
-		for _, p := range j.retry {
-			wait = min(wait, p.notBefore.Sub(now))
+		if canStart {
+			for _, p := range j.retry {
+				wait = min(wait, p.notBefore.Sub(now))
+			}
 		}
+	}
+	if r.failing {
+		wait = r.m.opts.RetryBackoff // retry the failed step then, not sooner
 	}
 	return max(wait, time.Millisecond)
 }

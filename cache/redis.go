@@ -108,8 +108,12 @@ func (r *Redis) Put(ctx context.Context, es ...*Entry) error {
 		}
 		v, _ := e.MarshalBinary()
 		p.Set(ctx, r.key(e.Key), v, ttl)
-		p.XAdd(ctx, &redis.XAddArgs{Stream: r.events, MaxLen: r.o.EventsMax, Approx: true,
-			Values: []any{"op", "put", "key", hex.EncodeToString(e.Key[:])}})
+		if e.Question != "" {
+			// Put events only feed other replicas' semantic indexes: an entry without
+			// its question (matched exactly only) has nothing to index.
+			p.XAdd(ctx, &redis.XAddArgs{Stream: r.events, MaxLen: r.o.EventsMax, Approx: true,
+				Values: []any{"op", "put", "key", hex.EncodeToString(e.Key[:])}})
+		}
 		n++
 	}
 	if n == 0 {

@@ -366,6 +366,12 @@ func (s *Stage) semantic(ctx context.Context, t models.Target, r *models.Request
 // Purge removes a tenant's or a model's entries (either may be "": all) from the store
 // and the index, and tells other replicas.
 func (s *Stage) Purge(ctx context.Context, tenant, model string) (int, error) {
+	// Answers queued before the purge would otherwise be stored after it.
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := s.Flush(fctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("cache: purge: queued answers not stored before the purge", "err", err)
+	}
+	cancel()
 	n, err := s.store.Purge(ctx, tenant, model)
 	if err != nil {
 		s.m.errors.WithLabelValues("purge").Inc()

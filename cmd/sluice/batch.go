@@ -30,7 +30,8 @@ func openBatches(ctx context.Context, cfg *config.Config, reg prometheus.Registe
 		return nil, nil
 	}
 	m, err := batch.Open(ctx, batch.Options{Dir: bc.Dir, MaxFileBytes: bc.MaxFileBytes, MaxLines: bc.MaxLines,
-		Concurrency: bc.Concurrency, RetryBackoff: bc.RetryBackoff, MaxRetryBackoff: bc.MaxRetryBackoff,
+		MaxLineBytes: cfg.Server.MaxBodyBytes,
+		Concurrency:  bc.Concurrency, RetryBackoff: bc.RetryBackoff, MaxRetryBackoff: bc.MaxRetryBackoff,
 		DrainTimeout: cfg.Server.ShutdownTimeout, Registerer: reg, Logger: log})
 	if errors.Is(err, batch.ErrLocked) {
 		log.Warn("batch API off: another sluice process serves batches from this directory (set batch.dir)", "dir", bc.Dir)
