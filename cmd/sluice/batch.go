@@ -67,6 +67,14 @@ func (b *batches) start(exec batch.Executor, log *slog.Logger) {
 	}()
 }
 
+// beginStop stops starting lines now; their drain then runs beside the gateway's, under
+// the same server.shutdown_timeout, instead of after it.
+func (b *batches) beginStop() {
+	if b != nil && b.done != nil {
+		b.cancel()
+	}
+}
+
 // stop lets the lines in flight finish (up to server.shutdown_timeout) and closes the
 // store. Call it before the engines stop.
 func (b *batches) stop() {
