@@ -20,7 +20,7 @@ const sharedData = "../../shared/data"
 // with its ticket mark where stamp looks for it, and a 200-piece answer.
 func TestLoadTraffic(t *testing.T) {
 	if _, err := os.Stat(sharedData); err != nil {
-		t.Skipf("no shared data at %s: %v", sharedData, err)
+		t.Fatalf("no shared data at %s (the repository sits beside shared/, as in CI): %v", sharedData, err)
 	}
 	tr, err := LoadTraffic(TrafficOptions{Data: sharedData, Chunks: 200, Requests: 512})
 	if err != nil {

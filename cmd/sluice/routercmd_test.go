@@ -98,7 +98,7 @@ func TestRouterTrainEval(t *testing.T) {
 func TestBenchRouteJSON(t *testing.T) {
 	data := "../../../shared/data/route"
 	if _, err := os.Stat(filepath.Join(data, "routellm_mt_bench")); err != nil {
-		t.Skipf("RouteLLM data not found at %s: %v", data, err)
+		t.Fatalf("RouteLLM data not found at %s: %v", data, err)
 	}
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"bench", "route", "--data-dir", data, "--latency-for", "20ms", "--json", "--quiet"}, &stdout, &stderr); code != 0 {

@@ -161,7 +161,7 @@ const routeData = "../../../shared/data/route"
 func needRouteData(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(routeData, "routellm_mt_bench", "judgements.jsonl")); err != nil {
-		t.Skipf("RouteLLM data not found at %s (see docs/routing.md): %v", routeData, err)
+		t.Fatalf("RouteLLM data not found at %s (see docs/routing.md): %v", routeData, err)
 	}
 }
 
