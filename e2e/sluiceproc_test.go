@@ -6,6 +6,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,8 +91,35 @@ func (l *lockedBuf) String() string {
 }
 
 // startSluice runs `sluice serve --config cfg` with its cache and data in dataDir (and
-// env added) and returns once it says it is ready.
+// env added) and returns once it says it is ready. The config's free port may be taken
+// meanwhile by another process of a parallel test package (an engine picking its own
+// port): sluice then exits with "address already in use", and the config moves to
+// another free port for the next try.
 func startSluice(t *testing.T, bin, cfg, dataDir string, env ...string) *sluiceProc {
+	t.Helper()
+	for try := 1; ; try++ {
+		p, busy := startSluiceOnce(t, bin, cfg, dataDir, env...)
+		if !busy {
+			return p
+		}
+		if try == 3 {
+			t.Fatalf("sluice could not bind its port in 3 tries:\n%s", tailOf(p.stderr.String(), 3000))
+		}
+		port := listenPort(t, cfg)
+		b, err := os.ReadFile(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.Replace(b, []byte("listen: 127.0.0.1:"+port+"\n"), []byte(fmt.Sprintf("listen: 127.0.0.1:%d\n", enginetest.FreePort(t))), 1)
+		if err := os.WriteFile(cfg, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// startSluiceOnce is one try of startSluice; busy: sluice exited because its port was
+// taken.
+func startSluiceOnce(t *testing.T, bin, cfg, dataDir string, env ...string) (_ *sluiceProc, busy bool) {
 	t.Helper()
 	port := listenPort(t, cfg)
 	p := &sluiceProc{URL: "http://127.0.0.1:" + port, stderr: &lockedBuf{}, exited: make(chan error, 1)}
@@ -123,12 +152,17 @@ func startSluice(t *testing.T, bin, cfg, dataDir string, env ...string) *sluiceP
 	select {
 	case ok := <-ready:
 		if !ok {
+			<-p.exited
+			p.exited <- nil // for stop at cleanup
+			if strings.Contains(p.stderr.String(), "listen 127.0.0.1:"+port+": listen tcp 127.0.0.1:"+port+": bind: address already in use") {
+				return p, true
+			}
 			t.Fatalf("sluice exited before it was ready:\n%s", tailOf(p.stderr.String(), 3000))
 		}
 	case <-time.After(3 * time.Minute):
 		t.Fatalf("sluice not ready in 3 minutes:\n%s", tailOf(p.stderr.String(), 3000))
 	}
-	return p
+	return p, false
 }
 
 // kill9 kills sluice with SIGKILL (its llama-server dies with it: Pdeathsig).
@@ -228,4 +262,26 @@ func openLedgerDB(t *testing.T, dir string) *sql.DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// TestStartSluiceBusyPort: when the config's port is taken before sluice binds it, the
+// helper moves the config to another free port and sluice starts there.
+func TestStartSluiceBusyPort(t *testing.T) {
+	bin := buildSluice(t)
+	dir := t.TempDir()
+	cfg := ledgerConfig(t, dir, "", "", "")
+	taken, err := net.Listen("tcp", "127.0.0.1:"+listenPort(t, cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	p := startSluice(t, bin, cfg, dir)
+	if strings.HasSuffix(p.URL, ":"+strings.Split(taken.Addr().String(), ":")[1]) {
+		t.Fatalf("sluice claims the taken port: %s", p.URL)
+	}
+	resp, err := http.Get(p.URL + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }
