@@ -29,10 +29,11 @@ type metrics struct {
 	stored, skipped, dropped    prometheus.Counter
 	saved                       prometheus.Counter
 	lookup                      prometheus.Observer
-	entries, indexed            prometheus.GaugeFunc
+	entries, indexed, backlog   prometheus.GaugeFunc
+	indexDropped                prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, entries, indexed func() float64) *metrics {
+func newMetrics(reg prometheus.Registerer, entries, indexed, backlog func() float64) *metrics {
 	req := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_cache_requests_total",
 		Help: "Requests seen by the answer cache, by result (hit-exact, hit-semantic, miss, bypass) and, for bypass, why."},
 		[]string{"result", "reason"})
@@ -58,6 +59,10 @@ func newMetrics(reg prometheus.Registerer, entries, indexed func() float64) *met
 			Help: "Entries in the cache store."}, entries),
 		indexed: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_cache_indexed_entries",
 			Help: "Entries in this replica's semantic index."}, indexed),
+		backlog: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_cache_index_backlog",
+			Help: "Stored answers waiting for the semantic indexer's CPU budget (cache.semantic.index_cpu)."}, backlog),
+		indexDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_cache_index_dropped_total",
+			Help: "Stored answers left out of the semantic index because its backlog was full (still matched exactly; indexed at the next start)."}),
 	}
 	for _, r := range bypassReasons {
 		m.bypass[r] = req.WithLabelValues(ResultBypass, r)
@@ -69,7 +74,7 @@ func newMetrics(reg prometheus.Registerer, entries, indexed func() float64) *met
 		errs.WithLabelValues(op)
 	}
 	if reg != nil {
-		reg.MustRegister(req, errs, guard, stores, saved, lookup, m.entries, m.indexed)
+		reg.MustRegister(req, errs, guard, stores, saved, lookup, m.entries, m.indexed, m.backlog, m.indexDropped)
 	}
 	return m
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -61,6 +62,8 @@ func (s *Stage) write(ctx context.Context) {
 				s.flush(context.WithoutCancel(ctx), batch)
 			}
 			return
+		case <-s.idx.wake():
+			s.drainIndex(ctx, false)
 		case p := <-s.writes:
 			batch = append(batch[:0], p)
 			if p.done == nil {
@@ -103,6 +106,7 @@ func (s *Stage) flush(ctx context.Context, batch []*pending) {
 		}
 	}
 	if len(es) == 0 {
+		s.drainIndex(ctx, batch[len(batch)-1].done != nil)
 		return
 	}
 	// Vectors of an engine embedder travel with the entry (an index rebuild needs no
@@ -142,7 +146,89 @@ func (s *Stage) flush(ctx context.Context, batch []*pending) {
 	s.m.stored.Add(float64(len(es)))
 	if s.o.Semantic {
 		for _, e := range es {
-			s.indexEntry(ctx, e)
+			if s.semanticFor(e.Question) {
+				s.queueIndex(e)
+			}
+		}
+	}
+	// A Flush barrier means "indexed" too.
+	s.drainIndex(ctx, batch[len(batch)-1].done != nil)
+}
+
+// indexer is the writer's semantic-indexing budget: a backlog of stored entries and a
+// credit of CPU time that refills at Options.IndexCPU (capped at indexBurst).
+type indexer struct {
+	backlog  []*Entry
+	credit   time.Duration
+	refilled time.Time
+	timer    *time.Timer
+	waiting  atomic.Int64 // len(backlog), for the gauge
+}
+
+// indexBurst is the most indexing time the budget lets accumulate: a burst of ~200
+// questions of 1 KB is indexed at once.
+const indexBurst = 50 * time.Millisecond
+
+// indexRetry is how soon the writer comes back to a backlog the budget held up.
+const indexRetry = 20 * time.Millisecond
+
+// wake fires when a backlog held up by the budget may be indexed (nil: none waits).
+func (x *indexer) wake() <-chan time.Time {
+	if x.timer == nil || len(x.backlog) == 0 {
+		return nil
+	}
+	return x.timer.C
+}
+
+// queueIndex adds a stored entry to the indexing backlog, dropping the oldest when full.
+func (s *Stage) queueIndex(e *Entry) {
+	x := &s.idx
+	if len(x.backlog) >= s.o.IndexBacklog {
+		clear(x.backlog[:1])
+		x.backlog = x.backlog[1:]
+		s.m.indexDropped.Inc()
+	}
+	x.backlog = append(x.backlog, e)
+	x.waiting.Store(int64(len(x.backlog)))
+}
+
+// drainIndex indexes the backlog while the budget has credit (all of it when force).
+func (s *Stage) drainIndex(ctx context.Context, force bool) {
+	x := &s.idx
+	now := time.Now()
+	if x.refilled.IsZero() {
+		x.refilled = now // the credit starts at zero and refills from here
+	}
+	unbounded := s.o.IndexCPU < 0
+	if !unbounded {
+		x.credit = min(indexBurst, x.credit+time.Duration(float64(now.Sub(x.refilled))*s.o.IndexCPU))
+	}
+	x.refilled = now
+	n := 0
+	for n < len(x.backlog) && (force || unbounded || x.credit > 0) {
+		start := time.Now()
+		s.indexEntry(ctx, x.backlog[n])
+		x.backlog[n] = nil
+		n++
+		if !unbounded {
+			x.credit -= time.Since(start)
+		}
+	}
+	x.backlog = x.backlog[n:]
+	if len(x.backlog) == 0 {
+		x.backlog = nil // let the array go
+	}
+	x.waiting.Store(int64(len(x.backlog)))
+	if len(x.backlog) > 0 {
+		// Back when the credit is positive again (at least indexRetry from now).
+		d := indexRetry
+		if x.credit < 0 {
+			d = max(d, time.Duration(float64(-x.credit)/s.o.IndexCPU))
+		}
+		if x.timer == nil {
+			x.timer = time.NewTimer(d)
+		} else {
+			x.timer.Reset(d)
 		}
 	}
 }

@@ -32,6 +32,9 @@ const (
 	// DefaultSubstitution: a match is refused when each question has more than this
 	// share (by weight) of content words the other lacks.
 	DefaultSubstitution = 0.45
+	// DefaultIndexCPU is the share of one CPU the semantic indexer may use (about 700
+	// questions of 1 KB a second on this project's 2-vCPU reference machine).
+	DefaultIndexCPU = 0.1
 	// DefaultMaxQuestion bounds the questions matched semantically (bytes; about 500
 	// tokens, what sentence-embedding models read).
 	DefaultMaxQuestion = 2048
@@ -57,6 +60,15 @@ type Options struct {
 	// question, sentence-embedding models truncate at a few hundred tokens anyway, and
 	// analysing and indexing them costs the most.
 	MaxQuestionBytes int
+	// IndexCPU bounds the share of one CPU the writer spends adding stored answers to the
+	// semantic index (analysing each question, learning its words, inserting it in the
+	// graph): 0 is DefaultIndexCPU, negative is no bound. Answers over the budget wait in
+	// a backlog of IndexBacklog (default 4096; the oldest leave it first) and are indexed
+	// when the budget allows; every answer is stored and matched exactly at once either
+	// way. Under a flood of new questions the semantic index lags instead of taking the
+	// request path's CPU.
+	IndexCPU     float64
+	IndexBacklog int
 	// TTL of an entry (default 24 h).
 	TTL time.Duration
 	// MaxTemperature: requests sampled above it are not cached unless the client says
@@ -92,6 +104,7 @@ type Stage struct {
 	disabled map[string]bool
 	maxTemp  float64
 	writes   chan *pending
+	idx      indexer // the writer's alone
 }
 
 // New returns a cache stage in front of next. Run must run for answers to be stored and
@@ -139,6 +152,12 @@ func New(next Opener, o Options) (*Stage, error) {
 	if s.o.Queue <= 0 {
 		s.o.Queue = 1024
 	}
+	if s.o.IndexCPU == 0 {
+		s.o.IndexCPU = DefaultIndexCPU
+	}
+	if s.o.IndexBacklog <= 0 {
+		s.o.IndexBacklog = 4096
+	}
 	s.disabled = map[string]bool{}
 	for _, m := range o.Disabled {
 		s.disabled[m] = true
@@ -149,7 +168,8 @@ func New(next Opener, o Options) (*Stage, error) {
 		rs.SetOnRemove(func(keys []Key) { s.index.Remove(keys...) })
 	}
 	s.writes = make(chan *pending, s.o.Queue)
-	s.m = newMetrics(o.Registry, func() float64 { return float64(s.store.Len()) }, func() float64 { return float64(s.index.Len()) })
+	s.m = newMetrics(o.Registry, func() float64 { return float64(s.store.Len()) }, func() float64 { return float64(s.index.Len()) },
+		func() float64 { return float64(s.idx.waiting.Load()) })
 	return s, nil
 }
 

@@ -57,8 +57,12 @@ type CacheSemantic struct {
 	Substitution float64 `yaml:"substitution"`
 	// MaxQuestionBytes: longer questions are matched exactly only (default 2048; -1: no
 	// bound).
-	MaxQuestionBytes int           `yaml:"max_question_bytes"`
-	Embedder         CacheEmbedder `yaml:"embedder"`
+	MaxQuestionBytes int `yaml:"max_question_bytes"`
+	// IndexCPU bounds the share of one CPU spent adding stored answers to the semantic
+	// index (default 0.1; -1: no bound); answers over it wait in a backlog and match
+	// exactly meanwhile.
+	IndexCPU float64       `yaml:"index_cpu"`
+	Embedder CacheEmbedder `yaml:"embedder"`
 }
 
 // CacheEmbedder chooses the embedder.
@@ -145,6 +149,9 @@ func (c *Cache) validate(bad func(path, format string, args ...any)) {
 	}
 	if s.Margin > 1 || s.Substitution > 1 {
 		bad("cache.semantic", "margin and substitution must be at most 1")
+	}
+	if s.IndexCPU < 0 && s.IndexCPU != -1 || s.IndexCPU > 64 {
+		bad("cache.semantic.index_cpu", "must be a share of a CPU in (0, 64], 0 (the default, 0.1) or -1 (no bound), got %g", s.IndexCPU)
 	}
 	if s.MaxQuestionBytes < -1 {
 		bad("cache.semantic.max_question_bytes", "must be positive, 0 (the default, 2048) or -1 (no bound), got %d", s.MaxQuestionBytes)

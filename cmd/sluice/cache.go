@@ -55,8 +55,8 @@ func buildCache(ctx context.Context, cfg *config.Config, next cache.Opener, reg 
 		Store: st, Embedder: emb, Semantic: c.SemanticOn(),
 		Threshold: c.Semantic.Threshold, Thresholds: c.Semantic.Thresholds,
 		Margin: c.Semantic.Margin, Substitution: c.Semantic.Substitution,
-		MaxQuestionBytes: c.Semantic.MaxQuestionBytes,
-		TTL:              c.TTL, MaxTemperature: c.MaxTemperature, Disabled: c.DisabledModels, StoreTruncated: c.StoreTruncated, Queue: c.WriteQueue,
+		MaxQuestionBytes: c.Semantic.MaxQuestionBytes, IndexCPU: c.Semantic.IndexCPU,
+		TTL: c.TTL, MaxTemperature: c.MaxTemperature, Disabled: c.DisabledModels, StoreTruncated: c.StoreTruncated, Queue: c.WriteQueue,
 		Counter: counter, Registry: reg, Logger: log,
 	})
 	if err != nil {
