@@ -54,9 +54,18 @@ type Config struct {
 	Seed uint64
 	// Policies to compare, in run order (default round-robin, least-loaded, sluice).
 	Policies []scheduler.Policy
-	// LlamaServer and Model are paths; defaults: config.DefaultLlamaServer and a tiny
-	// model generated into the cache from Vocab (default: the cached Llama-2 vocabulary).
+	// LlamaServer and Model are paths; defaults: config.DefaultLlamaServer and a model
+	// generated into the cache from Vocab (default: the cached Llama-2 vocabulary) in the
+	// rig's shape.
 	LlamaServer, Model, Vocab string
+	// Quick selects the quick rig: the 4 M-parameter tiny model, on which a cached prefix
+	// saves only ~2x of the time to first token (the engine's fixed costs dominate). The
+	// default rig generates a model sized for this CPU so that prefill dominates, as it
+	// does on a GPU serving an 8B model (its calibration prints the cold/warm ratio).
+	Quick bool
+	// ModelDim, ModelLayers and ModelFF shape the generated model (defaults: the rig's;
+	// ignored with Model).
+	ModelDim, ModelLayers, ModelFF int
 	// SimGPUs are the fleet sizes to simulate (default 8 and 64; empty after fill only
 	// when NoSim is set), each with SimRequests requests (default 20000).
 	SimGPUs     []int
@@ -87,6 +96,29 @@ const (
 	DefaultLoad         = 0.95
 )
 
+// The default rig's model: wide enough that evaluating a long prompt costs far more than
+// the engine's fixed work per request (tokenizing, the uncached tail in a small batch, the
+// first sampled token), as on a GPU. Measured on this 2-vCPU machine: a 1,500-token cold
+// prompt takes ~10x a warm one's time to first token (the tiny model: ~2.3x). Its
+// capacity is lower, so a run measures fewer requests for the same minutes.
+const (
+	PrefillRigDim      = 512
+	PrefillRigLayers   = 4
+	PrefillRigRequests = 600
+)
+
+// Rigs, as Setup.Rig names them.
+const (
+	RigPrefill = "prefill"
+	RigQuick   = "quick"
+	RigGiven   = "given" // --model: the cold/warm ratio is what it is
+)
+
+// TargetColdWarm is the cold/warm time-to-first-token ratio the default rig is sized for
+// (an H100 serving an 8B model prefills 1.5k tokens ~10x slower than it serves the same
+// prompt cached).
+const TargetColdWarm = 8.0
+
 // DefaultPolicies are compared when Config.Policies is empty; round-robin is the
 // reference the ratios divide by.
 func DefaultPolicies() []scheduler.Policy {
@@ -101,6 +133,12 @@ func (c *Config) fill() error {
 		if *p == 0 {
 			*p = v
 		}
+	}
+	if !c.Quick {
+		def(&c.ModelDim, PrefillRigDim)
+		def(&c.ModelLayers, PrefillRigLayers)
+		def(&c.ModelFF, 2*c.ModelDim)
+		def(&c.Requests, PrefillRigRequests)
 	}
 	def(&c.Engines, DefaultEngines)
 	def(&c.SlotsPerEngine, DefaultSlots)
@@ -153,6 +191,9 @@ func (c *Config) fill() error {
 	if c.Tenants < 1 || c.SystemTokens < 16 || c.OutputTokens < 1 {
 		bad("tenants must be at least 1, system tokens at least 16, output tokens at least 1")
 	}
+	if !c.Quick && (c.ModelDim < 64 || c.ModelDim%64 != 0 || c.ModelLayers < 1 || c.ModelFF < 1) {
+		bad("model dim must be a multiple of 64 (heads of 64), layers and ff at least 1")
+	}
 	if c.Context < need {
 		bad("context %d per slot is below the %d tokens a request needs", c.Context, need)
 	}
@@ -200,6 +241,7 @@ type Setup struct {
 	Fresh          string   `json:"fresh_engines"`
 	Path           string   `json:"path"`
 	Model          string   `json:"model"`
+	Rig            string   `json:"rig"` // "prefill" (default), "quick" (the tiny model) or "given" (--model)
 	CPUs           int      `json:"cpus"`
 	// LoadAvg is the host's 1-minute load average before the calibration (Linux): a
 	// value well above zero means something else competed for the CPUs.

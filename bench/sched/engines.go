@@ -22,21 +22,30 @@ import (
 // modelName is what the engines are called by (alias) and what clients ask for.
 const modelName = "tiny"
 
-// ensureModel returns the GGUF to run: c.Model, or a tiny model with a context of at
-// least c.Context generated once into the cache (generation is deterministic).
+// ensureModel returns the GGUF to run: c.Model, or a model with a context of at least
+// c.Context in the rig's shape, generated once into the cache (generation is
+// deterministic, so the file name says all of it).
 func ensureModel(c *Config) (string, error) {
 	if c.Model != "" {
 		return c.Model, nil
 	}
 	ctxLen := max(2048, c.Context)
+	opts := tinymodel.Options{Context: ctxLen}
+	name := "tiny-ctx" + strconv.Itoa(ctxLen) + ".gguf"
+	if !c.Quick {
+		opts.Dim, opts.Layers, opts.FF = c.ModelDim, c.ModelLayers, c.ModelFF
+		opts.Heads = c.ModelDim / 64
+		opts.Name = "sluice-bench-prefill"
+		name = fmt.Sprintf("prefill-d%d-l%d-ff%d-ctx%d.gguf", opts.Dim, opts.Layers, opts.FF, ctxLen)
+	}
 	dir := filepath.Join(config.CacheDir(config.OSEnv), "models", "bench")
-	path := filepath.Join(dir, "tiny-ctx"+strconv.Itoa(ctxLen)+".gguf")
+	path := filepath.Join(dir, name)
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
 	v, err := tinymodel.LoadVocab(c.Vocab)
 	if err != nil {
-		return "", fmt.Errorf("bench sched: vocabulary for the tiny model (run `make engines` or pass --vocab): %w", err)
+		return "", fmt.Errorf("bench sched: vocabulary for the generated model (run `make engines` or pass --vocab): %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -47,7 +56,7 @@ func ensureModel(c *Config) (string, error) {
 	}
 	defer os.Remove(tmp.Name()) // a no-op after the rename
 	bw := bufio.NewWriter(tmp)
-	err = tinymodel.Generate(bw, v, tinymodel.Options{Context: ctxLen})
+	err = tinymodel.Generate(bw, v, opts)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -58,7 +67,7 @@ func ensureModel(c *Config) (string, error) {
 		err = os.Rename(tmp.Name(), path)
 	}
 	if err != nil {
-		return "", fmt.Errorf("bench sched: generate the tiny model: %w", err)
+		return "", fmt.Errorf("bench sched: generate the model: %w", err)
 	}
 	return path, nil
 }

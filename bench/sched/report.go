@@ -83,8 +83,11 @@ type Row struct {
 // prompt sharing no prefix; warm: one already cached) and round-robin's closed-loop capacity
 // on the workload.
 type Calibration struct {
-	ColdTTFTMS        float64 `json:"unloaded_cold_ttft_ms"`
-	WarmTTFTMS        float64 `json:"unloaded_warm_ttft_ms"`
+	ColdTTFTMS float64 `json:"unloaded_cold_ttft_ms"`
+	WarmTTFTMS float64 `json:"unloaded_warm_ttft_ms"`
+	// ColdWarm is ColdTTFTMS / WarmTTFTMS: what a cached prefix saves (~10x on a GPU
+	// serving an 8B model; the default rig is sized for at least TargetColdWarm).
+	ColdWarm          float64 `json:"cold_warm_ttft_ratio"`
 	CapacityRPS       float64 `json:"round_robin_capacity_rps"`
 	CapacityTokPerSec float64 `json:"round_robin_capacity_output_tokens_per_s"`
 	Requests          int     `json:"requests"`
@@ -95,16 +98,21 @@ type Calibration struct {
 // Report is a whole run. The headline ratios compare sluice's policy with round-robin
 // on the real engines (null when either was not run).
 type Report struct {
-	P90TTFTVsRoundRobin    *float64    `json:"p90_ttft_vs_round_robin"`
-	ThroughputVsRoundRobin *float64    `json:"throughput_vs_round_robin"`
-	TargetP90              float64     `json:"target_p90_ttft_vs_round_robin"`
-	TargetThroughput       float64     `json:"target_throughput_vs_round_robin"`
-	MeetsTargets           bool        `json:"meets_targets"`
-	Setup                  Setup       `json:"setup"`
-	Calibration            Calibration `json:"calibration"`
-	Rows                   []Row       `json:"policies"`
-	Sim                    []SimTable  `json:"simulator,omitempty"`
-	SimError               string      `json:"simulator_error,omitempty"`
+	P90TTFTVsRoundRobin    *float64 `json:"p90_ttft_vs_round_robin"`
+	ThroughputVsRoundRobin *float64 `json:"throughput_vs_round_robin"`
+	// ColdWarm is the calibration's cold/warm time-to-first-token ratio (the rig's
+	// GPU-likeness), with the target the default rig is sized for.
+	ColdWarm         float64       `json:"cold_warm_ttft_ratio"`
+	TargetColdWarm   float64       `json:"target_cold_warm_ttft_ratio"`
+	TargetP90        float64       `json:"target_p90_ttft_vs_round_robin"`
+	TargetThroughput float64       `json:"target_throughput_vs_round_robin"`
+	MeetsTargets     bool          `json:"meets_targets"`
+	Setup            Setup         `json:"setup"`
+	Calibration      Calibration   `json:"calibration"`
+	Rows             []Row         `json:"policies"`
+	Sim              []SimTable    `json:"simulator,omitempty"`
+	SimCapacity      []SimCapacity `json:"simulator_capacity,omitempty"`
+	SimError         string        `json:"simulator_error,omitempty"`
 }
 
 // summarizePolicy computes a policy's row from its runs' measured records. Output
@@ -255,15 +263,15 @@ func ratio(a, b float64) *float64 {
 func (r *Report) WriteTable(w io.Writer) error {
 	s, cal := r.Setup, r.Calibration
 	var b strings.Builder
-	fmt.Fprintf(&b, "real engines: %d llama-server x %d slots, %d thread(s) each, context %d/slot, --cache-ram %s; tiny model %s; "+
+	fmt.Fprintf(&b, "real engines: %d llama-server x %d slots, %d thread(s) each, context %d/slot, --cache-ram %s; %s rig, model %s; "+
 		"%d CPUs, host load average %.2f before the run\n",
-		s.Engines, s.SlotsPerEngine, s.Threads, s.ContextPerSlot, cacheRAM(s.CacheRAMMiB), s.Model, s.CPUs, s.LoadAvg)
+		s.Engines, s.SlotsPerEngine, s.Threads, s.ContextPerSlot, cacheRAM(s.CacheRAMMiB), s.Rig, s.Model, s.CPUs, s.LoadAvg)
 	fmt.Fprintf(&b, "workload: %d tenants (zipf skew %g), system prompt %d tokens, %.0f prompt tokens/request, %d output tokens; "+
 		"%d measured requests per policy and round after %d warm-up, %d round(s), Poisson %.1f req/s (seed %d)\n",
 		s.Tenants, s.Skew, s.SystemTokens, s.PromptTokens, s.OutputTokens, s.Requests, s.Warmup, s.Rounds, s.RateRPS, s.Seed)
-	fmt.Fprintf(&b, "calibration: unloaded TTFT cold %.1f ms, warm %.1f ms; round-robin capacity on this workload %.1f req/s, %.0f output tok/s "+
+	fmt.Fprintf(&b, "calibration: unloaded TTFT cold %.1f ms, warm %.1f ms: cold/warm %.1fx (a GPU serving an 8B model: ~10x; target for this rig >= %gx: %s); round-robin capacity on this workload %.1f req/s, %.0f output tok/s "+
 		"(closed loop, %d in flight; other processes used %.2f CPUs); load %.2f of it; SLO: TTFT <= %.0f ms\n",
-		cal.ColdTTFTMS, cal.WarmTTFTMS, cal.CapacityRPS, cal.CapacityTokPerSec, cal.Concurrency, cal.OtherCPUs, s.Load, s.SLOMS)
+		cal.ColdTTFTMS, cal.WarmTTFTMS, cal.ColdWarm, r.TargetColdWarm, coldWarmVerdict(r), cal.CapacityRPS, cal.CapacityTokPerSec, cal.Concurrency, cal.OtherCPUs, s.Load, s.SLOMS)
 	fmt.Fprintf(&b, "%s; path: %s\n\n", s.Fresh, s.Path)
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return err
@@ -310,6 +318,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if err := t.write(w); err != nil {
 			return err
 		}
+	}
+	if err := writeSimCapacity(w, r.SimCapacity); err != nil {
+		return err
 	}
 	if r.SimError != "" {
 		_, err := fmt.Fprintf(w, "\nsimulator: %s\n", r.SimError)
@@ -374,3 +385,17 @@ func writeTrace(w io.Writer, policy string, round int, recs []record, start time
 
 // TraceHeader is the header line of Config.Trace's CSV.
 const TraceHeader = "policy,round,i,tenant,engine,slot,due_ms,wait_ms,queued,ttft_ms,end_ms,prompt_tokens,cached_tokens,completion_tokens,error\n"
+
+// coldWarmVerdict says whether the rig met the cold/warm ratio it is sized for (the quick
+// rig is not: it exists to be fast).
+func coldWarmVerdict(r *Report) string {
+	switch {
+	case r.Setup.Rig == RigQuick:
+		return "not sized for it (quick rig)"
+	case r.Setup.Rig == RigGiven:
+		return "a given model, not sized for it"
+	case r.ColdWarm >= r.TargetColdWarm:
+		return "met"
+	}
+	return "MISSED"
+}

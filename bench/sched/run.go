@@ -27,7 +27,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{TargetP90: TargetP90Ratio, TargetThroughput: TargetThroughputRatio}
+	rep := &Report{TargetP90: TargetP90Ratio, TargetThroughput: TargetThroughputRatio, TargetColdWarm: TargetColdWarm}
 	w, err := calibrate(ctx, &c, model, rep)
 	if err != nil {
 		return nil, err
@@ -132,6 +132,10 @@ func calibrate(ctx context.Context, c *Config, model string, rep *Report) (*work
 	}
 	cal := Calibration{ColdTTFTMS: median(coldT), WarmTTFTMS: median(warmT),
 		Concurrency: 2 * c.Engines * c.SlotsPerEngine}
+	if cal.WarmTTFTMS > 0 {
+		cal.ColdWarm = cal.ColdTTFTMS / cal.WarmTTFTMS
+	}
+	rep.ColdWarm = cal.ColdWarm
 	// Round-robin's capacity on this very workload (its tenants and prompts, closed loop,
 	// a queue behind every slot): "near capacity" means near the baseline's capacity.
 	n := closedLoopRequests(c)
@@ -164,13 +168,19 @@ func calibrate(ctx context.Context, c *Config, model string, rep *Report) (*work
 		Load: w.rate / cal.CapacityRPS, RateRPS: w.rate, SLOMS: ms(w.slo), Seed: c.Seed,
 		Fresh: "every policy starts new llama-server processes (empty slots, nothing cached)",
 		Path:  "HTTP client -> gateway -> router pool -> scheduler (policy) -> llamacpp backend -> llama-server",
-		Model: model, CPUs: runtime.NumCPU(), LoadAvg: loadAvg}
+		Model: model, Rig: RigPrefill, CPUs: runtime.NumCPU(), LoadAvg: loadAvg}
+	switch {
+	case c.Model != "":
+		rep.Setup.Rig = RigGiven
+	case c.Quick:
+		rep.Setup.Rig = RigQuick
+	}
 	for _, p := range c.Policies {
 		rep.Setup.Policies = append(rep.Setup.Policies, string(p))
 	}
-	fmt.Fprintf(c.Progress, "bench sched: calibration: system prompts %.0f tokens; unloaded TTFT cold %.1f ms, warm %.1f ms; "+
+	fmt.Fprintf(c.Progress, "bench sched: calibration: system prompts %.0f tokens; unloaded TTFT cold %.1f ms, warm %.1f ms (%.1fx); "+
 		"round-robin capacity on the workload %.1f req/s (%.0f output tok/s, %d requests, %d in flight, other processes %.2f CPUs); rate %.1f req/s (load %.2f), SLO %v\n",
-		sysTokens, cal.ColdTTFTMS, cal.WarmTTFTMS, cal.CapacityRPS, cal.CapacityTokPerSec, cal.Requests, cal.Concurrency, cal.OtherCPUs,
+		sysTokens, cal.ColdTTFTMS, cal.WarmTTFTMS, cal.ColdWarm, cal.CapacityRPS, cal.CapacityTokPerSec, cal.Requests, cal.Concurrency, cal.OtherCPUs,
 		w.rate, rep.Setup.Load, w.slo)
 	return w, nil
 }

@@ -83,13 +83,28 @@ func TestRunRealEngines(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"p90_ttft_vs_round_robin", "throughput_vs_round_robin", "setup", "calibration", "policies"} {
+	for _, k := range []string{"p90_ttft_vs_round_robin", "throughput_vs_round_robin", "cold_warm_ttft_ratio", "setup", "calibration", "policies"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("JSON lacks %q: %s", k, b)
 		}
 	}
 	if rep.P90TTFTVsRoundRobin == nil || rep.ThroughputVsRoundRobin == nil {
 		t.Errorf("headline ratios missing: %s", b)
+	}
+	if cw := rep.ColdWarm; cw <= 0 || cw != rep.Calibration.ColdWarm || math.Abs(cw-rep.Calibration.ColdTTFTMS/rep.Calibration.WarmTTFTMS) > 1e-9 {
+		t.Errorf("cold/warm ratio %v, calibration %+v", cw, rep.Calibration)
+	}
+	if rep.Setup.Rig != RigGiven || !strings.Contains(tab.String(), "cold/warm") {
+		t.Errorf("rig %q; the table must print the cold/warm ratio:\n%s", rep.Setup.Rig, tab.String())
+	}
+	// The fitted model's capacity beside the measured one, per policy.
+	if len(rep.SimCapacity) != 3 {
+		t.Errorf("simulator capacity check: %+v", rep.SimCapacity)
+	}
+	for _, c := range rep.SimCapacity {
+		if c.MeasuredRPS <= 0 || c.SimulatedRPS <= 0 || c.Ratio <= 0 {
+			t.Errorf("capacity check %+v", c)
+		}
 	}
 	// The real run's setup, the same fitted to the calibration (when cold was slower
 	// than warm, as it is unless the machine stalled), and the 2-GPU fleet.
@@ -108,6 +123,29 @@ func TestRunRealEngines(t *testing.T) {
 	}
 	if _, ok := m["simulator"]; !ok {
 		t.Errorf("JSON lacks the simulator: %s", b)
+	}
+}
+
+// TestRigDefaults: the default rig generates a model wide enough for prefill to dominate
+// and measures fewer requests; --quick keeps the tiny model and the longer run.
+func TestRigDefaults(t *testing.T) {
+	var def, quick Config
+	quick.Quick = true
+	if err := def.fill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := quick.fill(); err != nil {
+		t.Fatal(err)
+	}
+	if def.ModelDim != PrefillRigDim || def.ModelLayers != PrefillRigLayers || def.ModelFF != 2*PrefillRigDim || def.Requests != PrefillRigRequests {
+		t.Errorf("default rig: %+v", def)
+	}
+	if quick.ModelDim != 0 || quick.Requests != DefaultRequests {
+		t.Errorf("quick rig: dim %d, %d requests", quick.ModelDim, quick.Requests)
+	}
+	bad := Config{ModelDim: 100}
+	if err := bad.fill(); err == nil || !strings.Contains(err.Error(), "multiple of 64") {
+		t.Errorf("dim 100: %v", err)
 	}
 }
 

@@ -70,7 +70,8 @@ func runSim(ctx context.Context, c *Config, rep *Report) {
 	slo := time.Duration(rep.Setup.SLOMS * float64(time.Millisecond))
 	specs := []fleetSpec{{name: "sim: the real run's setup", engine: "TinyCPUEngine", model: tiny, gpus: c.Engines,
 		slo: slo, rate: rep.Setup.RateRPS}}
-	if fit, ok := fitTiny(tiny, rep.Calibration, rep.Setup.SystemTokens, userTokens); ok {
+	fit, fitted := fitTiny(tiny, rep.Calibration, rep.Setup.SystemTokens, userTokens)
+	if fitted {
 		specs = append(specs, fleetSpec{name: "sim: the real run's setup, fitted to its calibration",
 			engine: fmt.Sprintf("TinyCPUEngine fitted (%v engine time per request, %v/prompt token, step %v + %v/sequence)",
 				fit.RequestBusy.Round(100*time.Microsecond), fit.PerPrefillToken.Round(time.Microsecond),
@@ -122,6 +123,61 @@ func runSim(ctx context.Context, c *Config, rep *Report) {
 		}
 		rep.Sim = append(rep.Sim, t)
 	}
+	if fitted {
+		rep.SimCapacity = simCapacity(c, rep, fit, userTokens)
+	}
+}
+
+// SimCapacity compares a policy's capacity measured on the real engines (closed loop)
+// with the fitted model's in the simulator (arrivals at twice the measured capacity, so
+// that a queue always waits: what completes per second is the capacity).
+type SimCapacity struct {
+	Policy       string  `json:"policy"`
+	MeasuredRPS  float64 `json:"measured_rps"`
+	SimulatedRPS float64 `json:"simulated_rps"`
+	// Ratio is SimulatedRPS / MeasuredRPS (1: the model matches).
+	Ratio           float64 `json:"simulated_vs_measured"`
+	MeasuredCached  float64 `json:"measured_cached_token_ratio"`
+	SimulatedCached float64 `json:"simulated_cached_token_ratio"`
+}
+
+// simCapacity runs the fitted model of the real setup over every measured policy.
+func simCapacity(c *Config, rep *Report, m sim.EngineModel, userTokens int) []SimCapacity {
+	var out []SimCapacity
+	for _, row := range rep.Rows {
+		if row.CapacityRPS <= 0 {
+			continue
+		}
+		cfg := sim.Config{GPUs: c.Engines, Engine: m, SLO: time.Duration(rep.Setup.SLOMS * float64(time.Millisecond)),
+			Policy: scheduler.Policy(row.Policy), Workload: sim.Workload{
+				Tenants: c.Tenants, SystemTokens: rep.Setup.SystemTokens, UserTokens: userTokens, OutputTokens: c.OutputTokens,
+				Requests: max(400, 16*c.Engines*c.SlotsPerEngine), Rate: 2 * row.CapacityRPS, TenantSkew: c.Skew, Seed: c.Seed}}
+		res, err := sim.Run(cfg)
+		if err != nil || res.Simulated <= 0 {
+			rep.SimError = fmt.Sprintf("capacity of %s: %v", row.Policy, err)
+			return out
+		}
+		rps := float64(res.Completed) / res.Simulated.Seconds()
+		out = append(out, SimCapacity{Policy: row.Policy, MeasuredRPS: row.CapacityRPS, SimulatedRPS: rps,
+			Ratio: rps / row.CapacityRPS, MeasuredCached: row.CachedRatio, SimulatedCached: res.PrefixHitRatio})
+	}
+	return out
+}
+
+func writeSimCapacity(w io.Writer, cs []SimCapacity) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	if _, err := fmt.Fprintln(w, "\ncapacity, real engines vs the fitted model in the simulator (arrivals at 2x the measured capacity):"); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "policy\tmeasured req/s\tsimulated req/s\tsim/measured\tcached measured\tcached simulated\t")
+	for _, c := range cs {
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2fx\t%.1f%%\t%.1f%%\t\n", c.Policy, c.MeasuredRPS, c.SimulatedRPS, c.Ratio,
+			100*c.MeasuredCached, 100*c.SimulatedCached)
+	}
+	return tw.Flush()
 }
 
 // fitTiny fits the tiny-CPU model to what the calibration measured on this machine (two

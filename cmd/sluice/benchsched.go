@@ -17,9 +17,11 @@ import (
 const benchSchedUsage = `Usage: sluice bench sched [flags]
 
 Compares the scheduler's placement policies (round-robin, least-loaded, sluice) on real
-llama-server processes running a generated tiny model, under a shared-prefix workload:
+llama-server processes running a generated model, under a shared-prefix workload:
 tenants with long system prompts, Poisson arrivals at a fraction of the measured
-round-robin's capacity on the same workload. Every policy gets fresh engines and the same arrival sequence, sent
+round-robin's capacity on the same workload. The default rig's model is sized so that a
+cold prompt's time to first token is at least 8x a cached one's, as on a GPU (--quick: the
+tiny model, ~2x). Every policy gets fresh engines and the same arrival sequence, sent
 through sluice's gateway. Then the simulator (scheduler/sim) runs the same comparison on
 the real run's setup and on fleets of H100-class GPUs.
 
@@ -47,7 +49,11 @@ func benchSched(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&c.SystemTokens, "system-tokens", sched.DefaultSystemTokens, "tokens of each tenant's system prompt")
 	fs.IntVar(&c.OutputTokens, "output-tokens", sched.DefaultOutputTokens, "completion tokens per request (max_tokens)")
 	fs.Float64Var(&c.Skew, "skew", 0, "Zipf exponent of tenant popularity (0: uniform)")
-	fs.IntVar(&c.Requests, "requests", sched.DefaultRequests, "measured requests per policy and round")
+	fs.IntVar(&c.Requests, "requests", 0, fmt.Sprintf("measured requests per policy and round (default %d; %d with --quick)", sched.PrefillRigRequests, sched.DefaultRequests))
+	fs.BoolVar(&c.Quick, "quick", false, "the quick rig: the 4M-parameter tiny model, on which a cached prefix saves only ~2x of the time to first token")
+	fs.IntVar(&c.ModelDim, "model-dim", 0, fmt.Sprintf("embedding length of the generated model (default %d; a multiple of 64)", sched.PrefillRigDim))
+	fs.IntVar(&c.ModelLayers, "model-layers", 0, fmt.Sprintf("transformer blocks of the generated model (default %d)", sched.PrefillRigLayers))
+	fs.IntVar(&c.ModelFF, "model-ff", 0, "feed-forward length of the generated model (default 2 x dim)")
 	fs.DurationVar(&c.Duration, "duration", 0, "arrival window per policy; replaces --requests (requests = duration x rate)")
 	fs.IntVar(&c.Rounds, "rounds", sched.DefaultRounds, "runs per policy, the policies' order rotating each round; figures pool the rounds")
 	fs.IntVar(&c.Warmup, "warmup", 0, "unmeasured requests before the measured ones (default: --tenants)")
