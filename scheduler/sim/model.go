@@ -105,6 +105,12 @@ type Workload struct {
 	// TenantSkew is 0 for uniform tenants, or the Zipf exponent of tenant popularity.
 	TenantSkew float64
 	Seed       uint64
+	// Clients, when positive, makes the run a closed loop instead: that many clients each
+	// send their next request the moment their last one completes (Rate and Load are
+	// ignored; Result.Rate is the achieved completions per second). This is how `sluice
+	// bench sched` measures capacity on real engines: a queue always waits, but a bounded
+	// one.
+	Clients int
 }
 
 // Config is one simulation.
@@ -204,7 +210,7 @@ func (c Config) fill() (Config, error) {
 	if w.Requests < 1 {
 		bad("workload.requests: need at least 1, got %d", w.Requests)
 	}
-	if w.Rate < 0 || w.Load < 0 || (w.Rate == 0 && w.Load == 0) {
+	if w.Rate < 0 || w.Load < 0 || (w.Rate == 0 && w.Load == 0 && w.Clients <= 0) {
 		bad("workload: set a positive rate or load")
 	}
 	if w.TenantSkew < 0 {

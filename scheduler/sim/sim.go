@@ -32,6 +32,7 @@ type state struct {
 	q        eventQueue
 	done     []*request // scratch
 	finished int        // requests completed or refused
+	next     int        // closed loop: the next request to send
 	lastDone int64
 	err      error
 }
@@ -93,6 +94,9 @@ func prepare(cfg Config) (*state, error) {
 	if rate <= 0 {
 		rate = w.Load * Capacity(cfg)
 	}
+	if w.Clients > 0 {
+		rate = 1 // the arrival times are not used: completions pace the clients
+	}
 	if rate <= 0 || math.IsInf(rate, 0) || math.IsNaN(rate) {
 		return nil, fmt.Errorf("sim: workload: arrival rate %v is not a positive number", rate)
 	}
@@ -139,7 +143,14 @@ func prepare(cfg Config) (*state, error) {
 
 // loop runs the events until every request finished.
 func (s *state) loop() error {
-	s.q.push(event{at: s.arrivals[0].at, kind: evArrival, req: 0})
+	if c := s.cfg.Workload.Clients; c > 0 {
+		for s.next < min(c, len(s.reqs)) {
+			s.q.push(event{at: 0, kind: evArrival, req: int32(s.next)})
+			s.next++
+		}
+	} else {
+		s.q.push(event{at: s.arrivals[0].at, kind: evArrival, req: 0})
+	}
 	s.q.push(event{at: int64(RefreshEvery), kind: evRefresh})
 	for s.finished < len(s.reqs) && s.q.len() > 0 && s.err == nil {
 		ev := s.q.pop()
@@ -172,13 +183,16 @@ func (s *state) now(at int64) time.Time { return s.base.Add(time.Duration(at)) }
 // arrive submits request i as the live scheduler does: Submit, and Dispatch unless it
 // started at once.
 func (s *state) arrive(at int64, i int) {
-	if i+1 < len(s.arrivals) {
+	r := &s.reqs[i]
+	if s.cfg.Workload.Clients > 0 {
+		r.arrival = at
+	} else if i+1 < len(s.arrivals) {
 		s.q.push(event{at: s.arrivals[i+1].at, kind: evArrival, req: int32(i + 1)})
 	}
-	r := &s.reqs[i]
 	now := s.now(at)
 	if err := s.core.Submit(now, &r.job); err != nil {
 		s.finished++ // refused: counts against Completed and goodput
+		s.sendNext(at)
 		return
 	}
 	if r.job.Running() {
@@ -186,6 +200,14 @@ func (s *state) arrive(at int64, i int) {
 		return
 	}
 	s.startAll(at, s.core.Dispatch(now))
+}
+
+// sendNext is a closed-loop client sending its next request as its last one finished.
+func (s *state) sendNext(at int64) {
+	if s.cfg.Workload.Clients > 0 && s.next < len(s.reqs) {
+		s.q.push(event{at: at, kind: evArrival, req: int32(s.next)})
+		s.next++
+	}
 }
 
 func (s *state) startAll(at int64, jobs []*scheduler.Job) {
@@ -281,6 +303,7 @@ func (s *state) stepEnd(ei int, at int64) {
 		s.finished++
 		s.lastDone = at
 		s.core.Release(now, &r.job, true, time.Duration(r.first-r.dispatched))
+		s.sendNext(at)
 		s.startAll(at, s.core.Dispatch(now))
 	}
 	clear(s.done)
@@ -354,6 +377,9 @@ func (s *state) result() Result {
 	}
 	if len(s.arrivals) > 0 {
 		res.Simulated = time.Duration(s.lastDone - s.arrivals[0].at)
+		if s.cfg.Workload.Clients > 0 {
+			res.Simulated = time.Duration(s.lastDone)
+		}
 	}
 	if res.Simulated > 0 {
 		res.OutputTokensPerSec = float64(res.OutputTokens) / res.Simulated.Seconds()
@@ -361,6 +387,9 @@ func (s *state) result() Result {
 	res.Rate = s.cfg.Workload.Rate
 	if res.Rate <= 0 {
 		res.Rate = s.cfg.Workload.Load * Capacity(s.cfg)
+	}
+	if s.cfg.Workload.Clients > 0 && res.Simulated > 0 {
+		res.Rate = float64(res.Completed) / res.Simulated.Seconds()
 	}
 	return res
 }

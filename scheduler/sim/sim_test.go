@@ -221,6 +221,48 @@ func TestOneGPUByHand(t *testing.T) {
 	}
 }
 
+// TestClosedLoopByHand: one client sends its next request when the last one completed
+// (160.8 ms for a cold one, 54.8 ms warm: TestOneGPUByHand's costs), so requests never
+// overlap; the achieved rate is what completed over the span.
+func TestClosedLoopByHand(t *testing.T) {
+	const us = time.Microsecond
+	for _, pol := range allPolicies() {
+		w := Workload{Tenants: 1, SystemTokens: 960, UserTokens: 40, OutputTokens: 5, Requests: 3, Clients: 1, Seed: 1}
+		s, err := simulate(Config{GPUs: 1, Engine: handEngine(2), Policy: pol, Workload: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantArrival := []time.Duration{0, 160800 * us, 215600 * us}
+		wantTTFT := []time.Duration{120000 * us, 14000 * us, 14000 * us}
+		for i := range s.reqs {
+			r := &s.reqs[i]
+			if time.Duration(r.arrival) != wantArrival[i] || time.Duration(r.first-r.arrival) != wantTTFT[i] {
+				t.Errorf("%s: request %d sent at %v (TTFT %v), want %v (%v)", pol, i,
+					time.Duration(r.arrival), time.Duration(r.first-r.arrival), wantArrival[i], wantTTFT[i])
+			}
+		}
+		r := s.result()
+		if r.Simulated != 270400*us || r.Completed != 3 || r.Rate != 3/0.2704 {
+			t.Errorf("%s: result %+v", pol, r)
+		}
+	}
+	// Many clients: in flight never exceeds them, so an overloaded engine's queue stays
+	// bounded (an open loop at the same throughput queues without end).
+	closed, err := Run(Config{GPUs: 2, Engine: TinyCPUEngine(), Policy: scheduler.PolicyRoundRobin,
+		Workload: Workload{Tenants: 12, SystemTokens: 1500, UserTokens: 60, OutputTokens: 8, Requests: 1500, Clients: 32, Seed: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, err := Run(Config{GPUs: 2, Engine: TinyCPUEngine(), Policy: scheduler.PolicyRoundRobin,
+		Workload: Workload{Tenants: 12, SystemTokens: 1500, UserTokens: 60, OutputTokens: 8, Requests: 1500, Rate: 2 * closed.Rate, Seed: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if closed.Completed != 1500 || closed.TTFTp99*5 > open.TTFTp99 {
+		t.Errorf("closed loop p99 %v, open loop at twice its rate %v", closed.TTFTp99, open.TTFTp99)
+	}
+}
+
 // TestKVCapacity: an engine whose KV holds one request (1,000 prompt + 5 output tokens)
 // runs a second one only after the first finished (at 160.8 ms), although a slot is free.
 // Unknown to the core, the second request waits in the engine, in the slot it was given
