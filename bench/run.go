@@ -157,6 +157,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var (
 		targets []*loadTarget
 		read    []func() (resources, error) // per target: its counters
+		settle  func(context.Context) error // waits until the hops are quiet (nil: in-process)
 		rss     func() (int64, error)
 		scope   = rssScopeInProcess
 		apiKey  string
@@ -227,6 +228,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			read = append(read, func() (resources, error) { return peerResources(pid, engine) })
 		}
 		scope = rssScopeSluice
+		settle = func(ctx context.Context) error { return settleHops(ctx, hops) }
 	} else {
 		up, err := startUpstream(hopOpts.Engine, cfg.EngineAddr)
 		if err != nil {
@@ -277,7 +279,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{Config: reportConfig(&cfg)}
 	for _, rate := range cfg.Rates {
 		for _, mode := range cfg.Modes {
-			rows, err := measure(ctx, gen, targets, read, &cfg, rate, mode)
+			rows, err := measure(ctx, gen, targets, read, settle, &cfg, rate, mode)
 			if err != nil {
 				return nil, err
 			}
@@ -302,9 +304,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 // measure runs one rate and mode: a warm-up per target, then Rounds rounds with the
-// targets in rotating order, and returns a row per target.
-func measure(ctx context.Context, gen *generator, targets []*loadTarget, read []func() (resources, error), cfg *Config,
-	rate int, mode Mode) ([]Row, error) {
+// targets in rotating order, and returns a row per target. With hops in processes of
+// their own, every segment starts with the hops quiet and its CPU is read once they are
+// quiet again: a hop's work that outlasts its load (sluice's answer-cache writer and
+// ledger) is charged to it and does not slow the next target down, nor the next mode
+// (which made the streaming ratio depend on what ran before it).
+func measure(ctx context.Context, gen *generator, targets []*loadTarget, read []func() (resources, error),
+	settle func(context.Context) error, cfg *Config, rate int, mode Mode) ([]Row, error) {
+	quiet := func() error {
+		if settle == nil {
+			return nil
+		}
+		return settle(ctx)
+	}
 	acc := make([]accum, len(targets))
 	for i, t := range targets {
 		seg, err := gen.run(ctx, t, mode, rate, cfg.Warmup)
@@ -318,12 +330,18 @@ func measure(ctx context.Context, gen *generator, targets []*loadTarget, read []
 	for r := range cfg.Rounds {
 		for k := range targets {
 			i := (k + r) % len(targets)
+			if err := quiet(); err != nil {
+				return nil, err
+			}
 			before, err := read[i]()
 			if err != nil {
 				return nil, err
 			}
 			seg, err := gen.run(ctx, targets[i], mode, rate, per)
 			if err != nil {
+				return nil, err
+			}
+			if err := quiet(); err != nil {
 				return nil, err
 			}
 			after, err := read[i]()
@@ -339,6 +357,54 @@ func measure(ctx context.Context, gen *generator, targets []*loadTarget, read []
 	}
 	addRatios(rows)
 	return rows, nil
+}
+
+// Settling: the hops count as quiet when together they use less than settleCPU of a CPU
+// over settleWindow; a hop still busy after settleMax (a budgeted background task, another
+// session's load) is left as it is.
+const (
+	settleCPU    = 0.2
+	settleWindow = 50 * time.Millisecond
+	settleMax    = 3 * time.Second
+)
+
+// settleHops waits until the hop processes are quiet (see settleCPU).
+func settleHops(ctx context.Context, hops []*hopProc) error {
+	cpu := func() (time.Duration, error) {
+		var sum time.Duration
+		for _, h := range hops {
+			st, err := h.stats()
+			if err != nil {
+				return 0, err
+			}
+			sum += time.Duration(st.CPUNS)
+		}
+		return sum, nil
+	}
+	deadline := time.Now().Add(settleMax)
+	prev, err := cpu()
+	if err != nil {
+		return err
+	}
+	t := time.NewTimer(settleWindow)
+	defer t.Stop()
+	for {
+		start := time.Now()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		cur, err := cpu()
+		if err != nil {
+			return err
+		}
+		if float64(cur-prev) < settleCPU*float64(time.Since(start)) || time.Now().After(deadline) {
+			return nil
+		}
+		prev = cur
+		t.Reset(settleWindow)
+	}
 }
 
 // resources are a process's counters, read around a segment.
