@@ -70,7 +70,7 @@ llama-server: $lb
 model:        sluice gen-model --shape $SHAPE --quant $QUANT --vocab <tokenizer.json> --out $WORK/$SHAPE-$QUANT.gguf
 sweep:        for n in $STREAMS: sluice bench smoke --model <model> --concurrency n --slots max(n,4) --requests max(2n,8) --max-tokens $MAX_TOKENS --engine-args "$FA_ARGS" --json
 sched:        sluice bench sched --engines 2 --slots 8 --duration $SCHED_DURATION --rounds 1 --engine-args "$FA_ARGS" --json
-              gpu: --model <model> --threads 4 --system-tokens 1500 --sim-gpus 8,64; cpu: the tiny model, --system-tokens 300, no simulation
+              gpu: --model <model> --threads 4 --system-tokens 1500 --sim-gpus 8,64; cpu: --quick (the tiny model), --system-tokens 300, no simulation
 figures:      $OUT/{env.txt,sweep.tsv,sweep.jsonl,sched.txt,log.txt}
 EOF
 }
@@ -182,7 +182,7 @@ if [ -z "${SKIP_SCHED:-}" ]; then
 		sched+=(--model "$model" --threads 4 --system-tokens 1500 --sim-gpus "8,64")
 	else
 		# On a CPU the real shape's prefills take minutes: the tiny model proves the step.
-		sched+=(--system-tokens 300 --sim-gpus "")
+		sched+=(--quick --system-tokens 300 --sim-gpus "")
 	fi
 	"$SLUICE_BIN" bench sched "${sched[@]}" >"$OUT/sched.txt" 2>>"$OUT/log.txt" ||
 		{ log "bench sched failed (see log.txt)"; rc=1; }
