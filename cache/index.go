@@ -110,16 +110,25 @@ func (x *Index) Purge(tenant, model string) {
 		x.Clear()
 		return
 	}
-	tp, mp := tenantPrefix(tenant), tenantPrefix(model)
+	match := keyMatch(tenant, model)
 	var drop []Key
 	x.mu.RLock()
 	for k := range x.where {
-		if (tenant == "" || binary.BigEndian.Uint32(k[0:4]) == tp) && (model == "" || binary.BigEndian.Uint32(k[4:8]) == mp) {
+		if match(k) {
 			drop = append(drop, k)
 		}
 	}
 	x.mu.RUnlock()
 	x.Remove(drop...)
+}
+
+// keyMatch reports whether a key belongs to tenant and model ("" for any), by the hash
+// prefixes keys carry.
+func keyMatch(tenant, model string) func(Key) bool {
+	tp, mp := tenantPrefix(tenant), tenantPrefix(model)
+	return func(k Key) bool {
+		return (tenant == "" || binary.BigEndian.Uint32(k[0:4]) == tp) && (model == "" || binary.BigEndian.Uint32(k[4:8]) == mp)
+	}
 }
 
 // Add indexes an entry's unit vector under its key (replacing an older one) until

@@ -138,35 +138,53 @@ func (s *Stage) flush(ctx context.Context, batch []*pending) {
 			}
 		}
 	}
-	if err := s.store.Put(ctx, es...); err != nil {
-		s.m.errors.WithLabelValues("put").Inc()
-		s.log.Warn("cache: store failed", "err", err, "entries", len(es))
-		return
-	}
-	s.m.stored.Add(float64(len(es)))
+	// Into the indexing backlog before the store: a shared store's put event for them
+	// (Redis) must find them waiting, and an eviction during the put takes them out.
+	var queued []Key
 	if s.o.Semantic {
 		for _, e := range es {
 			if s.semanticFor(e.Question) {
 				s.queueIndex(e)
+				queued = append(queued, e.Key)
 			}
 		}
 	}
+	if err := s.store.Put(ctx, es...); err != nil {
+		s.idx.forget(queued...)
+		s.m.errors.WithLabelValues("put").Inc()
+		s.log.Warn("cache: store failed", "err", err, "entries", len(es))
+		s.drainIndex(ctx, batch[len(batch)-1].done != nil)
+		return
+	}
+	s.m.stored.Add(float64(len(es)))
 	// A Flush barrier means "indexed" too.
 	s.drainIndex(ctx, batch[len(batch)-1].done != nil)
 }
 
-// indexer is the writer's semantic-indexing budget: a backlog of stored entries and a
-// credit of CPU time that refills at Options.IndexCPU (capped at indexBurst).
+// indexer is the writer's semantic-indexing budget: a backlog of stored entries (slim
+// copies: what the index needs, not the answer) and a credit of CPU time that refills at
+// Options.IndexCPU (capped at indexBurst). Entries that leave the store while they wait
+// (evicted, deleted, purged, here or by another replica) leave the backlog too, so they
+// are never indexed after their removal.
 type indexer struct {
-	backlog  []*Entry
-	credit   time.Duration
+	mu       sync.Mutex // backlog and waiting: the writer, the store's evictions, the watcher, Purge
+	backlog  []*waitEntry
+	waiting  map[Key]*waitEntry
+	credit   time.Duration // the writer's alone, as refilled and timer
 	refilled time.Time
 	timer    *time.Timer
-	waiting  atomic.Int64 // len(backlog), for the gauge
+	n        atomic.Int64 // len(waiting), for the gauge
 }
 
-// indexBurst is the most indexing time the budget lets accumulate: a burst of ~200
-// questions of 1 KB is indexed at once.
+// waitEntry is an entry waiting to be indexed.
+type waitEntry struct {
+	e      *Entry // without its answer
+	answer uint64 // the answer's hash
+	gone   bool   // left the store meanwhile: skip it
+}
+
+// indexBurst is the most indexing time the budget lets accumulate (a burst of ~300
+// questions of 1 KB is indexed at once).
 const indexBurst = 50 * time.Millisecond
 
 // indexRetry is how soon the writer comes back to a backlog the budget held up.
@@ -174,25 +192,76 @@ const indexRetry = 20 * time.Millisecond
 
 // wake fires when a backlog held up by the budget may be indexed (nil: none waits).
 func (x *indexer) wake() <-chan time.Time {
-	if x.timer == nil || len(x.backlog) == 0 {
+	if x.timer == nil || x.n.Load() == 0 {
 		return nil
 	}
 	return x.timer.C
 }
 
+// forget takes keys out of the backlog (they left the store).
+func (x *indexer) forget(keys ...Key) {
+	x.mu.Lock()
+	for _, k := range keys {
+		if w := x.waiting[k]; w != nil {
+			w.gone = true
+			delete(x.waiting, k)
+		}
+	}
+	x.n.Store(int64(len(x.waiting)))
+	x.mu.Unlock()
+}
+
+// forgetScope takes a tenant's or a model's entries ("" for any) out of the backlog.
+func (x *indexer) forgetScope(tenant, model string) {
+	match := keyMatch(tenant, model)
+	x.mu.Lock()
+	for k, w := range x.waiting {
+		if match(k) {
+			w.gone = true
+			delete(x.waiting, k)
+		}
+	}
+	x.n.Store(int64(len(x.waiting)))
+	x.mu.Unlock()
+}
+
+// isWaiting reports whether k waits in the backlog (this replica stored it and will
+// index it: its own put event needs nothing more).
+func (x *indexer) isWaiting(k Key) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.waiting[k] != nil
+}
+
 // queueIndex adds a stored entry to the indexing backlog, dropping the oldest when full.
 func (s *Stage) queueIndex(e *Entry) {
 	x := &s.idx
-	if len(x.backlog) >= s.o.IndexBacklog {
-		clear(x.backlog[:1])
-		x.backlog = x.backlog[1:]
-		s.m.indexDropped.Inc()
+	w := &waitEntry{answer: e.Answer.hash(), e: &Entry{Key: e.Key, Scope: e.Scope, Tenant: e.Tenant, Model: e.Model,
+		Kind: e.Kind, Question: e.Question, Vector: e.Vector, EmbedderID: e.EmbedderID, Expires: e.Expires}}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.waiting == nil {
+		x.waiting = map[Key]*waitEntry{}
 	}
-	x.backlog = append(x.backlog, e)
-	x.waiting.Store(int64(len(x.backlog)))
+	if old := x.waiting[e.Key]; old != nil {
+		old.gone = true // replaced: the newer answer is indexed
+	}
+	for len(x.waiting) >= s.o.IndexBacklog && len(x.backlog) > 0 {
+		old := x.backlog[0]
+		x.backlog[0] = nil
+		x.backlog = x.backlog[1:]
+		if !old.gone {
+			delete(x.waiting, old.e.Key)
+			s.m.indexDropped.Inc()
+		}
+	}
+	x.waiting[e.Key] = w
+	x.backlog = append(x.backlog, w)
+	x.n.Store(int64(len(x.waiting)))
 }
 
-// drainIndex indexes the backlog while the budget has credit (all of it when force).
+// drainIndex indexes the backlog while the budget has credit (all of it when force: a
+// Flush; forced work is not charged to the budget).
 func (s *Stage) drainIndex(ctx context.Context, force bool) {
 	x := &s.idx
 	now := time.Now()
@@ -204,22 +273,32 @@ func (s *Stage) drainIndex(ctx context.Context, force bool) {
 		x.credit = min(indexBurst, x.credit+time.Duration(float64(now.Sub(x.refilled))*s.o.IndexCPU))
 	}
 	x.refilled = now
-	n := 0
-	for n < len(x.backlog) && (force || unbounded || x.credit > 0) {
+	for force || unbounded || x.credit > 0 {
+		x.mu.Lock()
+		if len(x.backlog) == 0 {
+			x.backlog = nil // let the array go
+			x.mu.Unlock()
+			break
+		}
+		w := x.backlog[0]
+		x.backlog[0] = nil
+		x.backlog = x.backlog[1:]
+		if w.gone {
+			x.mu.Unlock()
+			continue
+		}
+		delete(x.waiting, w.e.Key)
+		x.n.Store(int64(len(x.waiting)))
+		// Indexed under the lock: a removal of this key now waits, then finds it in the
+		// index.
 		start := time.Now()
-		s.indexEntry(ctx, x.backlog[n])
-		x.backlog[n] = nil
-		n++
-		if !unbounded {
+		s.indexEntryAnswer(ctx, w.e, w.answer)
+		x.mu.Unlock()
+		if !unbounded && !force {
 			x.credit -= time.Since(start)
 		}
 	}
-	x.backlog = x.backlog[n:]
-	if len(x.backlog) == 0 {
-		x.backlog = nil // let the array go
-	}
-	x.waiting.Store(int64(len(x.backlog)))
-	if len(x.backlog) > 0 {
+	if x.n.Load() > 0 {
 		// Back when the credit is positive again (at least indexRetry from now).
 		d := indexRetry
 		if x.credit < 0 {
@@ -235,10 +314,16 @@ func (s *Stage) drainIndex(ctx context.Context, force bool) {
 
 // indexEntry adds an entry to the semantic index (learning its words' frequencies).
 func (s *Stage) indexEntry(ctx context.Context, e *Entry) {
+	s.indexEntryAnswer(ctx, e, e.Answer.hash())
+}
+
+// indexEntryAnswer is indexEntry with the answer's hash given (a backlog entry holds the
+// hash, not the answer).
+func (s *Stage) indexEntryAnswer(ctx context.Context, e *Entry, answer uint64) {
 	if !s.semanticFor(e.Question) {
 		return
 	}
-	if s.index.Has(e.Key, e.Answer.hash()) {
+	if s.index.Has(e.Key, answer) {
 		return
 	}
 	a := s.builtin.get()
@@ -257,11 +342,12 @@ func (s *Stage) indexEntry(ctx context.Context, e *Entry) {
 				s.m.errors.WithLabelValues("embed").Inc()
 				return
 			}
-			e = &Entry{Key: e.Key, Scope: e.Scope, Question: e.Question, Answer: e.Answer, Vector: vs[0]}
+			v = vs[0]
+		} else {
+			v = e.Vector
 		}
-		v = e.Vector
 	}
-	s.index.Add(part, e.Key, e.Question, e.Answer.hash(), v, e.Expires)
+	s.index.Add(part, e.Key, e.Question, answer, v, e.Expires)
 }
 
 // load fills the semantic index from the store (at start: entries kept across restarts
@@ -289,8 +375,8 @@ func (s *Stage) watch(ctx context.Context, w Watcher) {
 		err := w.Watch(ctx, func(ev Event) {
 			switch ev.Op {
 			case OpPut:
-				if s.index.Contains(ev.Key) {
-					return
+				if s.index.Contains(ev.Key) || s.idx.isWaiting(ev.Key) {
+					return // indexed, or this replica's own answer waiting for the budget
 				}
 				e, err := s.store.Get(ctx, ev.Key)
 				if err != nil {
@@ -301,8 +387,10 @@ func (s *Stage) watch(ctx context.Context, w Watcher) {
 					s.indexEntry(ctx, e)
 				}
 			case OpDelete:
+				s.idx.forget(ev.Key)
 				s.index.Remove(ev.Key)
 			case OpPurge:
+				s.idx.forgetScope(ev.Tenant, ev.Model)
 				s.index.Purge(ev.Tenant, ev.Model)
 			}
 		})

@@ -165,11 +165,14 @@ func New(next Opener, o Options) (*Stage, error) {
 	s.index = NewIndex(s.emb.Dim())
 	// Entries a local store evicts leave the index with them.
 	if rs, ok := s.store.(interface{ SetOnRemove(func([]Key)) }); ok {
-		rs.SetOnRemove(func(keys []Key) { s.index.Remove(keys...) })
+		rs.SetOnRemove(func(keys []Key) {
+			s.idx.forget(keys...)
+			s.index.Remove(keys...)
+		})
 	}
 	s.writes = make(chan *pending, s.o.Queue)
 	s.m = newMetrics(o.Registry, func() float64 { return float64(s.store.Len()) }, func() float64 { return float64(s.index.Len()) },
-		func() float64 { return float64(s.idx.waiting.Load()) })
+		func() float64 { return float64(s.idx.n.Load()) })
 	return s, nil
 }
 
@@ -392,6 +395,9 @@ func (s *Stage) Purge(ctx context.Context, tenant, model string) (int, error) {
 		s.log.Warn("cache: purge: queued answers not stored before the purge", "err", err)
 	}
 	cancel()
+	// Answers still waiting for the indexer's budget (a flush that timed out) are not
+	// indexed after the purge either.
+	s.idx.forgetScope(tenant, model)
 	n, err := s.store.Purge(ctx, tenant, model)
 	if err != nil {
 		s.m.errors.WithLabelValues("purge").Inc()

@@ -150,8 +150,8 @@ func (c *Cache) validate(bad func(path, format string, args ...any)) {
 	if s.Margin > 1 || s.Substitution > 1 {
 		bad("cache.semantic", "margin and substitution must be at most 1")
 	}
-	if s.IndexCPU < 0 && s.IndexCPU != -1 || s.IndexCPU > 64 {
-		bad("cache.semantic.index_cpu", "must be a share of a CPU in (0, 64], 0 (the default, 0.1) or -1 (no bound), got %g", s.IndexCPU)
+	if v := s.IndexCPU; v != 0 && v != -1 && !(v >= 0.001 && v <= 1) { // NaN too
+		bad("cache.semantic.index_cpu", "must be a share of one CPU in [0.001, 1] (one writer indexes), 0 (the default, 0.1) or -1 (no bound), got %g", s.IndexCPU)
 	}
 	if s.MaxQuestionBytes < -1 {
 		bad("cache.semantic.max_question_bytes", "must be positive, 0 (the default, 2048) or -1 (no bound), got %d", s.MaxQuestionBytes)

@@ -44,6 +44,8 @@ func TestCacheConfig(t *testing.T) {
 		{"cache:\n  ttl: 10ms\n", "cache.ttl: must be at least 1s"},
 		{"cache:\n  semantic:\n    threshold: 1.5\n", "cache.semantic.threshold"},
 		{"cache:\n  semantic:\n    index_cpu: -0.5\n", "cache.semantic.index_cpu"},
+		{"cache:\n  semantic:\n    index_cpu: 2\n", "cache.semantic.index_cpu"},
+		{"cache:\n  semantic:\n    index_cpu: .nan\n", "cache.semantic.index_cpu"},
 		{"cache:\n  semantic:\n    embedder: {kind: engine}\n", "cache.semantic.embedder: kind engine needs url and model"},
 		{"cache:\n  semantic:\n    embedder: {kind: bert}\n", "cache.semantic.embedder.kind"},
 		{"cache:\n  sematic: {}\n", "unknown key cache.sematic"},

@@ -391,9 +391,9 @@ const TraceHeader = "policy,round,i,tenant,engine,slot,due_ms,wait_ms,queued,ttf
 func coldWarmVerdict(r *Report) string {
 	switch {
 	case r.Setup.Rig == RigQuick:
-		return "not sized for it (quick rig)"
+		return "n/a, the quick rig"
 	case r.Setup.Rig == RigGiven:
-		return "a given model, not sized for it"
+		return "n/a, a given model"
 	case r.ColdWarm >= r.TargetColdWarm:
 		return "met"
 	}

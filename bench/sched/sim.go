@@ -2,6 +2,7 @@ package sched
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -124,7 +125,7 @@ func runSim(ctx context.Context, c *Config, rep *Report) {
 		rep.Sim = append(rep.Sim, t)
 	}
 	if fitted {
-		rep.SimCapacity = simCapacity(c, rep, fit, userTokens)
+		rep.SimCapacity = simCapacity(ctx, c, rep, fit, userTokens)
 	}
 }
 
@@ -144,7 +145,7 @@ type SimCapacity struct {
 }
 
 // simCapacity runs the fitted model of the real setup over every measured policy.
-func simCapacity(c *Config, rep *Report, m sim.EngineModel, userTokens int) []SimCapacity {
+func simCapacity(ctx context.Context, c *Config, rep *Report, m sim.EngineModel, userTokens int) []SimCapacity {
 	var out []SimCapacity
 	for _, row := range rep.Rows {
 		if row.CapacityRPS <= 0 {
@@ -154,8 +155,15 @@ func simCapacity(c *Config, rep *Report, m sim.EngineModel, userTokens int) []Si
 			Policy: scheduler.Policy(row.Policy), Workload: sim.Workload{
 				Tenants: c.Tenants, SystemTokens: rep.Setup.SystemTokens, UserTokens: userTokens, OutputTokens: c.OutputTokens,
 				Requests: max(2000, 64*c.Engines*c.SlotsPerEngine), Clients: 2 * c.Engines * c.SlotsPerEngine, TenantSkew: c.Skew, Seed: c.Seed}}
+		if err := ctx.Err(); err != nil {
+			rep.SimError = err.Error()
+			return out
+		}
 		res, err := sim.Run(cfg)
-		if err != nil || res.Simulated <= 0 {
+		if err == nil && res.Simulated <= 0 {
+			err = errors.New("no simulated time elapsed")
+		}
+		if err != nil {
 			rep.SimError = fmt.Sprintf("capacity of %s: %v", row.Policy, err)
 			return out
 		}

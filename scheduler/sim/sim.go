@@ -331,6 +331,7 @@ func (s *state) refresh(at int64) {
 	for _, j := range s.core.Expire(now) {
 		if r := &s.reqs[j.ID]; r != nil {
 			s.finished++
+			s.sendNext(at) // a closed-loop client whose request expired sends its next
 		}
 	}
 	s.startAll(at, s.core.Dispatch(now))
