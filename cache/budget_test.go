@@ -20,30 +20,11 @@ func TestIndexBudget(t *testing.T) {
 	s, reg := stageOver(t, mem, &storetest.Scripted{}, cache.Options{Semantic: true, IndexCPU: 1e-9, IndexBacklog: 2})
 	qs := []string{"Where is my parcel?", "How do I reset my password?", "What are your opening hours?", "Do you ship to Norway?"}
 	for _, q := range qs {
-		st, err := s.Open(context.Background(), models.Target{Model: "m", Backend: "local"}, storetest.Request("t", "s", q, false))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for {
-			if _, err := st.Recv(); err == io.EOF {
-				break
-			} else if err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := st.Close(); err != nil {
-			t.Fatal(err)
-		}
+		ask(t, s, q)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for mem.Len() < len(qs) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d answers stored", mem.Len(), len(qs))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	// Stored but not indexed: the budget (a billionth of a CPU) has no credit yet.
-	time.Sleep(50 * time.Millisecond)
+	// Stored but not indexed: the budget (a billionth of a CPU) has no credit. Entries
+	// join the backlog before the store, so its gauge is final once they are stored.
+	waitStored(t, mem, len(qs))
 	if n := s.Index().Len(); n != 0 {
 		t.Fatalf("%d entries indexed over a budget that allows none", n)
 	}
