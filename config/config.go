@@ -166,7 +166,14 @@ type Scheduler struct {
 	SLO SLO `yaml:"slo"`
 	// TenantWeights give tenants (API key or user) a larger share of contended capacity.
 	TenantWeights map[string]float64 `yaml:"tenant_weights"`
+	// PrefixWait (sluice policy, default true): a request whose prompt is cached on a
+	// busy slot waits for that slot instead of taking a free one cold, while the wait
+	// is expected to cost less than the prefill it saves, and never longer than that.
+	PrefixWait *bool `yaml:"prefix_wait"`
 }
+
+// PrefixWaitOn reports whether cost-aware waiting is on (the default).
+func (s *Scheduler) PrefixWaitOn() bool { return s.PrefixWait == nil || *s.PrefixWait }
 
 // Weights weigh the sluice policy's scorers (each in [0,1]).
 type Weights struct {

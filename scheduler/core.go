@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -22,6 +23,19 @@ type Core struct {
 	seq     uint64
 	rr      uint64
 	stats   Stats
+	// wake is when the first job that Dispatch left waiting for a busy slot holding its
+	// prompt stops waiting for it (zero: none); holders counts such jobs per prompt
+	// family during one pass (scratch).
+	wake    time.Time
+	holders []holder
+	waits   []float64 // scratch: the busy slots' expected remaining seconds
+}
+
+// holder counts, in one Dispatch pass, the jobs of one prompt family (its first block)
+// already waiting for the busy slots that hold it.
+type holder struct {
+	family uint64
+	n      int
 }
 
 // lookahead is how far into a tenant's queue Dispatch looks for a job that fits a free
@@ -51,6 +65,11 @@ type Config struct {
 	SwapAfter time.Duration
 	// TenantWeights gives tenants more (or less) of the capacity than 1.
 	TenantWeights map[string]float64
+	// NoPrefixWait turns off cost-aware waiting (sluice policy): by default a job whose
+	// prompt is cached on a busy slot waits for that slot instead of taking a free one
+	// where it would be processed from scratch, as long as the expected wait is shorter
+	// than the prefill it saves (see Core.hold).
+	NoPrefixWait bool
 }
 
 // Stats are cumulative counters (for metrics and benchmarks).
@@ -62,6 +81,9 @@ type Stats struct {
 	Swaps                    uint64
 	// Overloads counts engines' refusals of work for now (they stayed in rotation).
 	Overloads uint64
+	// PrefixWaits counts jobs that waited for a busy slot holding their prompt while
+	// another slot was free (cost-aware waiting); a job counts once.
+	PrefixWaits uint64
 }
 
 // Engine is one backend's state as the core sees it.
@@ -93,6 +115,7 @@ type Engine struct {
 	freq     *freqTable // how often each prompt family came lately
 	svc      ewma       // seconds a request holds a slot
 	ttft     ewma       // seconds to first token once dispatched
+	cold     ewma       // seconds to first token per uncached prompt token (of misses)
 }
 
 // Slot is one sequence an engine decodes.
@@ -144,6 +167,9 @@ type Job struct {
 	slotIdx        int
 	swapWaitSince  time.Time
 	queuedPriority models.Priority
+	coldTokens     int       // uncached prompt tokens where it went (its prefill work)
+	holdUntil      time.Time // waiting for a busy slot with its prompt until then (Dispatch)
+	held           bool      // it has waited so (counted in PrefixWaits)
 }
 
 type jobState uint8
@@ -268,7 +294,8 @@ func (c *Core) Submit(now time.Time, j *Job) error {
 			Msg: fmt.Sprintf("no engine serving %q is ready%s", j.Model, c.reasons(j))}
 	}
 	// Fast path: nothing waits, so nothing is overtaken.
-	if c.queues[0].len()+c.queues[1].len() == 0 && c.place(now, j) {
+	c.holders = c.holders[:0]
+	if c.queues[0].len()+c.queues[1].len() == 0 && !c.hold(now, j) && c.place(now, j) {
 		return nil
 	}
 	if c.queues[0].len()+c.queues[1].len() >= c.cfg.MaxQueue {
@@ -302,9 +329,15 @@ func (c *Core) reasons(j *Job) string {
 // Dispatch runs waiting jobs on free slots, interactive before batch, tenants in fair
 // order, until no waiting job fits a free slot (work-conserving: a free slot never idles
 // while a job it can serve waits). It returns the jobs it started.
+//
+// The one exception is cost-aware waiting (Core.hold): a job whose prompt is cached on a
+// busy slot may leave a free slot to others, or idle, for as long as waiting is expected
+// to cost less than processing its prompt from scratch. Wake says when Dispatch must run
+// again for such a job even if nothing else happens.
 func (c *Core) Dispatch(now time.Time) []*Job {
 	var started []*Job
 	c.dropStaleDrains()
+	c.wake = time.Time{}
 	for p := range c.queues {
 		q := c.queues[p]
 		for q.len() > 0 && c.anyFree(now) {
@@ -314,11 +347,15 @@ func (c *Core) Dispatch(now time.Time) []*Job {
 				continue
 			}
 			progressed := false
+			c.holders = c.holders[:0]
 		scan:
 			for _, tq := range q.order() {
 				for k, j := range tq.jobs {
 					if k == lookahead {
 						break
+					}
+					if c.hold(now, j) {
+						continue
 					}
 					if c.place(now, j) {
 						q.remove(j, true)
@@ -406,6 +443,7 @@ func (c *Core) place(now time.Time, j *Job) bool {
 		e.freq.touch(j.Blocks[0], now)
 	}
 	j.prefill, j.prefilled = max(j.PromptTokens-matched*TokensPerBlock, 0), false
+	j.coldTokens, j.holdUntil = j.prefill, time.Time{}
 	e.prefill += j.prefill
 	if e.Exclusive {
 		e.active = j.Model
@@ -552,6 +590,104 @@ func (c *Core) cachedAnywhere(j *Job) bool {
 	return false
 }
 
+// minColdTokens is the least prefill a completed job must have had for its time to first
+// token to feed the engine's cost per uncached prompt token (shorter ones are mostly
+// fixed cost).
+const minColdTokens = 2 * TokensPerBlock
+
+// hold decides cost-aware waiting (sluice policy): j, whose prompt is cached on a slot
+// that is busy, waits for it instead of taking a free slot where more of its prompt
+// would have to be processed, when the wait is expected to cost less than the prefill
+// it saves. The wait expected is the busy slot's remaining service time (the engine's
+// mean time a job holds a slot, less what the job there has had), for the k-th job of
+// the family waiting in this pass the k-th slot to free (a round of service more for
+// each time round the family's slots). The saving is the engine's measured time to first
+// token per uncached prompt token times the tokens the busy slot has cached beyond the
+// best free slot. The bound is the saving itself: a job stops waiting once it has waited
+// as long as the prefill it would save (j.holdUntil), so it never loses more than twice
+// what it could have (the ski-rental bound); Wake tells the caller when that is.
+//
+// Both estimates must be measured (three completed jobs at least) before a job waits:
+// an engine that has served nothing yet is never waited for.
+func (c *Core) hold(now time.Time, j *Job) bool {
+	j.holdUntil = time.Time{}
+	if c.cfg.Policy != PolicySluice || c.cfg.NoPrefixWait || len(j.Blocks) == 0 || j.PromptTokens <= 0 {
+		return false
+	}
+	bestFree := -1 // the most of its prompt a free slot it could take holds
+	for _, cd := range j.Candidates {
+		if e := c.engines[cd.Backend]; eligible(now, e, j) {
+			_, m := bestSlot(now, e, j.Blocks)
+			bestFree = max(bestFree, m)
+		}
+	}
+	if bestFree < 0 {
+		return false // no free slot to leave to others: it waits anyway
+	}
+	c.waits = c.waits[:0]
+	var gain, svc float64
+	for _, cd := range j.Candidates {
+		e := c.engines[cd.Backend]
+		if e == nil || !e.Healthy || !e.Addressable || !e.svc.ok() || !e.cold.ok() {
+			continue
+		}
+		if e.Exclusive && e.active != "" && e.active != j.Model {
+			continue
+		}
+		for i := range e.size {
+			s := &e.Slots[i]
+			if !s.Busy || s.job == nil {
+				continue
+			}
+			m := matchBlocks(j.Blocks, s.Blocks)
+			if 2*m < len(j.Blocks) || m <= bestFree {
+				continue
+			}
+			g := e.cold.v * float64(min((m-bestFree)*TokensPerBlock, j.PromptTokens))
+			gain = max(gain, g)
+			svc = max(svc, e.svc.v)
+			c.waits = append(c.waits, max(0, e.svc.v-now.Sub(s.job.Dispatched).Seconds()))
+		}
+	}
+	if len(c.waits) == 0 {
+		return false
+	}
+	// The k-th job of this family to wait in this pass gets the k-th slot to free.
+	fam, k := j.Blocks[0], 0
+	hi := -1
+	for i := range c.holders {
+		if c.holders[i].family == fam {
+			k, hi = c.holders[i].n, i
+			break
+		}
+	}
+	n := len(c.waits)
+	slices.Sort(c.waits)
+	wait := c.waits[k%n] + float64(k/n)*svc
+	if now.Sub(j.Enqueued).Seconds()+wait >= gain {
+		return false
+	}
+	if hi < 0 {
+		c.holders = append(c.holders, holder{family: fam})
+		hi = len(c.holders) - 1
+	}
+	c.holders[hi].n++
+	j.holdUntil = j.Enqueued.Add(time.Duration(gain * float64(time.Second)))
+	if c.wake.IsZero() || j.holdUntil.Before(c.wake) {
+		c.wake = j.holdUntil
+	}
+	if !j.held {
+		j.held = true
+		c.stats.PrefixWaits++
+	}
+	return true
+}
+
+// Wake is when Dispatch must run again although nothing else happens: a job that waits
+// for a busy slot holding its prompt stops waiting then (zero: no job waits so). It is
+// set by the last Dispatch.
+func (c *Core) Wake() time.Time { return c.wake }
+
 // Outcome is how a dispatched job ended (Finish).
 type Outcome uint8
 
@@ -615,6 +751,9 @@ func (c *Core) Finish(now time.Time, j *Job, o Outcome, ttft time.Duration) {
 		e.svc.add(now.Sub(j.Dispatched).Seconds())
 		if ttft > 0 {
 			e.ttft.add(ttft.Seconds())
+			if j.coldTokens >= minColdTokens {
+				e.cold.add(ttft.Seconds() / float64(j.coldTokens))
+			}
 		}
 		if !e.Addressable || c.cfg.Policy != PolicySluice {
 			e.recent = append(e.recent, j.Blocks)

@@ -401,3 +401,105 @@ func TestSlotsShrinkWhileBusy(t *testing.T) {
 		c.Release(t0.Add(3*time.Second), j, true, 0)
 	}
 }
+
+// prefixWaitCore is one engine of two slots whose estimates are measured: a job holds a
+// slot 200 ms, and a prompt costs 1 ms of time to first token per uncached token. Then a
+// job of family x runs on slot 0 from base; slot 1 is free and holds another prompt.
+func prefixWaitCore(t *testing.T, cfg Config) (c *Core, x []uint64, running *Job, base time.Time) {
+	t.Helper()
+	c = NewCore(cfg)
+	c.AddEngine("a", 2, true, false)
+	for i := range 3 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		w := job("w", 0, []uint64{uint64(100 + i), 1, 2, 3}, "a")
+		w.PromptTokens = 1000
+		if err := c.Submit(at, w); err != nil || !w.Running() {
+			t.Fatalf("warm-up %d: %v", i, err)
+		}
+		c.Release(at.Add(200*time.Millisecond), w, true, time.Second)
+	}
+	base = t0.Add(10 * time.Second)
+	x = []uint64{7, 8, 9, 10}
+	running = job("x", 0, x, "a")
+	running.PromptTokens = 1000
+	if err := c.Submit(base, running); err != nil || !running.Running() {
+		t.Fatalf("x: %v", err)
+	}
+	return c, x, running, base
+}
+
+// TestPrefixWait: a job whose prompt is cached on a busy slot that should free within
+// the prefill it would save waits for that slot instead of taking the free one cold
+// (cost-aware waiting), and gets it; if the slot does not free in time, the job takes
+// the free slot when its bound passes (Wake); NoPrefixWait turns it off; a second job of
+// the family, whose turn on the slot would come too late, takes the free slot at once.
+func TestPrefixWait(t *testing.T) {
+	t.Run("waits and hits", func(t *testing.T) {
+		c, x, running, base := prefixWaitCore(t, Config{})
+		at := base.Add(100 * time.Millisecond)
+		x2 := job("x", 0, x, "a")
+		x2.PromptTokens = 1000
+		if err := c.Submit(at, x2); err != nil || !x2.Queued() {
+			t.Fatalf("x2 should wait for x's slot (100 ms left, 256 ms of prefill saved): err %v running %v", err, x2.Running())
+		}
+		if got := c.Dispatch(at); len(got) != 0 {
+			t.Fatalf("dispatched %v; x2 should keep waiting", got)
+		}
+		if want := at.Add(256 * time.Millisecond); !c.Wake().Equal(want) {
+			t.Fatalf("wake %v, want %v (enqueued + the prefill saved)", c.Wake(), want)
+		}
+		x3 := job("x", 0, x, "a") // its turn on x's slot would come after x2's: 300 ms
+		x3.PromptTokens = 1000
+		_ = c.Submit(at, x3)
+		if got := c.Dispatch(at); len(got) != 1 || got[0] != x3 || x3.Slot == running.Slot {
+			t.Fatalf("dispatched %v; want x3 on the free slot", got)
+		}
+		done := base.Add(150 * time.Millisecond)
+		c.Release(done, running, true, 0)
+		if got := c.Dispatch(done); len(got) != 1 || got[0] != x2 || x2.Slot != running.Slot || x2.Matched != 4 {
+			t.Fatalf("x2 went to slot %d with %d blocks cached, want x's slot %d with 4", x2.Slot, x2.Matched, running.Slot)
+		}
+		if st := c.Stats(); st.PrefixWaits != 1 {
+			t.Fatalf("PrefixWaits = %d, want 1", st.PrefixWaits)
+		}
+	})
+	t.Run("bounded", func(t *testing.T) {
+		c, x, running, base := prefixWaitCore(t, Config{})
+		at := base.Add(100 * time.Millisecond)
+		x2 := job("x", 0, x, "a")
+		x2.PromptTokens = 1000
+		_ = c.Submit(at, x2)
+		c.Dispatch(at)
+		wake := c.Wake()
+		if wake.IsZero() {
+			t.Fatal("no wake-up set for a waiting job")
+		}
+		if got := c.Dispatch(wake.Add(-time.Millisecond)); len(got) != 0 {
+			t.Fatalf("x2 stopped waiting before its bound: %v", got)
+		}
+		if got := c.Dispatch(wake); len(got) != 1 || got[0] != x2 || x2.Slot == running.Slot {
+			t.Fatalf("at its bound x2 should take the free slot: %v", got)
+		}
+		if !c.Wake().IsZero() {
+			t.Fatalf("wake %v with nothing waiting", c.Wake())
+		}
+	})
+	t.Run("off", func(t *testing.T) {
+		c, x, running, base := prefixWaitCore(t, Config{NoPrefixWait: true})
+		x2 := job("x", 0, x, "a")
+		x2.PromptTokens = 1000
+		if err := c.Submit(base.Add(100*time.Millisecond), x2); err != nil || !x2.Running() || x2.Slot == running.Slot {
+			t.Fatalf("with NoPrefixWait x2 should run at once on the free slot: %v", err)
+		}
+	})
+	t.Run("not worth it", func(t *testing.T) {
+		c, x, running, base := prefixWaitCore(t, Config{})
+		// A short prompt saves little: one block of 64 tokens, 64 ms, less than the
+		// 100 ms x's slot still needs.
+		x2 := job("x", 0, x[:1], "a")
+		x2.PromptTokens = 70
+		if err := c.Submit(base.Add(100*time.Millisecond), x2); err != nil || !x2.Running() || x2.Slot == running.Slot {
+			t.Fatalf("x2 should take the free slot at once: %v", err)
+		}
+	})
+}

@@ -49,7 +49,7 @@ func newCollector(s *Scheduler) *collector {
 		descSlots: prometheus.NewDesc("sluice_scheduler_slots", "Slots the scheduler fills, by backend.", []string{"backend"}, nil),
 		descOcc:   prometheus.NewDesc("sluice_scheduler_slot_occupancy_ratio", "Share of a backend's slots in use.", []string{"backend"}, nil),
 		descUp:    prometheus.NewDesc("sluice_scheduler_backend_healthy", "1 when the backend takes requests.", []string{"backend"}, nil),
-		descEv:    prometheus.NewDesc("sluice_scheduler_requests_total", "Scheduler decisions by outcome (dispatched, queued, rejected, saturated, expired, cancelled).", []string{"outcome"}, nil),
+		descEv:    prometheus.NewDesc("sluice_scheduler_requests_total", "Scheduler decisions by outcome (dispatched, queued, rejected, saturated, expired, cancelled; prefix_wait: waited for the busy slot holding its prompt beside a free one).", []string{"outcome"}, nil),
 		descPB:    prometheus.NewDesc("sluice_scheduler_prefix_blocks_total", "Prompt blocks (256 bytes) of dispatched requests.", nil, nil),
 		descPH:    prometheus.NewDesc("sluice_scheduler_prefix_hit_blocks_total", "Prompt blocks already cached on the slot or engine a request went to; hit ratio = this / prefix_blocks_total.", nil, nil),
 		descSw:    prometheus.NewDesc("sluice_scheduler_model_swaps_total", "Times an engine that holds one model at a time was drained to load another.", nil, nil),
@@ -100,7 +100,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		n string
 		v uint64
 	}{{"dispatched", st.Dispatched}, {"queued", st.Queued}, {"rejected", st.Rejected}, {"saturated", st.Saturated},
-		{"expired", st.Expired}, {"cancelled", st.Cancelled}} {
+		{"expired", st.Expired}, {"cancelled", st.Cancelled}, {"prefix_wait", st.PrefixWaits}} {
 		ch <- prometheus.MustNewConstMetric(c.descEv, prometheus.CounterValue, float64(o.v), o.n)
 	}
 	ch <- prometheus.MustNewConstMetric(c.descPB, prometheus.CounterValue, float64(st.PrefixBlocks))

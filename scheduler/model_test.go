@@ -37,9 +37,11 @@ func TestCoreModel(t *testing.T) {
 			seeds = append(seeds, uint64(i+1))
 		}
 	}
+	holds := 0
 	for _, seed := range seeds {
 		w := newWorld(seed)
 		err := w.run(*modelSteps)
+		holds += w.holds
 		if *modelTrace || err != nil {
 			t.Logf("seed %d trace:\n%s", seed, strings.Join(w.trace, "\n"))
 		}
@@ -48,6 +50,10 @@ func TestCoreModel(t *testing.T) {
 				seed, err, seed, *modelSteps)
 		}
 	}
+	if len(seeds) > 20 && holds == 0 {
+		t.Errorf("no job waited for its own slot in %d seeds: cost-aware waiting was not exercised", len(seeds))
+	}
+	t.Logf("%d seeds: jobs seen waiting for their own slot %d times", len(seeds), holds)
 }
 
 // mstate is where the model says a job is.
@@ -75,6 +81,7 @@ type world struct {
 	tenants int
 	trace   []string
 	step    int
+	holds   int // times a job was seen waiting for its own slot beside a free one
 }
 
 func newWorld(seed uint64) *world {
@@ -308,7 +315,8 @@ func (w *world) dispatch() error {
 		}
 	}
 	// Work conservation: no free slot is left that a waiting job (among the first
-	// lookahead of its tenant) could take.
+	// lookahead of its tenant) could take, unless the job waits for a busy slot that
+	// holds its prompt (cost-aware waiting), within its bound, with the wake-up set.
 	for p := range w.c.queues {
 		for _, tq := range w.c.queues[p].order() {
 			for k, j := range tq.jobs {
@@ -317,11 +325,50 @@ func (w *world) dispatch() error {
 				}
 				for _, cd := range j.Candidates {
 					if e := w.c.engines[cd.Backend]; eligible(w.now, e, j) {
+						if !j.holdUntil.IsZero() {
+							if err := w.checkHold(j); err != nil {
+								return err
+							}
+							w.holds++
+							break
+						}
 						return fmt.Errorf("job %d waits while %s could take it", j.ID, e.ID)
 					}
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// checkHold checks a job Dispatch left waiting for its own slot: the wait is still within
+// its bound, the core will wake by then, and a busy slot of one of its engines holds
+// most of its prompt, more than any free slot it could take.
+func (w *world) checkHold(j *Job) error {
+	if !w.now.Before(j.holdUntil) {
+		return fmt.Errorf("job %d waits for its own slot past its bound %v (now %v)", j.ID, j.holdUntil, w.now)
+	}
+	if wk := w.c.Wake(); wk.IsZero() || wk.After(j.holdUntil) {
+		return fmt.Errorf("job %d waits for its own slot until %v, but the core wakes at %v", j.ID, j.holdUntil, wk)
+	}
+	busy, free := 0, 0
+	for _, cd := range j.Candidates {
+		e := w.c.engines[cd.Backend]
+		if e == nil || !e.Healthy {
+			continue
+		}
+		for i := range e.size {
+			m := matchBlocks(j.Blocks, e.Slots[i].Blocks)
+			if e.Slots[i].Busy && e.Addressable {
+				busy = max(busy, m)
+			} else if !e.Slots[i].Busy && eligible(w.now, e, j) {
+				free = max(free, m)
+			}
+		}
+	}
+	if 2*busy < len(j.Blocks) || busy <= free {
+		return fmt.Errorf("job %d waits for its own slot, but no busy slot holds its prompt (%d of %d blocks; free slots %d)",
+			j.ID, busy, len(j.Blocks), free)
 	}
 	return nil
 }

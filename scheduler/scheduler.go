@@ -58,6 +58,8 @@ type Options struct {
 	Engines map[string]EngineOptions
 	// TenantWeights give tenants a larger share of contended capacity (default 1).
 	TenantWeights map[string]float64
+	// NoPrefixWait turns off cost-aware waiting (Config.NoPrefixWait).
+	NoPrefixWait bool
 	// GPUUtil reports the utilization (0..1) of the GPUs an engine runs on (optional).
 	GPUUtil func(engine string) float64
 	// Meters account each backend's hardware cost to its requests (optional).
@@ -80,6 +82,10 @@ type Scheduler struct {
 	mu   sync.Mutex
 	core *Core
 	wake map[string]*time.Timer // per engine: dispatch when its back-off ends
+	// holdT dispatches when the first job waiting for a busy slot holding its prompt
+	// stops waiting for it (Core.Wake); holdAt is when it is set to fire.
+	holdT  *time.Timer
+	holdAt time.Time
 }
 
 // New returns a scheduler over backends (keyed by id).
@@ -98,7 +104,7 @@ func New(backends map[string]Backend, opts Options) *Scheduler {
 	}
 	s := &Scheduler{opts: opts, backends: backends}
 	s.core = NewCore(Config{Policy: opts.Policy, Weights: opts.Weights, MaxQueue: opts.MaxQueue, SLO: opts.SLO,
-		TenantWeights: opts.TenantWeights})
+		TenantWeights: opts.TenantWeights, NoPrefixWait: opts.NoPrefixWait})
 	for id := range backends {
 		s.order = append(s.order, id)
 	}
@@ -174,7 +180,7 @@ func (s *Scheduler) admit(now time.Time, j *Job) ([]*Job, error) {
 		return nil, nil
 	}
 	j.Ready = make(chan struct{})
-	return s.core.Dispatch(now), nil
+	return s.dispatchLocked(now), nil
 }
 
 // jobCost estimates the work of a request for fair queuing: prompt tokens (about 4 bytes
@@ -249,7 +255,7 @@ func (s *Scheduler) cancel(j *Job) (bool, []*Job) {
 	if !s.core.Cancel(j) {
 		return false, nil
 	}
-	return true, s.core.Dispatch(time.Now())
+	return true, s.dispatchLocked(time.Now())
 }
 
 // start opens the request on the engine the core chose. An engine that answers that it
@@ -338,7 +344,7 @@ func (s *Scheduler) refusedLocked(now time.Time, j *Job, err error, overloaded, 
 	if retry && s.core.Retry(now, j) {
 		return dropped, nil, true
 	}
-	return dropped, s.core.Dispatch(now), false
+	return dropped, s.dispatchLocked(now), false
 }
 
 // wakeAfter dispatches once engine id's back-off has passed (s.mu held).
@@ -356,7 +362,24 @@ func (s *Scheduler) wakeAfter(id string, d time.Duration) {
 func (s *Scheduler) dispatch(now time.Time) []*Job {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.core.Dispatch(now)
+	return s.dispatchLocked(now)
+}
+
+// dispatchLocked runs the core's Dispatch (s.mu held) and arms the timer for a job it
+// left waiting for its own slot, so that the job does not wait past its bound when
+// nothing else happens.
+func (s *Scheduler) dispatchLocked(now time.Time) []*Job {
+	started := s.core.Dispatch(now)
+	if w := s.core.Wake(); !w.IsZero() && !w.Equal(s.holdAt) {
+		s.holdAt = w
+		d := max(w.Sub(now), time.Millisecond)
+		if s.holdT == nil {
+			s.holdT = time.AfterFunc(d, func() { s.notify(s.dispatch(time.Now())) })
+		} else {
+			s.holdT.Reset(d)
+		}
+	}
+	return started
 }
 
 // finish ends a job's hold on its slot and starts whatever can run now.
@@ -368,7 +391,7 @@ func (s *Scheduler) release(now time.Time, j *Job, o Outcome, ttft time.Duration
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.core.Finish(now, j, o, ttft)
-	return s.core.Dispatch(now)
+	return s.dispatchLocked(now)
 }
 
 func (s *Scheduler) notify(jobs []*Job) {
@@ -431,7 +454,7 @@ func (s *Scheduler) update(now time.Time) (dropped, started []*Job) {
 		}
 		s.core.SetEngine(id, slots, c.Healthy, c.Reason, c.KVUsed, gpu)
 	}
-	return s.core.Expire(now), s.core.Dispatch(now)
+	return s.core.Expire(now), s.dispatchLocked(now)
 }
 
 // Status is one backend's state for readiness and status pages.

@@ -378,3 +378,76 @@ func TestUnreachableRetriesElsewhere(t *testing.T) {
 		drain(t, st)
 	})
 }
+
+// slowStream sends "hi" after delay (virtual time in synctest), then io.EOF.
+type slowStream struct {
+	delay time.Duration
+	sent  bool
+}
+
+func (s *slowStream) Recv() (models.Chunk, error) {
+	if s.sent {
+		return models.Chunk{}, io.EOF
+	}
+	time.Sleep(s.delay)
+	s.sent = true
+	return models.Chunk{Text: "hi"}, nil
+}
+
+func (s *slowStream) Usage() models.Usage { return models.Usage{} }
+func (s *slowStream) Close() error        { return nil }
+
+// TestPrefixWaitWakes: a request that waits for the busy slot holding its prompt
+// (cost-aware waiting) while another slot is free starts on the free one when its bound
+// passes, even though nothing else happens (the slot it waits for stays busy): the
+// scheduler's timer runs Dispatch then.
+func TestPrefixWaitWakes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fb := newFake(2)
+		fb.setOpen(func(context.Context, models.Target) (models.Stream, error) {
+			return &slowStream{delay: 100 * time.Millisecond}, nil
+		})
+		s := New(map[string]Backend{"a": fb}, Options{Engines: map[string]EngineOptions{"a": {Addressable: true}}})
+		ctx := context.Background()
+		// Three cold requests measure the engine: 100 ms to first token for 128 prompt
+		// tokens, 100 ms a slot is held.
+		for c := byte('a'); c < 'd'; c++ {
+			st, err := s.Open(ctx, target("a"), chatReq("w", long(c)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			drain(t, st)
+		}
+		x, err := s.Open(ctx, target("a"), chatReq("x", long('x')))
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // x's slot should free in ~50 ms
+		x2 := openAsync(s, ctx, target("a"), chatReq("x", long('x')))
+		synctest.Wait()
+		select {
+		case <-x2:
+			t.Fatal("x2 did not wait for x's slot, which holds its prompt and should free before a prefill would end")
+		default:
+		}
+		s.mu.Lock()
+		st := s.core.Stats()
+		s.mu.Unlock()
+		if st.PrefixWaits != 1 || fb.opened() != 4 {
+			t.Fatalf("prefix waits %d, engine opened %d; want 1 and 4", st.PrefixWaits, fb.opened())
+		}
+		time.Sleep(100 * time.Millisecond) // past x2's bound (the 100 ms its prefill would take)
+		synctest.Wait()
+		var got opened
+		select {
+		case got = <-x2:
+		default:
+			t.Fatal("x2 still waits past its bound while a slot is free")
+		}
+		if got.err != nil {
+			t.Fatal(got.err)
+		}
+		drain(t, got.st)
+		drain(t, x)
+	})
+}

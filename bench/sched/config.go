@@ -54,6 +54,8 @@ type Config struct {
 	Seed uint64
 	// Policies to compare, in run order (default round-robin, least-loaded, sluice).
 	Policies []scheduler.Policy
+	// NoPrefixWait runs the sluice policy without cost-aware waiting (an A/B of it).
+	NoPrefixWait bool
 	// LlamaServer and Model are paths; defaults: config.DefaultLlamaServer and a model
 	// generated into the cache from Vocab (default: the cached Llama-2 vocabulary) in the
 	// rig's shape.
@@ -240,6 +242,7 @@ type Setup struct {
 	SLOMS          float64  `json:"slo_ms"`
 	Seed           uint64   `json:"seed"`
 	Policies       []string `json:"policies"`
+	PrefixWait     bool     `json:"prefix_wait"` // the sluice policy's cost-aware waiting
 	Fresh          string   `json:"fresh_engines"`
 	Path           string   `json:"path"`
 	Model          string   `json:"model"`

@@ -26,7 +26,7 @@ type pipeline struct {
 	done  chan struct{}
 }
 
-func newPipeline(ctx context.Context, f *fleet, policy scheduler.Policy) (*pipeline, error) {
+func newPipeline(ctx context.Context, f *fleet, policy scheduler.Policy, noPrefixWait bool) (*pipeline, error) {
 	reg := prometheus.NewRegistry()
 	log := &placements{m: map[string]placement{}}
 	backends := map[string]scheduler.Backend{}
@@ -43,7 +43,8 @@ func newPipeline(ctx context.Context, f *fleet, policy scheduler.Policy) (*pipel
 	}
 	// A queue long enough that no policy has a request refused: the benchmark measures
 	// how long requests wait, not how many are turned away.
-	sched := scheduler.New(backends, scheduler.Options{Policy: policy, Engines: engines, MaxQueue: 1 << 20, Registry: reg})
+	sched := scheduler.New(backends, scheduler.Options{Policy: policy, Engines: engines, MaxQueue: 1 << 20, Registry: reg,
+		NoPrefixWait: noPrefixWait})
 	gw, err := gateway.New(gateway.Options{Router: rt, Scheduler: &submitRecorder{s: sched, log: log}, Models: rt.Models, Registry: reg,
 		Ready: sched.Ready, RequestTimeout: 10 * time.Minute})
 	if err != nil {

@@ -264,8 +264,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	s, cal := r.Setup, r.Calibration
 	var b strings.Builder
 	fmt.Fprintf(&b, "real engines: %d llama-server x %d slots, %d thread(s) each, context %d/slot, --cache-ram %s; %s rig, model %s; "+
-		"%d CPUs, host load average %.2f before the run\n",
-		s.Engines, s.SlotsPerEngine, s.Threads, s.ContextPerSlot, cacheRAM(s.CacheRAMMiB), s.Rig, s.Model, s.CPUs, s.LoadAvg)
+		"%d CPUs, host load average %.2f before the run; sluice policy's cost-aware waiting %s\n",
+		s.Engines, s.SlotsPerEngine, s.Threads, s.ContextPerSlot, cacheRAM(s.CacheRAMMiB), s.Rig, s.Model, s.CPUs, s.LoadAvg,
+		onOff(s.PrefixWait))
 	fmt.Fprintf(&b, "workload: %d tenants (zipf skew %g), system prompt %d tokens, %.0f prompt tokens/request, %d output tokens; "+
 		"%d measured requests per policy and round after %d warm-up, %d round(s), Poisson %.1f req/s (seed %d)\n",
 		s.Tenants, s.Skew, s.SystemTokens, s.PromptTokens, s.OutputTokens, s.Requests, s.Warmup, s.Rounds, s.RateRPS, s.Seed)
@@ -398,4 +399,11 @@ func coldWarmVerdict(r *Report) string {
 		return "met"
 	}
 	return "MISSED"
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }

@@ -96,7 +96,7 @@ func calibrate(ctx context.Context, c *Config, model string, rep *Report) (*work
 	if err != nil {
 		return nil, err
 	}
-	p, err := newPipeline(ctx, f, scheduler.PolicyRoundRobin)
+	p, err := newPipeline(ctx, f, scheduler.PolicyRoundRobin, c.NoPrefixWait)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +168,7 @@ func calibrate(ctx context.Context, c *Config, model string, rep *Report) (*work
 		Load: w.rate / cal.CapacityRPS, RateRPS: w.rate, SLOMS: ms(w.slo), Seed: c.Seed,
 		Fresh: "every policy starts new llama-server processes (empty slots, nothing cached)",
 		Path:  "HTTP client -> gateway -> router pool -> scheduler (policy) -> llamacpp backend -> llama-server",
-		Model: model, Rig: RigPrefill, CPUs: runtime.NumCPU(), LoadAvg: loadAvg}
+		Model: model, Rig: RigPrefill, CPUs: runtime.NumCPU(), LoadAvg: loadAvg, PrefixWait: !c.NoPrefixWait}
 	switch {
 	case c.Model != "":
 		rep.Setup.Rig = RigGiven
@@ -212,7 +212,7 @@ func runPolicy(ctx context.Context, c *Config, model string, w *workload, pol sc
 		return nil, err
 	}
 	defer f.stop()
-	p, err := newPipeline(ctx, f, pol)
+	p, err := newPipeline(ctx, f, pol, c.NoPrefixWait)
 	if err != nil {
 		return nil, err
 	}

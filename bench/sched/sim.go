@@ -90,7 +90,7 @@ func runSim(ctx context.Context, c *Config, rep *Report) {
 			return
 		}
 		tenants := max(1, (c.Tenants*fs.gpus*fs.model.Slots+slotsReal/2)/slotsReal)
-		cfg := sim.Config{GPUs: fs.gpus, Engine: fs.model, SLO: fs.slo, Workload: sim.Workload{
+		cfg := sim.Config{GPUs: fs.gpus, Engine: fs.model, SLO: fs.slo, NoPrefixWait: c.NoPrefixWait, Workload: sim.Workload{
 			Tenants: tenants, SystemTokens: rep.Setup.SystemTokens, UserTokens: userTokens, OutputTokens: c.OutputTokens,
 			Requests: c.SimRequests, Rate: fs.rate, TenantSkew: c.Skew, Seed: c.Seed}}
 		if fs.rate == 0 {
@@ -151,7 +151,7 @@ func simCapacity(ctx context.Context, c *Config, rep *Report, m sim.EngineModel,
 		if row.CapacityRPS <= 0 {
 			continue
 		}
-		cfg := sim.Config{GPUs: c.Engines, Engine: m, SLO: time.Duration(rep.Setup.SLOMS * float64(time.Millisecond)),
+		cfg := sim.Config{GPUs: c.Engines, Engine: m, SLO: time.Duration(rep.Setup.SLOMS * float64(time.Millisecond)), NoPrefixWait: c.NoPrefixWait,
 			Policy: scheduler.Policy(row.Policy), Workload: sim.Workload{
 				Tenants: c.Tenants, SystemTokens: rep.Setup.SystemTokens, UserTokens: userTokens, OutputTokens: c.OutputTokens,
 				Requests: max(2000, 64*c.Engines*c.SlotsPerEngine), Clients: 2 * c.Engines * c.SlotsPerEngine, TenantSkew: c.Skew, Seed: c.Seed}}

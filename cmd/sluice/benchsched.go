@@ -62,6 +62,7 @@ func benchSched(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&c.SLO, "slo", 0, "TTFT target for goodput (default: 5 x the unloaded cold TTFT)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of prompts, tenants and arrivals")
 	fs.StringVar(&policies, "policies", "round-robin,least-loaded,sluice", "policies to compare, in run order")
+	fs.BoolVar(&c.NoPrefixWait, "no-prefix-wait", false, "run the sluice policy without cost-aware waiting (for an A/B)")
 	fs.StringVar(&c.LlamaServer, "llama-server", "", "llama-server binary (default: the build cache, else $PATH)")
 	fs.StringVar(&c.Model, "model", "", "GGUF model (default: a tiny model generated into the cache)")
 	fs.StringVar(&c.Vocab, "vocab", "", "Llama-2 tokenizer.json to generate the tiny model with (default: the cache)")

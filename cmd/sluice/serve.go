@@ -266,7 +266,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Policy:  scheduler.Policy(sc.Policy),
 		Weights: scheduler.Weights{Prefix: sc.Weights.Prefix, Load: sc.Weights.Load, KV: sc.Weights.KV, GPU: sc.Weights.GPU, Evict: sc.Weights.Evict, Home: sc.Weights.Home},
 		SLO:     [2]time.Duration{sc.SLO.Interactive, sc.SLO.Batch}, TenantWeights: sc.TenantWeights,
-		Engines: engines.schedulerOptions(), GPUUtil: gpuUtil(mon, placed), Meters: acct.Meters(),
+		NoPrefixWait: !sc.PrefixWaitOn(),
+		Engines:      engines.schedulerOptions(), GPUUtil: gpuUtil(mon, placed), Meters: acct.Meters(),
 	})
 	entries, err := engines.catalog(ctx, cfg, log)
 	if err != nil {

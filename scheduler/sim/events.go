@@ -9,6 +9,7 @@ const (
 	evReady
 	evArrival
 	evRefresh
+	evWake // a job waiting for its own slot stops waiting (Core.Wake)
 	evStepStart
 )
 

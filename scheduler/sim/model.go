@@ -128,6 +128,8 @@ type Config struct {
 	// set for engines whose sequences share one KV cache, such as vLLM), so it holds back
 	// work that would not fit instead of the engine. Off, as sluice runs llama-server.
 	KVBudget bool
+	// NoPrefixWait turns off the core's cost-aware waiting (scheduler.Config.NoPrefixWait).
+	NoPrefixWait bool
 }
 
 // Result is one simulation's measurements.

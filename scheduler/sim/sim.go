@@ -30,6 +30,7 @@ type state struct {
 	tenants  []string
 	cands    []models.Candidate
 	q        eventQueue
+	wakeAt   time.Time  // the last Core.Wake an evWake was queued for
 	done     []*request // scratch
 	finished int        // requests completed or refused
 	next     int        // closed loop: the next request to send
@@ -105,7 +106,7 @@ func prepare(cfg Config) (*state, error) {
 		base: epoch(),
 		// No SLO for the core: the simulator measures TTFT instead of refusing, and the
 		// queue holds every request, so every request completes.
-		core:     scheduler.NewCore(scheduler.Config{Policy: cfg.Policy, MaxQueue: w.Requests + 1}),
+		core:     scheduler.NewCore(scheduler.Config{Policy: cfg.Policy, MaxQueue: w.Requests + 1, NoPrefixWait: cfg.NoPrefixWait}),
 		byID:     make(map[string]int, cfg.GPUs),
 		reqs:     make([]request, w.Requests),
 		arrivals: generate(w, cfg.TokensPerBlock, rate),
@@ -167,6 +168,8 @@ func (s *state) loop() error {
 			s.stepEnd(int(ev.eng), ev.at)
 		case evRefresh:
 			s.refresh(ev.at)
+		case evWake:
+			s.startAll(ev.at, s.dispatch(ev.at))
 		}
 	}
 	if s.err != nil {
@@ -199,7 +202,18 @@ func (s *state) arrive(at int64, i int) {
 		s.assign(r, at)
 		return
 	}
-	s.startAll(at, s.core.Dispatch(now))
+	s.startAll(at, s.dispatch(at))
+}
+
+// dispatch runs the core's Dispatch and, as the live scheduler's timer does, wakes it
+// again when a job it left waiting for a busy slot with its prompt stops waiting.
+func (s *state) dispatch(at int64) []*scheduler.Job {
+	started := s.core.Dispatch(s.now(at))
+	if w := s.core.Wake(); !w.IsZero() && !w.Equal(s.wakeAt) {
+		s.wakeAt = w
+		s.q.push(event{at: max(at, int64(w.Sub(s.base))), kind: evWake})
+	}
+	return started
 }
 
 // sendNext is a closed-loop client sending its next request as its last one finished.
@@ -304,7 +318,7 @@ func (s *state) stepEnd(ei int, at int64) {
 		s.lastDone = at
 		s.core.Release(now, &r.job, true, time.Duration(r.first-r.dispatched))
 		s.sendNext(at)
-		s.startAll(at, s.core.Dispatch(now))
+		s.startAll(at, s.dispatch(at))
 	}
 	clear(s.done)
 	if len(e.active)+len(e.waiting) > 0 {
@@ -334,7 +348,7 @@ func (s *state) refresh(at int64) {
 			s.sendNext(at) // a closed-loop client whose request expired sends its next
 		}
 	}
-	s.startAll(at, s.core.Dispatch(now))
+	s.startAll(at, s.dispatch(at))
 	if s.finished < len(s.reqs) {
 		s.q.push(event{at: at + int64(RefreshEvery), kind: evRefresh})
 	}
