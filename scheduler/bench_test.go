@@ -51,3 +51,70 @@ func BenchmarkSubmit(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDispatchPrefixWait measures one Dispatch in a large fleet with cost-aware
+// waiting on and off: 64 engines x 8 slots, all busy but one slot on each of 8 engines;
+// 256 waiting jobs of 32 tenants, each with its prompt cached on a busy slot (with
+// waiting on, every one of them waits for its own), then 8 cached nowhere that take the
+// free slots. Each op rebuilds the state (not timed).
+func BenchmarkDispatchPrefixWait(b *testing.B) {
+	fam := func(f int) []uint64 {
+		bl := make([]uint64, 16)
+		for i := range bl {
+			bl[i] = uint64(f<<20 | i)
+		}
+		return bl
+	}
+	for _, off := range []bool{false, true} {
+		b.Run(fmt.Sprintf("no_prefix_wait=%v", off), func(b *testing.B) {
+			var ids []string
+			for e := range 64 {
+				ids = append(ids, fmt.Sprintf("e%02d", e))
+			}
+			all := cands(ids...)
+			setup := func() (*Core, time.Time) {
+				c := NewCore(Config{MaxQueue: 1 << 20, NoPrefixWait: off})
+				for e, id := range ids {
+					c.AddEngine(id, 8, true, false)
+					for i := range 3 {
+						w := job("w", 0, []uint64{uint64(1e6 + e*10 + i), 1, 2, 3}, id)
+						w.PromptTokens = 1000
+						_ = c.Submit(t0, w)
+						c.Release(t0.Add(200*time.Millisecond), w, true, time.Second)
+					}
+				}
+				now := t0.Add(20 * time.Second)
+				n := 0
+				for e, id := range ids {
+					for s := range 8 {
+						if e < 8 && s == 7 {
+							continue
+						}
+						j := job(fmt.Sprint("f", n), 0, fam(n), id)
+						j.PromptTokens = 1024
+						_ = c.Submit(now, j)
+						n++
+					}
+				}
+				for i := range 256 + 8 {
+					f := i
+					if i >= 256 {
+						f = 9000 + i
+					}
+					j := job(fmt.Sprint("t", i%32), 0, fam(f), ids...)
+					j.Candidates, j.PromptTokens, j.state, j.Enqueued = all, 1024, jobQueued, now
+					c.queues[0].push(j, 0)
+				}
+				return c, now
+			}
+			for b.Loop() {
+				b.StopTimer()
+				c, now := setup()
+				b.StartTimer()
+				if got := c.Dispatch(now); len(got) != 8 {
+					b.Fatalf("started %d, want 8", len(got))
+				}
+			}
+		})
+	}
+}

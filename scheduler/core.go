@@ -26,9 +26,11 @@ type Core struct {
 	// wake is when the first job that Dispatch left waiting for a busy slot holding its
 	// prompt stops waiting for it (zero: none); holders counts such jobs per prompt
 	// family during one pass (scratch).
-	wake    time.Time
-	holders []holder
-	waits   []float64 // scratch: the busy slots' expected remaining seconds
+	wake     time.Time
+	holders  []holder
+	waits    []float64 // scratch: the busy slots' expected remaining seconds
+	pass     uint64    // Dispatch (or fast-path Submit) passes, for hold's decisions
+	heldHigh int       // interactive jobs waiting for their own slot in this pass
 }
 
 // holder counts, in one Dispatch pass, the jobs of one prompt family (its first block)
@@ -169,7 +171,8 @@ type Job struct {
 	queuedPriority models.Priority
 	coldTokens     int       // uncached prompt tokens where it went (its prefill work)
 	holdUntil      time.Time // waiting for a busy slot with its prompt until then (Dispatch)
-	held           bool      // it has waited so (counted in PrefixWaits)
+	holdFirst      time.Time // the bound it was first given (a later one is never later)
+	holdPass       uint64    // the Dispatch pass that decided holdUntil
 }
 
 type jobState uint8
@@ -294,7 +297,7 @@ func (c *Core) Submit(now time.Time, j *Job) error {
 			Msg: fmt.Sprintf("no engine serving %q is ready%s", j.Model, c.reasons(j))}
 	}
 	// Fast path: nothing waits, so nothing is overtaken.
-	c.holders = c.holders[:0]
+	c.pass, c.heldHigh, c.holders = c.pass+1, 0, c.holders[:0]
 	if c.queues[0].len()+c.queues[1].len() == 0 && !c.hold(now, j) && c.place(now, j) {
 		return nil
 	}
@@ -303,7 +306,9 @@ func (c *Core) Submit(now time.Time, j *Job) error {
 		return &models.Error{Kind: models.ErrRejected, Code: "queue_full", RetryAfter: time.Second,
 			Msg: fmt.Sprintf("sluice is busy: %d requests already wait", c.cfg.MaxQueue)}
 	}
-	if wait, over := c.expectedWait(j); over {
+	// A job that can start now (it waits only for its own slot, or the jobs ahead wait
+	// so) is not saturated: a slot it could take is free.
+	if wait, over := c.expectedWait(j); over && !c.canStart(now, j) {
 		c.stats.Saturated++
 		return &models.Error{Kind: models.ErrSaturated, Code: "saturated", RetryAfter: max(wait, time.Second),
 			Msg: fmt.Sprintf("local capacity for %q is saturated: expected wait %v exceeds the %v target", j.Model,
@@ -337,26 +342,30 @@ func (c *Core) reasons(j *Job) string {
 func (c *Core) Dispatch(now time.Time) []*Job {
 	var started []*Job
 	c.dropStaleDrains()
-	c.wake = time.Time{}
+	c.wake, c.pass, c.heldHigh, c.holders = time.Time{}, c.pass+1, 0, c.holders[:0]
 	for p := range c.queues {
 		q := c.queues[p]
 		for q.len() > 0 && c.anyFree(now) {
+			if p > 0 && c.heldHigh > 0 && c.freeSlots(now) <= c.heldHigh {
+				break // the free slots are the fallback of interactive jobs waiting for their own
+			}
 			if j := c.affine(now, q); j != nil {
 				q.remove(j, true)
 				started = append(started, j)
 				continue
 			}
 			progressed := false
-			c.holders = c.holders[:0]
 		scan:
 			for _, tq := range q.order() {
-				for k, j := range tq.jobs {
-					if k == lookahead {
+				considered := 0
+				for _, j := range tq.jobs {
+					if considered == lookahead {
 						break
 					}
 					if c.hold(now, j) {
-						continue
+						continue // a job waiting for its own slot does not count against lookahead
 					}
+					considered++
 					if c.place(now, j) {
 						q.remove(j, true)
 						started = append(started, j)
@@ -402,6 +411,27 @@ func (c *Core) dropStaleDrains() {
 			e.drainFor = ""
 		}
 	}
+}
+
+// canStart reports whether some engine that serves j could take it now.
+func (c *Core) canStart(now time.Time, j *Job) bool {
+	for _, cd := range j.Candidates {
+		if eligible(now, c.engines[cd.Backend], j) {
+			return true
+		}
+	}
+	return false
+}
+
+// freeSlots counts the free slots of healthy engines that are not backing off.
+func (c *Core) freeSlots(now time.Time) int {
+	n := 0
+	for _, e := range c.engines {
+		if e.Healthy && e.inflight < e.size && !now.Before(e.backoff) {
+			n += e.size - e.inflight
+		}
+	}
+	return n
 }
 
 // anyFree reports whether some healthy engine that is not backing off has a free slot.
@@ -590,26 +620,36 @@ func (c *Core) cachedAnywhere(j *Job) bool {
 	return false
 }
 
-// minColdTokens is the least prefill a completed job must have had for its time to first
-// token to feed the engine's cost per uncached prompt token (shorter ones are mostly
-// fixed cost).
-const minColdTokens = 2 * TokensPerBlock
+// minColdTokens is the least prefill a completed job that found nothing cached must have
+// had for its time to first token to feed the engine's cost per uncached prompt token
+// (shorter ones are mostly fixed cost).
+const minColdTokens = 4 * TokensPerBlock
+
+// maxHold caps how long a job waits for its own slot, whatever the estimates say: they
+// come from averages, and a wrong one must not idle a slot for long.
+const maxHold = 2 * time.Second
 
 // hold decides cost-aware waiting (sluice policy): j, whose prompt is cached on a slot
 // that is busy, waits for it instead of taking a free slot where more of its prompt
 // would have to be processed, when the wait is expected to cost less than the prefill
 // it saves. The wait expected is the busy slot's remaining service time (the engine's
-// mean time a job holds a slot, less what the job there has had), for the k-th job of
-// the family waiting in this pass the k-th slot to free (a round of service more for
-// each time round the family's slots). The saving is the engine's measured time to first
-// token per uncached prompt token times the tokens the busy slot has cached beyond the
-// best free slot. The bound is the saving itself: a job stops waiting once it has waited
-// as long as the prefill it would save (j.holdUntil), so it never loses more than twice
-// what it could have (the ski-rental bound); Wake tells the caller when that is.
+// mean time a job holds a slot less what the job there has had, or a whole mean once it
+// has had more), for the k-th job of the family waiting in this Dispatch the k-th slot
+// to free (a round of service more for each time round the family's slots). The saving
+// is the engine's measured time to first token per uncached prompt token (from completed
+// jobs that found nothing cached) times the tokens the busy slot has cached beyond the
+// best free slot. A job waits so only until its bound (j.holdUntil): its arrival plus
+// the saving, at most maxHold, half its class's SLO and half the time to its deadline,
+// and never later than the bound it was first given; Wake tells the caller when the
+// first bound passes. It is decided once per Dispatch (c.pass) for each job.
 //
 // Both estimates must be measured (three completed jobs at least) before a job waits:
 // an engine that has served nothing yet is never waited for.
 func (c *Core) hold(now time.Time, j *Job) bool {
+	if j.holdPass == c.pass {
+		return !j.holdUntil.IsZero() // decided in this pass already
+	}
+	j.holdPass = c.pass
 	j.holdUntil = time.Time{}
 	if c.cfg.Policy != PolicySluice || c.cfg.NoPrefixWait || len(j.Blocks) == 0 || j.PromptTokens <= 0 {
 		return false
@@ -628,11 +668,11 @@ func (c *Core) hold(now time.Time, j *Job) bool {
 	var gain, svc float64
 	for _, cd := range j.Candidates {
 		e := c.engines[cd.Backend]
-		if e == nil || !e.Healthy || !e.Addressable || !e.svc.ok() || !e.cold.ok() {
+		if e == nil || !e.Healthy || !e.Addressable || !e.svc.ok() || !e.cold.ok() || now.Before(e.backoff) {
 			continue
 		}
-		if e.Exclusive && e.active != "" && e.active != j.Model {
-			continue
+		if e.drainFor != "" && e.drainFor != j.Model || e.Exclusive && e.active != "" && e.active != j.Model {
+			continue // it will not take j when the slot frees
 		}
 		for i := range e.size {
 			s := &e.Slots[i]
@@ -643,14 +683,27 @@ func (c *Core) hold(now time.Time, j *Job) bool {
 			if 2*m < len(j.Blocks) || m <= bestFree {
 				continue
 			}
-			g := e.cold.v * float64(min((m-bestFree)*TokensPerBlock, j.PromptTokens))
-			gain = max(gain, g)
+			gain = max(gain, e.cold.v*float64(min((m-bestFree)*TokensPerBlock, j.PromptTokens)))
 			svc = max(svc, e.svc.v)
-			c.waits = append(c.waits, max(0, e.svc.v-now.Sub(s.job.Dispatched).Seconds()))
+			left := e.svc.v - now.Sub(s.job.Dispatched).Seconds()
+			if left <= 0 {
+				left = e.svc.v // running longer than the mean: no sign it ends soon
+			}
+			c.waits = append(c.waits, left)
 		}
 	}
 	if len(c.waits) == 0 {
 		return false
+	}
+	bound := j.Enqueued.Add(min(time.Duration(gain*float64(time.Second)), maxHold))
+	if slo := c.cfg.SLO[j.Priority]; slo > 0 {
+		bound = minTime(bound, j.Enqueued.Add(slo/2))
+	}
+	if !j.Deadline.IsZero() {
+		bound = minTime(bound, j.Enqueued.Add(j.Deadline.Sub(j.Enqueued)/2))
+	}
+	if !j.holdFirst.IsZero() {
+		bound = minTime(bound, j.holdFirst)
 	}
 	// The k-th job of this family to wait in this pass gets the k-th slot to free.
 	fam, k := j.Blocks[0], 0
@@ -664,7 +717,7 @@ func (c *Core) hold(now time.Time, j *Job) bool {
 	n := len(c.waits)
 	slices.Sort(c.waits)
 	wait := c.waits[k%n] + float64(k/n)*svc
-	if now.Sub(j.Enqueued).Seconds()+wait >= gain {
+	if !now.Add(time.Duration(wait * float64(time.Second))).Before(bound) {
 		return false
 	}
 	if hi < 0 {
@@ -672,15 +725,25 @@ func (c *Core) hold(now time.Time, j *Job) bool {
 		hi = len(c.holders) - 1
 	}
 	c.holders[hi].n++
-	j.holdUntil = j.Enqueued.Add(time.Duration(gain * float64(time.Second)))
-	if c.wake.IsZero() || j.holdUntil.Before(c.wake) {
-		c.wake = j.holdUntil
-	}
-	if !j.held {
-		j.held = true
+	j.holdUntil = bound
+	if j.holdFirst.IsZero() {
+		j.holdFirst = bound
 		c.stats.PrefixWaits++
 	}
+	if c.wake.IsZero() || bound.Before(c.wake) {
+		c.wake = bound
+	}
+	if j.Priority == models.PriorityInteractive {
+		c.heldHigh++
+	}
 	return true
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // Wake is when Dispatch must run again although nothing else happens: a job that waits
@@ -751,7 +814,7 @@ func (c *Core) Finish(now time.Time, j *Job, o Outcome, ttft time.Duration) {
 		e.svc.add(now.Sub(j.Dispatched).Seconds())
 		if ttft > 0 {
 			e.ttft.add(ttft.Seconds())
-			if j.coldTokens >= minColdTokens {
+			if j.Matched == 0 && j.coldTokens >= minColdTokens {
 				e.cold.add(ttft.Seconds() / float64(j.coldTokens))
 			}
 		}

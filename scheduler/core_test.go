@@ -471,14 +471,21 @@ func TestPrefixWait(t *testing.T) {
 		_ = c.Submit(at, x2)
 		c.Dispatch(at)
 		wake := c.Wake()
-		if wake.IsZero() {
-			t.Fatal("no wake-up set for a waiting job")
+		if want := at.Add(256 * time.Millisecond); !wake.Equal(want) {
+			t.Fatalf("wake %v, want %v", wake, want)
 		}
-		if got := c.Dispatch(wake.Add(-time.Millisecond)); len(got) != 0 {
-			t.Fatalf("x2 stopped waiting before its bound: %v", got)
+		// x should end by base+200ms: at 150 ms waiting is still worth it.
+		if got := c.Dispatch(base.Add(150 * time.Millisecond)); len(got) != 0 {
+			t.Fatalf("x2 stopped waiting while x's slot should free within its bound: %v", got)
 		}
+		// Past x's expected end nothing says it ends soon: another mean service time
+		// (200 ms) would pass the bound, so x2 takes the free slot, at its bound at the
+		// latest.
 		if got := c.Dispatch(wake); len(got) != 1 || got[0] != x2 || x2.Slot == running.Slot {
 			t.Fatalf("at its bound x2 should take the free slot: %v", got)
+		}
+		if x2.Dispatched.After(wake) {
+			t.Fatalf("x2 started at %v, after its bound %v", x2.Dispatched, wake)
 		}
 		if !c.Wake().IsZero() {
 			t.Fatalf("wake %v with nothing waiting", c.Wake())
@@ -500,6 +507,105 @@ func TestPrefixWait(t *testing.T) {
 		x2.PromptTokens = 70
 		if err := c.Submit(base.Add(100*time.Millisecond), x2); err != nil || !x2.Running() || x2.Slot == running.Slot {
 			t.Fatalf("x2 should take the free slot at once: %v", err)
+		}
+	})
+}
+
+// TestPrefixWaitLimits: waiting for one's own slot never costs what a free slot would not:
+// a job that could start is not refused as saturated (nor is another arriving beside it),
+// a batch job does not take the free slot an interactive job falls back on, the wait
+// ends by half the time to the job's deadline, and a per-token cost measured on short
+// prompts does not make a long prompt wait past maxHold or half its class's SLO.
+func TestPrefixWaitLimits(t *testing.T) {
+	t.Run("not saturated with a free slot", func(t *testing.T) {
+		// Measured: 200 ms a job, 1 s to first token, 2 slots: a queued job expects
+		// 100 ms + 1 s, over the 1.15 s SLO.
+		c, x, _, base := prefixWaitCore(t, Config{SLO: [2]time.Duration{1150 * time.Millisecond}})
+		at := base.Add(100 * time.Millisecond)
+		x2 := job("x", 0, x, "a")
+		x2.PromptTokens = 1000
+		if err := c.Submit(at, x2); err != nil || !x2.Queued() {
+			t.Fatalf("x2: err %v, queued %v; want waiting for x's slot", err, x2.Queued())
+		}
+		c.Dispatch(at)
+		y := job("y", 0, []uint64{42, 43}, "a")
+		y.PromptTokens = 200
+		if err := c.Submit(at, y); err != nil {
+			t.Fatalf("y refused while a slot it can take is free: %v", err)
+		}
+		if got := c.Dispatch(at); len(got) != 1 || got[0] != y {
+			t.Fatalf("dispatched %v, want y on the free slot", got)
+		}
+	})
+	t.Run("batch leaves the fallback slot", func(t *testing.T) {
+		c, x, _, base := prefixWaitCore(t, Config{})
+		at := base.Add(100 * time.Millisecond)
+		x2 := job("x", models.PriorityInteractive, x, "a")
+		x2.PromptTokens = 1000
+		_ = c.Submit(at, x2)
+		b := job("b", models.PriorityBatch, []uint64{55, 56}, "a")
+		_ = c.Submit(at, b)
+		if got := c.Dispatch(at); len(got) != 0 || !b.Queued() {
+			t.Fatalf("dispatched %v: the batch job took the slot an interactive job falls back on", got)
+		}
+		if got := c.Dispatch(c.Wake()); len(got) != 1 || got[0] != x2 {
+			t.Fatalf("at its bound x2 should run first: %v", got)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		c, x, _, base := prefixWaitCore(t, Config{})
+		at := base.Add(100 * time.Millisecond)
+		x2 := job("x", 0, x, "a")
+		x2.PromptTokens = 1000
+		x2.Deadline = at.Add(400 * time.Millisecond) // the saving alone would be 256 ms
+		_ = c.Submit(at, x2)
+		c.Dispatch(at)
+		if want := at.Add(200 * time.Millisecond); !c.Wake().Equal(want) {
+			t.Fatalf("wake %v, want %v (half the time to the deadline)", c.Wake().Sub(at), want.Sub(at))
+		}
+		if got := c.Dispatch(c.Wake()); len(got) != 1 || got[0] != x2 {
+			t.Fatalf("x2 should run at half its deadline: %v", got)
+		}
+		// With less time to the deadline than x's slot needs, x2 does not wait at all.
+		c, x, _, base = prefixWaitCore(t, Config{})
+		x3 := job("x", 0, x, "a")
+		x3.PromptTokens = 1000
+		x3.Deadline = at.Add(120 * time.Millisecond)
+		if err := c.Submit(at, x3); err != nil || !x3.Running() {
+			t.Fatalf("x3 should run at once: %v", err)
+		}
+	})
+	t.Run("capped", func(t *testing.T) {
+		for _, slo := range []time.Duration{0, 3 * time.Second} {
+			c := NewCore(Config{SLO: [2]time.Duration{slo}})
+			c.AddEngine("a", 2, true, false)
+			for i := range 3 { // 1 s to first token for 256 tokens: ~4 ms a token
+				at := t0.Add(time.Duration(i) * time.Second)
+				w := job("w", 0, []uint64{uint64(100 + i), 1, 2, 3}, "a")
+				w.PromptTokens = 256
+				_ = c.Submit(at, w)
+				c.Release(at.Add(200*time.Millisecond), w, true, time.Second)
+			}
+			big := make([]uint64, 500) // 32,000 tokens: the estimate says ~125 s saved
+			for i := range big {
+				big[i] = uint64(7000 + i)
+			}
+			base := t0.Add(10 * time.Second)
+			r := job("x", 0, big, "a")
+			r.PromptTokens = 32000
+			_ = c.Submit(base, r)
+			at := base.Add(50 * time.Millisecond)
+			x2 := job("x", 0, big, "a")
+			x2.PromptTokens = 32000
+			_ = c.Submit(at, x2)
+			c.Dispatch(at)
+			want := maxHold
+			if slo > 0 {
+				want = min(want, slo/2)
+			}
+			if got := c.Wake().Sub(at); !x2.Queued() || got != want {
+				t.Fatalf("SLO %v: queued %v, waits %v; want %v", slo, x2.Queued(), got, want)
+			}
 		}
 	})
 }

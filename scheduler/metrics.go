@@ -39,7 +39,7 @@ func (m *metrics) waited(p models.Priority, d time.Duration) {
 type collector struct {
 	s                                                     *Scheduler
 	descQueue, descIn, descSlots, descOcc, descUp, descEv *prometheus.Desc
-	descPB, descPH, descSw, descOv                        *prometheus.Desc
+	descPB, descPH, descSw, descOv, descPW                *prometheus.Desc
 }
 
 func newCollector(s *Scheduler) *collector {
@@ -49,16 +49,17 @@ func newCollector(s *Scheduler) *collector {
 		descSlots: prometheus.NewDesc("sluice_scheduler_slots", "Slots the scheduler fills, by backend.", []string{"backend"}, nil),
 		descOcc:   prometheus.NewDesc("sluice_scheduler_slot_occupancy_ratio", "Share of a backend's slots in use.", []string{"backend"}, nil),
 		descUp:    prometheus.NewDesc("sluice_scheduler_backend_healthy", "1 when the backend takes requests.", []string{"backend"}, nil),
-		descEv:    prometheus.NewDesc("sluice_scheduler_requests_total", "Scheduler decisions by outcome (dispatched, queued, rejected, saturated, expired, cancelled; prefix_wait: waited for the busy slot holding its prompt beside a free one).", []string{"outcome"}, nil),
+		descEv:    prometheus.NewDesc("sluice_scheduler_requests_total", "Scheduler decisions by outcome (dispatched, queued, rejected, saturated, expired, cancelled).", []string{"outcome"}, nil),
 		descPB:    prometheus.NewDesc("sluice_scheduler_prefix_blocks_total", "Prompt blocks (256 bytes) of dispatched requests.", nil, nil),
 		descPH:    prometheus.NewDesc("sluice_scheduler_prefix_hit_blocks_total", "Prompt blocks already cached on the slot or engine a request went to; hit ratio = this / prefix_blocks_total.", nil, nil),
 		descSw:    prometheus.NewDesc("sluice_scheduler_model_swaps_total", "Times an engine that holds one model at a time was drained to load another.", nil, nil),
 		descOv:    prometheus.NewDesc("sluice_scheduler_engine_overloads_total", "Times an engine answered that it was overloaded (it backed off and stayed in rotation).", nil, nil),
+		descPW:    prometheus.NewDesc("sluice_scheduler_prefix_waits_total", "Requests that waited for the busy slot holding their prompt while another slot was free (cost-aware waiting).", nil, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.descQueue, c.descIn, c.descSlots, c.descOcc, c.descUp, c.descEv, c.descPB, c.descPH, c.descSw, c.descOv} {
+	for _, d := range []*prometheus.Desc{c.descQueue, c.descIn, c.descSlots, c.descOcc, c.descUp, c.descEv, c.descPB, c.descPH, c.descSw, c.descOv, c.descPW} {
 		ch <- d
 	}
 }
@@ -100,11 +101,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		n string
 		v uint64
 	}{{"dispatched", st.Dispatched}, {"queued", st.Queued}, {"rejected", st.Rejected}, {"saturated", st.Saturated},
-		{"expired", st.Expired}, {"cancelled", st.Cancelled}, {"prefix_wait", st.PrefixWaits}} {
+		{"expired", st.Expired}, {"cancelled", st.Cancelled}} {
 		ch <- prometheus.MustNewConstMetric(c.descEv, prometheus.CounterValue, float64(o.v), o.n)
 	}
 	ch <- prometheus.MustNewConstMetric(c.descPB, prometheus.CounterValue, float64(st.PrefixBlocks))
 	ch <- prometheus.MustNewConstMetric(c.descPH, prometheus.CounterValue, float64(st.PrefixHits))
 	ch <- prometheus.MustNewConstMetric(c.descSw, prometheus.CounterValue, float64(st.Swaps))
 	ch <- prometheus.MustNewConstMetric(c.descOv, prometheus.CounterValue, float64(st.Overloads))
+	ch <- prometheus.MustNewConstMetric(c.descPW, prometheus.CounterValue, float64(st.PrefixWaits))
 }

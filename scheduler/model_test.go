@@ -206,7 +206,7 @@ func (w *world) act() error {
 
 func (w *world) submit() error {
 	j := &Job{ID: uint64(len(w.jobs) + 1), Model: w.models[w.rng.IntN(len(w.models))], Cost: float64(1 + w.rng.IntN(100)),
-		Tokens: w.rng.IntN(400), PromptTokens: w.rng.IntN(300)}
+		Tokens: w.rng.IntN(400), PromptTokens: w.rng.IntN(1200)}
 	if w.rng.IntN(4) == 0 {
 		w.tenants++
 		j.Tenant = fmt.Sprintf("once%d", w.tenants) // a one-off tenant
@@ -319,18 +319,26 @@ func (w *world) dispatch() error {
 	// holds its prompt (cost-aware waiting), within its bound, with the wake-up set.
 	for p := range w.c.queues {
 		for _, tq := range w.c.queues[p].order() {
-			for k, j := range tq.jobs {
-				if k == lookahead {
+			considered := 0
+			for _, j := range tq.jobs {
+				if considered == lookahead {
 					break
+				}
+				held := j.holdPass == w.c.pass && !j.holdUntil.IsZero()
+				if !held {
+					considered++
 				}
 				for _, cd := range j.Candidates {
 					if e := w.c.engines[cd.Backend]; eligible(w.now, e, j) {
-						if !j.holdUntil.IsZero() {
+						if held {
 							if err := w.checkHold(j); err != nil {
 								return err
 							}
 							w.holds++
 							break
+						}
+						if j.Priority == models.PriorityBatch && w.c.heldHigh > 0 && w.c.freeSlots(w.now) <= w.c.heldHigh {
+							break // the free slots are kept for interactive jobs waiting for their own
 						}
 						return fmt.Errorf("job %d waits while %s could take it", j.ID, e.ID)
 					}

@@ -83,9 +83,8 @@ type Scheduler struct {
 	core *Core
 	wake map[string]*time.Timer // per engine: dispatch when its back-off ends
 	// holdT dispatches when the first job waiting for a busy slot holding its prompt
-	// stops waiting for it (Core.Wake); holdAt is when it is set to fire.
-	holdT  *time.Timer
-	holdAt time.Time
+	// stops waiting for it (Core.Wake).
+	holdT *time.Timer
 }
 
 // New returns a scheduler over backends (keyed by id).
@@ -370,9 +369,10 @@ func (s *Scheduler) dispatch(now time.Time) []*Job {
 // nothing else happens.
 func (s *Scheduler) dispatchLocked(now time.Time) []*Job {
 	started := s.core.Dispatch(now)
-	if w := s.core.Wake(); !w.IsZero() && !w.Equal(s.holdAt) {
-		s.holdAt = w
-		d := max(w.Sub(now), time.Millisecond)
+	if w := s.core.Wake(); !w.IsZero() {
+		// Always (re)armed: a timer that fired for this time already may have found the
+		// job's fallback slot taken, and the job waiting again until the same bound.
+		d := max(time.Until(w), time.Millisecond)
 		if s.holdT == nil {
 			s.holdT = time.AfterFunc(d, func() { s.notify(s.dispatch(time.Now())) })
 		} else {

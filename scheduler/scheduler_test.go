@@ -409,8 +409,9 @@ func TestPrefixWaitWakes(t *testing.T) {
 		})
 		s := New(map[string]Backend{"a": fb}, Options{Engines: map[string]EngineOptions{"a": {Addressable: true}}})
 		ctx := context.Background()
-		// Three cold requests measure the engine: 100 ms to first token for 128 prompt
+		// Three cold requests measure the engine: 100 ms to first token for 320 prompt
 		// tokens, 100 ms a slot is held.
+		long := func(c byte) string { return strings.Repeat(string(c), 5*BlockBytes) }
 		for c := byte('a'); c < 'd'; c++ {
 			st, err := s.Open(ctx, target("a"), chatReq("w", long(c)))
 			if err != nil {
@@ -449,5 +450,60 @@ func TestPrefixWaitWakes(t *testing.T) {
 		}
 		drain(t, got.st)
 		drain(t, x)
+	})
+}
+
+// TestPrefixWaitRearms: the wake-up timer is armed again for a bound it already fired for.
+// It fired while the waiting job's fallback slot was taken (the job kept waiting); a
+// dispatch whose time was read before the bound (before it got the lock) then left the
+// job waiting until that same bound, which the timer must still serve.
+func TestPrefixWaitRearms(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := time.Now()
+		c := NewCore(Config{})
+		c.AddEngine("a", 2, true, false)
+		for i := range 3 {
+			w := job("w", 0, []uint64{uint64(100 + i), 1, 2, 3}, "a")
+			w.PromptTokens = 1000
+			_ = c.Submit(base, w)
+			c.Release(base.Add(200*time.Millisecond), w, true, time.Second)
+		}
+		s := &Scheduler{core: c}
+		x := []uint64{7, 8, 9, 10}
+		running := job("x", 0, x, "a")
+		running.PromptTokens = 1000
+		_ = c.Submit(base, running) // its slot stays busy
+		x2 := job("x", 0, x, "a")
+		x2.PromptTokens = 1000
+		s.mu.Lock()
+		_ = c.Submit(base, x2)
+		s.dispatchLocked(base) // x2 waits for x's slot; the timer is armed for its bound
+		b := job("b", models.PriorityBatch, []uint64{55}, "a")
+		_ = c.Submit(base, b)
+		s.dispatchLocked(base)
+		if !b.Queued() {
+			t.Fatal("the batch job took the slot x2 falls back on")
+		}
+		y := job("y", 0, []uint64{56}, "a") // an interactive job takes it
+		_ = c.Submit(base, y)
+		s.dispatchLocked(base)
+		s.mu.Unlock()
+		if !y.Running() || !x2.Queued() {
+			t.Fatalf("setup: y running %v, x2 queued %v", y.Running(), x2.Queued())
+		}
+		time.Sleep(300 * time.Millisecond) // the timer fires: no free slot for x2
+		synctest.Wait()
+		stale := base.Add(100 * time.Millisecond) // read before the bound, locked after
+		s.mu.Lock()
+		c.Finish(stale, y, Completed, 0)
+		s.dispatchLocked(stale)
+		s.mu.Unlock()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if x2.Queued() {
+			t.Fatal("x2 still waits 10 s later beside a free slot: no timer armed")
+		}
 	})
 }
