@@ -634,7 +634,7 @@ const maxHold = 2 * time.Second
 // would have to be processed, when the wait is expected to cost less than the prefill
 // it saves. The wait expected is the busy slot's remaining service time (the engine's
 // mean time a job holds a slot less what the job there has had, or a whole mean once it
-// has had more), for the k-th job of the family waiting in this Dispatch the k-th slot
+// has had more, plus the prefill of an uncached prompt it has not finished), for the k-th job of the family waiting in this Dispatch the k-th slot
 // to free (a round of service more for each time round the family's slots). The saving
 // is the engine's measured time to first token per uncached prompt token (from completed
 // jobs that found nothing cached) times the tokens the busy slot has cached beyond the
@@ -654,6 +654,16 @@ func (c *Core) hold(now time.Time, j *Job) bool {
 	if c.cfg.Policy != PolicySluice || c.cfg.NoPrefixWait || len(j.Blocks) == 0 || j.PromptTokens <= 0 {
 		return false
 	}
+	measured := false // some engine it could wait for has both estimates (cheap test first)
+	for _, cd := range j.Candidates {
+		if e := c.engines[cd.Backend]; e != nil && e.Addressable && e.svc.ok() && e.cold.ok() {
+			measured = true
+			break
+		}
+	}
+	if !measured {
+		return false
+	}
 	bestFree := -1 // the most of its prompt a free slot it could take holds
 	for _, cd := range j.Candidates {
 		if e := c.engines[cd.Backend]; eligible(now, e, j) {
@@ -661,8 +671,8 @@ func (c *Core) hold(now time.Time, j *Job) bool {
 			bestFree = max(bestFree, m)
 		}
 	}
-	if bestFree < 0 {
-		return false // no free slot to leave to others: it waits anyway
+	if bestFree < 0 || bestFree == len(j.Blocks) {
+		return false // no free slot to leave to others (it waits anyway), or one holds it all
 	}
 	c.waits = c.waits[:0]
 	var gain, svc float64
@@ -686,6 +696,11 @@ func (c *Core) hold(now time.Time, j *Job) bool {
 			gain = max(gain, e.cold.v*float64(min((m-bestFree)*TokensPerBlock, j.PromptTokens)))
 			svc = max(svc, e.svc.v)
 			left := e.svc.v - now.Sub(s.job.Dispatched).Seconds()
+			if !s.job.prefilled && s.job.prefill > 0 {
+				// Still processing a prompt it did not find cached: the mean holds
+				// mostly hits, so add the prefill it still has before it.
+				left = max(left, 0) + e.cold.v*float64(s.job.prefill)
+			}
 			if left <= 0 {
 				left = e.svc.v // running longer than the mean: no sign it ends soon
 			}

@@ -425,6 +425,7 @@ func prefixWaitCore(t *testing.T, cfg Config) (c *Core, x []uint64, running *Job
 	if err := c.Submit(base, running); err != nil || !running.Running() {
 		t.Fatalf("x: %v", err)
 	}
+	c.Prefilled(running) // its prompt is processed: it decodes
 	return c, x, running, base
 }
 
@@ -489,6 +490,28 @@ func TestPrefixWait(t *testing.T) {
 		}
 		if !c.Wake().IsZero() {
 			t.Fatalf("wake %v with nothing waiting", c.Wake())
+		}
+	})
+	t.Run("slot still prefilling", func(t *testing.T) {
+		c, x, running, base := prefixWaitCore(t, Config{})
+		c.Release(base, running, false, 0)
+		cold := job("x", 0, x, "a") // x's prompt is cached on slot 0; this one finds it
+		cold.PromptTokens = 1000
+		_ = c.Submit(base, cold)
+		// A prompt nowhere cached but on a slot whose job still processes 1,000 tokens
+		// of its own (1 s at 1 ms a token): waiting would cost more than the 256 ms saved.
+		y := []uint64{20, 21, 22, 23}
+		busy := job("y", 0, y, "a")
+		busy.PromptTokens = 1000
+		_ = c.Submit(base, busy)
+		if !busy.Running() || busy.Slot == cold.Slot {
+			t.Fatalf("setup: y running %v on slot %d", busy.Running(), busy.Slot)
+		}
+		c.Release(base.Add(10*time.Millisecond), cold, true, 0)
+		y2 := job("y", 0, y, "a")
+		y2.PromptTokens = 1000
+		if err := c.Submit(base.Add(20*time.Millisecond), y2); err != nil || !y2.Running() {
+			t.Fatalf("y2 should take the free slot at once, not wait for a slot still prefilling: %v", err)
 		}
 	})
 	t.Run("off", func(t *testing.T) {
@@ -594,6 +617,7 @@ func TestPrefixWaitLimits(t *testing.T) {
 			r := job("x", 0, big, "a")
 			r.PromptTokens = 32000
 			_ = c.Submit(base, r)
+			c.Prefilled(r)
 			at := base.Add(50 * time.Millisecond)
 			x2 := job("x", 0, big, "a")
 			x2.PromptTokens = 32000

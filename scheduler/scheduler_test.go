@@ -379,14 +379,15 @@ func TestUnreachableRetriesElsewhere(t *testing.T) {
 	})
 }
 
-// slowStream sends "hi" after delay (virtual time in synctest), then io.EOF.
+// slowStream sends "hi" after delay (virtual time in synctest), then io.EOF after tail.
 type slowStream struct {
-	delay time.Duration
-	sent  bool
+	delay, tail time.Duration
+	sent        bool
 }
 
 func (s *slowStream) Recv() (models.Chunk, error) {
 	if s.sent {
+		time.Sleep(s.tail)
 		return models.Chunk{}, io.EOF
 	}
 	time.Sleep(s.delay)
@@ -405,12 +406,12 @@ func TestPrefixWaitWakes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fb := newFake(2)
 		fb.setOpen(func(context.Context, models.Target) (models.Stream, error) {
-			return &slowStream{delay: 100 * time.Millisecond}, nil
+			return &slowStream{delay: 300 * time.Millisecond, tail: 100 * time.Millisecond}, nil
 		})
 		s := New(map[string]Backend{"a": fb}, Options{Engines: map[string]EngineOptions{"a": {Addressable: true}}})
 		ctx := context.Background()
-		// Three cold requests measure the engine: 100 ms to first token for 320 prompt
-		// tokens, 100 ms a slot is held.
+		// Three cold requests measure the engine: 300 ms to first token for 320 prompt
+		// tokens, 400 ms a slot is held.
 		long := func(c byte) string { return strings.Repeat(string(c), 5*BlockBytes) }
 		for c := byte('a'); c < 'd'; c++ {
 			st, err := s.Open(ctx, target("a"), chatReq("w", long(c)))
@@ -421,6 +422,9 @@ func TestPrefixWaitWakes(t *testing.T) {
 		}
 		x, err := s.Open(ctx, target("a"), chatReq("x", long('x')))
 		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := x.Recv(); err != nil { // x's first token: its prompt is processed
 			t.Fatal(err)
 		}
 		time.Sleep(50 * time.Millisecond) // x's slot should free in ~50 ms
@@ -437,7 +441,7 @@ func TestPrefixWaitWakes(t *testing.T) {
 		if st.PrefixWaits != 1 || fb.opened() != 4 {
 			t.Fatalf("prefix waits %d, engine opened %d; want 1 and 4", st.PrefixWaits, fb.opened())
 		}
-		time.Sleep(100 * time.Millisecond) // past x2's bound (the 100 ms its prefill would take)
+		time.Sleep(300 * time.Millisecond) // past x2's bound (the 300 ms its prefill would take)
 		synctest.Wait()
 		var got opened
 		select {
@@ -473,6 +477,7 @@ func TestPrefixWaitRearms(t *testing.T) {
 		running := job("x", 0, x, "a")
 		running.PromptTokens = 1000
 		_ = c.Submit(base, running) // its slot stays busy
+		c.Prefilled(running)
 		x2 := job("x", 0, x, "a")
 		x2.PromptTokens = 1000
 		s.mu.Lock()
