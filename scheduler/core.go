@@ -633,9 +633,10 @@ const maxHold = 2 * time.Second
 // that is busy, waits for it instead of taking a free slot where more of its prompt
 // would have to be processed, when the wait is expected to cost less than the prefill
 // it saves. The wait expected is the busy slot's remaining service time (the engine's
-// mean time a job holds a slot less what the job there has had, or a whole mean once it
-// has had more, plus the prefill of an uncached prompt it has not finished), for the k-th job of the family waiting in this Dispatch the k-th slot
-// to free (a round of service more for each time round the family's slots). The saving
+// mean time a job holds a slot less what the job there has had, plus the prefill of an
+// uncached prompt it has not finished, or a whole mean once it has had more), for the
+// k-th job of the family waiting in this Dispatch the k-th slot to free (a round of
+// service more for each time round the family's slots). The saving
 // is the engine's measured time to first token per uncached prompt token (from completed
 // jobs that found nothing cached) times the tokens the busy slot has cached beyond the
 // best free slot. A job waits so only until its bound (j.holdUntil): its arrival plus
