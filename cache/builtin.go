@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"math"
+	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -21,8 +22,11 @@ import (
 // vector only finds candidates. It is safe for concurrent use.
 type Builtin struct {
 	dim int
-	df  []atomic.Uint32 // document frequency per feature bucket
+	df  []atomic.Uint32 // document frequency per feature bucket (dfBucket)
 	n   atomic.Uint64   // documents counted
+	// logs[d] is log(d+1) for the small document frequencies, which are nearly all of
+	// them: the inverse document frequency of a feature costs a table lookup.
+	logs [logTable]float64
 
 	pool sync.Pool // *analysis
 }
@@ -35,7 +39,15 @@ const BuiltinDim = 256
 // BuiltinID names the built-in embedder in stored entries.
 const BuiltinID = "builtin"
 
-const dfBuckets = 1 << 20
+const dfBits = 20
+
+// dfBucket is a feature's bucket in the frequency table: the hash's top bits, so that a
+// question's features, sorted by hash, visit the 4 MB table in address order (one
+// prefetched sweep instead of a cache miss each).
+func dfBucket(h uint64) uint64 { return h >> (64 - dfBits) }
+
+// logTable bounds the precomputed logarithms (Builtin.logs; repeats too).
+const logTable = 4096
 
 // Feature kinds are mixed into the hash, so a word and a trigram never share a feature.
 const (
@@ -57,7 +69,19 @@ const (
 
 // NewBuiltin returns the built-in embedder.
 func NewBuiltin() *Builtin {
-	return &Builtin{dim: BuiltinDim, df: make([]atomic.Uint32, dfBuckets)}
+	b := &Builtin{dim: BuiltinDim, df: make([]atomic.Uint32, 1<<dfBits)}
+	for d := range b.logs {
+		b.logs[d] = math.Log(float64(d + 1))
+	}
+	return b
+}
+
+// log1 is log(d+1).
+func (b *Builtin) log1(d uint64) float64 {
+	if d < logTable {
+		return b.logs[d]
+	}
+	return math.Log(float64(d) + 1)
 }
 
 // ID implements Embedder.
@@ -79,7 +103,8 @@ type sparse []feature
 type analysis struct {
 	toks    []token
 	feats   sparse
-	scratch []feature // the radix sort's second buffer
+	scratch []feature // the sort's second buffer
+	counts  []uint32  // and its buckets
 	hs      []uint64
 	dense   []float32
 	facts   facts
@@ -136,7 +161,7 @@ func (b *Builtin) Learn(text string) {
 	slices.Sort(a.hs)
 	for i, h := range a.hs {
 		if i == 0 || h != a.hs[i-1] {
-			b.df[h&(dfBuckets-1)].Add(1)
+			b.df[dfBucket(h)].Add(1)
 		}
 	}
 	b.n.Add(1)
@@ -145,9 +170,10 @@ func (b *Builtin) Learn(text string) {
 // Documents is how many questions the frequencies were learned from.
 func (b *Builtin) Documents() uint64 { return b.n.Load() }
 
-func (b *Builtin) idf(h uint64, n float64) float32 {
-	df := float64(b.df[h&(dfBuckets-1)].Load())
-	return float32(math.Log((n+1)/(df+1)) + 1)
+// idf is a feature's inverse document frequency, log((n+1)/(df+1)) + 1, with logN1 =
+// log(n+1).
+func (b *Builtin) idf(h uint64, logN1 float64) float32 {
+	return float32(logN1 - b.log1(uint64(b.df[dfBucket(h)].Load())) + 1)
 }
 
 // analyze fills a from text: tokens, sparse features, dense vector and guard facts.
@@ -167,14 +193,14 @@ func (b *Builtin) scan(a *analysis, text string) {
 // weigh is the rest: the weighted features, the content words and, when asked, the
 // dense vector.
 func (b *Builtin) weigh(a *analysis, dense bool) {
-	n := float64(b.n.Load())
+	logN1 := b.log1(b.n.Load())
 	a.feats = a.feats[:0]
 	// Features carry their kind's weight until merged; the inverse document frequency
 	// (a lookup in a 4 MB table) is applied once per distinct feature, in the same order
 	// of float32 products as before: (kind weight x idf) x repeats.
 	a.feats = slices.Grow(a.feats, 8*len(a.toks)) // words, pairs, trigrams: one allocation at most
 	hashes(a.toks, func(h uint64, w float32) { a.feats = append(a.feats, feature{h, w}) })
-	a.feats = mergeFeatures(sortFeatures(a.feats, &a.scratch), func(h uint64) float32 { return b.idf(h, n) })
+	a.feats = b.mergeFeatures(sortFeatures(a.feats, &a.scratch, &a.counts), logN1)
 	if dense {
 		a.dense = project(a.dense, a.feats, b.dim)
 	}
@@ -186,34 +212,32 @@ func (b *Builtin) weigh(a *analysis, dense bool) {
 		if _, ok := whWords[t.w]; ok {
 			continue
 		}
-		a.content = append(a.content, contentWord{t.w, b.idf(xxhash.Sum64String(t.w)^kindWord, n)})
+		a.content = append(a.content, contentWord{t.w, b.idf(xxhash.Sum64String(t.w)^kindWord, logN1)})
 	}
 }
 
 // learn counts an analysed question (its features) as one document.
 func (b *Builtin) learn(a *analysis) {
 	for _, f := range a.feats {
-		b.df[f.h&(dfBuckets-1)].Add(1)
+		b.df[dfBucket(f.h)].Add(1)
 	}
 	b.n.Add(1)
 }
 
 // mergeFeatures merges repeats of features sorted by hash (sublinear term frequency),
-// multiplies each distinct one by idf(h) (nil: 1) and normalizes to unit length.
-func mergeFeatures(fs sparse, idf func(h uint64) float32) sparse {
+// multiplies each distinct one by its inverse document frequency (logN1 = log(n+1)) and
+// normalizes to unit length.
+func (b *Builtin) mergeFeatures(fs sparse, logN1 float64) sparse {
 	out := fs[:0]
 	var norm float64
 	for i := 0; i < len(fs); {
 		j := i + 1
-		w := fs[i].w
-		if idf != nil {
-			w *= idf(fs[i].h)
-		}
+		w := fs[i].w * b.idf(fs[i].h, logN1)
 		for j < len(fs) && fs[j].h == fs[i].h {
 			j++
 		}
 		if c := j - i; c > 1 {
-			w *= float32(1 + math.Log(float64(c)))
+			w *= float32(1 + b.log1(uint64(c-1)))
 		}
 		out = append(out, feature{h: fs[i].h, w: w})
 		norm += float64(w) * float64(w)
@@ -269,56 +293,60 @@ func cosine(a, b sparse) float64 {
 	return s
 }
 
-// project maps a sparse vector into dim dimensions (signed feature hashing) and
-// normalizes it.
-// sortFeatures sorts fs by hash, stably: a least-significant-digit radix sort, 8 bits a
-// pass (a long question has thousands of features, and a comparison sort through a
-// function value cost more than the rest of its analysis). scratch is reused between
-// calls; the result is fs or *scratch.
-func sortFeatures(fs []feature, scratch *[]feature) []feature {
+// sortFeatures sorts fs by hash, stably. A long question has thousands of features, and
+// a comparison sort through a function value cost more than the rest of its analysis:
+// one counting pass on the hashes' top bits (about one bucket per feature) scatters them
+// into *scratch nearly sorted, and an insertion sort finishes the few buckets holding more
+// than one. counts and scratch are reused between calls; the result is fs or *scratch.
+func sortFeatures(fs []feature, scratch *[]feature, counts *[]uint32) []feature {
 	if len(fs) < 64 {
-		slices.SortStableFunc(fs, func(a, b feature) int {
-			switch {
-			case a.h < b.h:
-				return -1
-			case a.h > b.h:
-				return 1
-			}
-			return 0
-		})
+		insertionSort(fs)
 		return fs
+	}
+	k := min(bits.Len(uint(len(fs))), 16)
+	shift := 64 - k
+	if cap(*counts) < 1<<k {
+		*counts = make([]uint32, 1<<k)
+	}
+	c := (*counts)[:1<<k]
+	clear(c)
+	for i := range fs {
+		c[fs[i].h>>shift]++
+	}
+	pos := uint32(0)
+	for d, n := range c {
+		c[d] = pos
+		pos += n
 	}
 	if cap(*scratch) < len(fs) {
 		*scratch = make([]feature, len(fs))
 	}
-	src, dst := fs, (*scratch)[:len(fs)]
-	var counts [256]int
-	for shift := uint(0); shift < 64; shift += 8 {
-		clear(counts[:])
-		for i := range src {
-			counts[byte(src[i].h>>shift)]++
-		}
-		if counts[byte(src[0].h>>shift)] == len(src) {
-			continue // every feature has this byte: the pass would not move anything
-		}
-		pos := 0
-		for d, c := range counts {
-			counts[d] = pos
-			pos += c
-		}
-		for i := range src {
-			d := byte(src[i].h >> shift)
-			dst[counts[d]] = src[i]
-			counts[d]++
-		}
-		src, dst = dst, src
+	dst := (*scratch)[:len(fs)]
+	for i := range fs {
+		d := fs[i].h >> shift
+		dst[c[d]] = fs[i]
+		c[d]++
 	}
-	if &src[0] != &fs[0] {
-		*scratch = fs[:0] // the caller keeps src; fs's buffer is the next call's scratch
-	}
-	return src
+	insertionSort(dst)
+	*scratch = fs[:0] // the caller keeps dst; fs's buffer is the next call's scratch
+	return dst
 }
 
+// insertionSort sorts fs by hash, stably; linear on nearly sorted input.
+func insertionSort(fs []feature) {
+	for i := 1; i < len(fs); i++ {
+		x := fs[i]
+		j := i
+		for j > 0 && fs[j-1].h > x.h {
+			fs[j] = fs[j-1]
+			j--
+		}
+		fs[j] = x
+	}
+}
+
+// project maps a sparse vector into dim dimensions (signed feature hashing) and
+// normalizes it.
 func project(dst []float32, sp sparse, dim int) []float32 {
 	dst = slices.Grow(dst[:0], dim)[:dim]
 	clear(dst)
