@@ -253,3 +253,40 @@ func TestSlowReportsDoNotStallBudgets(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyBatchSizes applies batches of sizes that are not a power of two (Apply's
+// prepared statements carry 2^i rows each), with repeats across and within batches and
+// reservations to settle: every record is stored once, counted once in its windows, and
+// settles its reservation.
+func TestApplyBatchSizes(t *testing.T) {
+	s, _ := openTestStore(t)
+	ctx := context.Background()
+	at := time.Now().UTC()
+	var all []Record
+	for i := range 150 {
+		all = append(all, Record{UID: "u" + strconv.Itoa(i), Time: at, KeyID: "key-b", PromptTokens: 2, CompletionTokens: 1, Status: 200})
+	}
+	for _, r := range all {
+		if err := s.Reserve(ctx, Reservation{UID: r.UID, KeyID: r.KeyID, Time: at, Expires: at.Add(time.Hour), Tokens: 3},
+			Limits{RequestsPerMinute: 1000}, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 1, 77 (with a repeat inside), then 150 (the first 78 again, and 72 new).
+	batches := [][]Record{all[:1], append(append([]Record{}, all[1:77]...), all[5]), all}
+	for _, b := range batches {
+		if err := s.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n, open int
+	if err := s.db.QueryRow(`SELECT count(*) FROM records`).Scan(&n); err != nil || n != 150 {
+		t.Fatalf("records = %d, %v; want 150", n, err)
+	}
+	if err := s.db.QueryRow(`SELECT count(*) FROM reservations`).Scan(&open); err != nil || open != 0 {
+		t.Fatalf("open reservations = %d, %v; want 0", open, err)
+	}
+	if reqs, tokens, _ := window(t, s, "key-b", "m", at.Truncate(time.Minute).Unix()); reqs != 150 || tokens != 450 {
+		t.Errorf("minute window = %d requests, %d tokens; want 150, 450", reqs, tokens)
+	}
+}
