@@ -104,7 +104,9 @@ type Stage struct {
 	disabled map[string]bool
 	maxTemp  float64
 	writes   chan *pending
-	idx      indexer // the writer's alone
+	hurry    chan struct{} // ends the writer's linger (enqueue, Flush)
+	linger   time.Duration // defaultLinger; tests lengthen it
+	idx      indexer       // the writer's alone
 }
 
 // New returns a cache stage in front of next. Run must run for answers to be stored and
@@ -171,6 +173,7 @@ func New(next Opener, o Options) (*Stage, error) {
 		})
 	}
 	s.writes = make(chan *pending, s.o.Queue)
+	s.hurry, s.linger = make(chan struct{}, 1), defaultLinger
 	s.m = newMetrics(o.Registry, func() float64 { return float64(s.store.Len()) }, func() float64 { return float64(s.index.Len()) },
 		func() float64 { return float64(s.idx.n.Load()) })
 	return s, nil

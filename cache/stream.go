@@ -171,9 +171,7 @@ func (c *tee) keep() {
 		p.vec = c.q.vec
 	}
 	c.release()
-	select {
-	case s.writes <- p:
-	default:
+	if !s.enqueue(p) {
 		s.m.dropped.Inc()
 	}
 }

@@ -1,0 +1,118 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// writerOver runs a stage's writer over a memory store, with a linger no test outlasts:
+// whatever is stored before the test's deadline was stored because something ended the
+// linger (a half-full queue, a Flush barrier, the end of Run).
+func writerOver(t *testing.T, queue int) (*Stage, *Memory, context.CancelFunc, <-chan struct{}) {
+	t.Helper()
+	mem := NewMemory(StoreOptions{})
+	s, err := New(nil, Options{Store: mem, Queue: queue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.linger = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return s, mem, cancel, done
+}
+
+func answer(i int) *pending {
+	e := &Entry{Tenant: "t", Model: "m", Question: fmt.Sprintf("question %d", i),
+		Created: time.Now(), Expires: time.Now().Add(time.Hour)}
+	e.Key[0], e.Key[1] = byte(i), byte(i>>8)
+	return &pending{e: e}
+}
+
+// taken waits until the writer holds the first answer of a batch (the queue is empty).
+func taken(t *testing.T, s *Stage) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); len(s.writes) > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer did not take the first answer")
+		}
+	}
+}
+
+func storedWithin(t *testing.T, mem *Memory, want int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); mem.Len() != want; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stored %d answers, want %d", mem.Len(), want)
+		}
+	}
+}
+
+func TestWriterHurriesWhenQueueHalfFull(t *testing.T) {
+	s, mem, _, _ := writerOver(t, 8)
+	if !s.enqueue(answer(0)) {
+		t.Fatal("queue full")
+	}
+	taken(t, s)               // lingering now, with answer 0
+	for i := 1; i <= 4; i++ { // the 4th makes the queue half full
+		if !s.enqueue(answer(i)) {
+			t.Fatal("queue full")
+		}
+	}
+	storedWithin(t, mem, 5)
+}
+
+func TestEnqueueNeverBlocks(t *testing.T) {
+	// No writer runs: a full queue refuses (the tee counts a drop) instead of blocking
+	// the request path.
+	s, err := New(nil, Options{Store: NewMemory(StoreOptions{}), Queue: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.enqueue(answer(1)) || !s.enqueue(answer(2)) {
+		t.Fatal("a queue of 2 refused one of its first 2 answers")
+	}
+	if s.enqueue(answer(3)) {
+		t.Fatal("a full queue took a third answer")
+	}
+}
+
+func TestFlushEndsLinger(t *testing.T) {
+	s, mem, _, _ := writerOver(t, 64)
+	if !s.enqueue(answer(0)) {
+		t.Fatal("queue full")
+	}
+	taken(t, s)
+	s.enqueue(answer(1))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatalf("Flush during a linger: %v", err)
+	}
+	if mem.Len() != 2 {
+		t.Fatalf("after Flush: %d answers stored, want 2", mem.Len())
+	}
+}
+
+func TestShutdownStoresTheQueue(t *testing.T) {
+	s, mem, cancel, done := writerOver(t, 64)
+	if !s.enqueue(answer(0)) {
+		t.Fatal("queue full")
+	}
+	taken(t, s)
+	for i := 1; i < 10; i++ {
+		s.enqueue(answer(i))
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	if mem.Len() != 10 {
+		t.Fatalf("after shutdown: %d answers stored, want 10", mem.Len())
+	}
+}
