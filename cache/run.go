@@ -74,7 +74,11 @@ func (s *Stage) write(ctx context.Context) {
 				t.Stop()
 				batch = s.take(batch)
 			}
-			s.flush(ctx, batch)
+			fctx := ctx
+			if ctx.Err() != nil { // the shutdown ended the linger: store the batch all the same
+				fctx = context.WithoutCancel(ctx)
+			}
+			s.flush(fctx, batch)
 			clear(batch)
 			batch = batch[:0]
 		}

@@ -13,7 +13,7 @@ import (
 func writerOver(t *testing.T, queue int) (*Stage, *Memory, context.CancelFunc, <-chan struct{}) {
 	t.Helper()
 	mem := NewMemory(StoreOptions{})
-	s, err := New(nil, Options{Store: mem, Queue: queue})
+	s, err := New(nil, Options{Store: ctxStore{mem}, Queue: queue})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,6 +23,16 @@ func writerOver(t *testing.T, queue int) (*Stage, *Memory, context.CancelFunc, <
 	go func() { _ = s.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return s, mem, cancel, done
+}
+
+// ctxStore refuses a Put whose context ended, as a network store (Redis) does.
+type ctxStore struct{ *Memory }
+
+func (c ctxStore) Put(ctx context.Context, es ...*Entry) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.Memory.Put(ctx, es...)
 }
 
 func answer(i int) *pending {
