@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -10,7 +11,7 @@ import (
 
 // Run stores answers queued by misses, loads the semantic index from the store, and,
 // when the store is shared (a Watcher), follows the entries other replicas write. It
-// returns when ctx ends, after storing what was queued.
+// returns when ctx ends, after storing what was queued. Call it once.
 func (s *Stage) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	if s.o.Semantic {
@@ -33,6 +34,7 @@ func (s *Stage) Run(ctx context.Context) error {
 		}()
 	}
 	s.write(ctx)
+	close(s.stopped)
 	wg.Wait()
 	return nil
 }
@@ -51,15 +53,21 @@ func (s *Stage) write(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			// Store what is already queued (past any barrier), then stop.
-			for n := -1; n != len(batch); {
-				n = len(batch)
-				batch = s.take(batch)
-			}
-			if len(batch) > 0 {
+			// Store what is already queued (past any barrier), a batch at a time, then
+			// stop. The request path has stopped queueing by now (serve drains the
+			// gateway first).
+			for {
+				for n := -1; n != len(batch); {
+					n = len(batch)
+					batch = s.take(batch)
+				}
+				if len(batch) == 0 {
+					return
+				}
 				s.flush(context.WithoutCancel(ctx), batch)
+				clear(batch)
+				batch = batch[:0]
 			}
-			return
 		case <-s.idx.wake():
 			s.drainIndex(ctx, false)
 		case p := <-s.writes:
@@ -85,9 +93,11 @@ func (s *Stage) write(ctx context.Context) {
 	}
 }
 
-// take appends what is queued now to batch, up to and including a Flush barrier.
+// take appends what is queued now to batch, up to and including a Flush barrier, and
+// at most up to the batch's capacity (the queue's and one), so a batch's transaction
+// stays bounded while the request path keeps queueing.
 func (s *Stage) take(batch []*pending) []*pending {
-	for {
+	for len(batch) < cap(batch) {
 		select {
 		case p := <-s.writes:
 			batch = append(batch, p)
@@ -98,6 +108,7 @@ func (s *Stage) take(batch []*pending) []*pending {
 			return batch
 		}
 	}
+	return batch
 }
 
 // enqueue queues p for the writer without blocking (false: the queue is full), and
@@ -114,7 +125,8 @@ func (s *Stage) enqueue(p *pending) bool {
 	return true
 }
 
-// poke ends the writer's linger.
+// poke ends the writer's linger. A poke while the writer is not lingering stays in
+// hurry and shortens its next linger: one smaller batch, nothing lost.
 func (s *Stage) poke() {
 	select {
 	case s.hurry <- struct{}{}:
@@ -458,18 +470,31 @@ func (s *Stage) sweep(ctx context.Context) {
 	}
 }
 
-// Flush waits until the answers queued so far are stored and indexed (tests, bench).
+// errStopped is Flush's answer once the writer has stopped (Run returned).
+var errStopped = errors.New("cache: the answer writer has stopped")
+
+// Flush waits until the answers queued so far are stored and indexed (tests, bench). It
+// returns an error once Run has returned, instead of waiting for a writer that is gone.
 func (s *Stage) Flush(ctx context.Context) error {
 	p := &pending{done: make(chan struct{})}
 	select {
 	case s.writes <- p:
 		s.poke()
+	case <-s.stopped:
+		return errStopped
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	select {
 	case <-p.done:
 		return nil
+	case <-s.stopped:
+		select {
+		case <-p.done: // the shutdown took it
+			return nil
+		default:
+			return errStopped
+		}
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -124,5 +125,47 @@ func TestShutdownStoresTheQueue(t *testing.T) {
 	}
 	if mem.Len() != 10 {
 		t.Fatalf("after shutdown: %d answers stored, want 10", mem.Len())
+	}
+}
+
+func TestShutdownPastBarriers(t *testing.T) {
+	s, mem, cancel, done := writerOver(t, 64)
+	for i := range 5 {
+		s.enqueue(answer(i))
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- s.Flush(context.Background()) }()
+	for i := 5; i < 12; i++ {
+		s.enqueue(answer(i))
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	select {
+	case err := <-flushed:
+		// nil: the barrier was queued before the shutdown and stored with the rest;
+		// errStopped: it came after the writer's last batch.
+		if err != nil && !errors.Is(err, errStopped) {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Flush queued before the shutdown never returned")
+	}
+	if mem.Len() != 12 {
+		t.Fatalf("after shutdown: %d answers stored, want 12", mem.Len())
+	}
+}
+
+func TestFlushAfterRunReturns(t *testing.T) {
+	s, _, cancel, done := writerOver(t, 4)
+	cancel()
+	<-done
+	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if err := s.Flush(ctx); !errors.Is(err, errStopped) {
+		t.Fatalf("Flush after Run returned: %v, want errStopped", err)
 	}
 }

@@ -106,6 +106,7 @@ type Stage struct {
 	writes   chan *pending
 	hurry    chan struct{} // ends the writer's linger (enqueue, Flush)
 	linger   time.Duration // defaultLinger; tests lengthen it
+	stopped  chan struct{} // closed when the writer has stored its last batch (Run)
 	idx      indexer       // the writer's alone
 }
 
@@ -173,7 +174,7 @@ func New(next Opener, o Options) (*Stage, error) {
 		})
 	}
 	s.writes = make(chan *pending, s.o.Queue)
-	s.hurry, s.linger = make(chan struct{}, 1), defaultLinger
+	s.hurry, s.linger, s.stopped = make(chan struct{}, 1), defaultLinger, make(chan struct{})
 	s.m = newMetrics(o.Registry, func() float64 { return float64(s.store.Len()) }, func() float64 { return float64(s.index.Len()) },
 		func() float64 { return float64(s.idx.n.Load()) })
 	return s, nil

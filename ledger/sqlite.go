@@ -134,7 +134,10 @@ func OpenSQLite(path string, power bool) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
+	// Idle connections are kept (database/sql keeps 2 by default): a reopened one would
+	// run its pragmas and prepare Apply's and Reserve's statements again.
 	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(4)
 	s := &SQLite{db: db}
 	if err := s.tx(context.Background(), func(tx *sql.Tx) error {
 		_, err := tx.Exec(schema)
@@ -158,6 +161,7 @@ func OpenSQLite(path string, power bool) (*SQLite, error) {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
 	s.reports.SetMaxOpenConns(reportConns)
+	s.reports.SetMaxIdleConns(reportConns)
 	_ = os.Chmod(path, 0o600)
 	return s, nil
 }
