@@ -53,21 +53,8 @@ func (s *Stage) write(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			// Store what is already queued (past any barrier), a batch at a time, then
-			// stop. The request path has stopped queueing by now (serve drains the
-			// gateway first).
-			for {
-				for n := -1; n != len(batch); {
-					n = len(batch)
-					batch = s.take(batch)
-				}
-				if len(batch) == 0 {
-					return
-				}
-				s.flush(context.WithoutCancel(ctx), batch)
-				clear(batch)
-				batch = batch[:0]
-			}
+			s.drainQueue(ctx, batch)
+			return
 		case <-s.idx.wake():
 			s.drainIndex(ctx, false)
 		case p := <-s.writes:
@@ -82,14 +69,33 @@ func (s *Stage) write(ctx context.Context) {
 				t.Stop()
 				batch = s.take(batch)
 			}
-			fctx := ctx
-			if ctx.Err() != nil { // the shutdown ended the linger: store the batch all the same
-				fctx = context.WithoutCancel(ctx)
+			if ctx.Err() != nil { // the shutdown ended the linger
+				s.drainQueue(ctx, batch)
+				return
 			}
-			s.flush(fctx, batch)
+			s.flush(ctx, batch)
 			clear(batch)
 			batch = batch[:0]
 		}
+	}
+}
+
+// drainQueue stores batch and then what is still queued (past any barrier), a batch at a
+// time, with a context the shutdown does not cancel (a Redis store refuses a cancelled
+// one). The request path has stopped queueing by now (serve drains the gateway first).
+func (s *Stage) drainQueue(ctx context.Context, batch []*pending) {
+	ctx = context.WithoutCancel(ctx)
+	for {
+		for n := -1; n != len(batch); { // take stops at each barrier: go past them
+			n = len(batch)
+			batch = s.take(batch)
+		}
+		if len(batch) == 0 {
+			return
+		}
+		s.flush(ctx, batch)
+		clear(batch)
+		batch = batch[:0]
 	}
 }
 

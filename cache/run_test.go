@@ -36,6 +36,17 @@ func (c ctxStore) Put(ctx context.Context, es ...*Entry) error {
 	return c.Memory.Put(ctx, es...)
 }
 
+// stopWriter ends Run and waits for it to return.
+func stopWriter(t *testing.T, cancel context.CancelFunc, done <-chan struct{}) {
+	t.Helper()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
+
 func answer(i int) *pending {
 	e := &Entry{Tenant: "t", Model: "m", Question: fmt.Sprintf("question %d", i),
 		Created: time.Now(), Expires: time.Now().Add(time.Hour)}
@@ -117,12 +128,7 @@ func TestShutdownStoresTheQueue(t *testing.T) {
 	for i := 1; i < 10; i++ {
 		s.enqueue(answer(i))
 	}
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after its context ended")
-	}
+	stopWriter(t, cancel, done)
 	if mem.Len() != 10 {
 		t.Fatalf("after shutdown: %d answers stored, want 10", mem.Len())
 	}
@@ -138,12 +144,7 @@ func TestShutdownPastBarriers(t *testing.T) {
 	for i := 5; i < 12; i++ {
 		s.enqueue(answer(i))
 	}
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after its context ended")
-	}
+	stopWriter(t, cancel, done)
 	select {
 	case err := <-flushed:
 		// nil: the barrier was queued before the shutdown and stored with the rest;
@@ -161,8 +162,7 @@ func TestShutdownPastBarriers(t *testing.T) {
 
 func TestFlushAfterRunReturns(t *testing.T) {
 	s, _, cancel, done := writerOver(t, 4)
-	cancel()
-	<-done
+	stopWriter(t, cancel, done)
 	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
 	if err := s.Flush(ctx); !errors.Is(err, errStopped) {
