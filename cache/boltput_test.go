@@ -12,7 +12,13 @@ import (
 // BenchmarkBoltPut is the cache writer's store step: batches of 200 answers (a 100 ms
 // batch at 2,000 misses a second) of ~1.5 KB with ~1 KB questions, into a file that
 // already holds 20,000.
-func BenchmarkBoltPut(b *testing.B) {
+func BenchmarkBoltPut(b *testing.B) { benchBoltPut(b, StoreOptions{}) }
+
+// BenchmarkBoltPutFull is BenchmarkBoltPut in a store at its bound: every answer put
+// evicts the least recently used one.
+func BenchmarkBoltPutFull(b *testing.B) { benchBoltPut(b, StoreOptions{MaxEntries: 20_000}) }
+
+func benchBoltPut(b *testing.B, o StoreOptions) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	words := strings.Fields("the of and to in is you that it he was for on are as with his they at be this have from or one had by word but not what all were we when")
 	text := func(n int) string {
@@ -32,7 +38,7 @@ func BenchmarkBoltPut(b *testing.B) {
 		return &Entry{Key: k, Tenant: "t", Model: "m", Question: text(1000), Answer: Answer{Role: "assistant", Text: text(1500), FinishReason: "stop"},
 			Created: now, Expires: now.Add(time.Hour)}
 	}
-	st, err := OpenBolt(filepath.Join(b.TempDir(), "c.db"), StoreOptions{})
+	st, err := OpenBolt(filepath.Join(b.TempDir(), "c.db"), o)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -84,6 +84,7 @@ type lruItem struct {
 	size    int64
 	expires time.Time
 	entry   *Entry // the memory store keeps entries here; others leave it nil
+	seq     uint64 // the bbolt store's number for the entry
 }
 
 func newLRU(max int, maxBytes int64) *lru {
@@ -99,8 +100,8 @@ func (l *lru) get(k Key) *lruItem {
 	return el.Value.(*lruItem)
 }
 
-// add inserts or replaces an item and returns the keys evicted to respect the bounds.
-func (l *lru) add(it *lruItem, evicted []Key) []Key {
+// add inserts or replaces an item and appends the items evicted to respect the bounds.
+func (l *lru) add(it *lruItem, evicted []*lruItem) []*lruItem {
 	if el, ok := l.items[it.key]; ok {
 		old := el.Value.(*lruItem)
 		l.bytes -= old.size
@@ -114,9 +115,17 @@ func (l *lru) add(it *lruItem, evicted []Key) []Key {
 		el := l.order.Back()
 		old := el.Value.(*lruItem)
 		l.removeEl(el)
-		evicted = append(evicted, old.key)
+		evicted = append(evicted, old)
 	}
 	return evicted
+}
+
+func keysOf(items []*lruItem) []Key {
+	keys := make([]Key, len(items))
+	for i, it := range items {
+		keys[i] = it.key
+	}
+	return keys
 }
 
 func (l *lru) remove(k Key) bool {
@@ -175,13 +184,13 @@ func (m *Memory) Get(_ context.Context, k Key) (*Entry, error) {
 
 // Put implements Store.
 func (m *Memory) Put(_ context.Context, es ...*Entry) error {
-	var evicted []Key
+	var evicted []*lruItem
 	m.mu.Lock()
 	for _, e := range es {
 		evicted = m.l.add(&lruItem{key: e.Key, size: int64(e.Size()), expires: e.Expires, entry: e}, evicted)
 	}
 	m.mu.Unlock()
-	m.removed(evicted)
+	m.removed(keysOf(evicted))
 	return nil
 }
 
