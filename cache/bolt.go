@@ -31,21 +31,25 @@ type Bolt struct {
 	mu   sync.Mutex
 	l    *lru
 	next uint64 // the last sequence number given
+	// wmu orders the writes: a put's numbers are committed in the order they were
+	// given, before any delete of them, and a failed put's displaced entries are tracked
+	// again before the next write.
+	wmu sync.Mutex
 }
 
 var _ Store = (*Bolt)(nil)
 
-var (
-	// bucketLog holds entries under their sequence number.
-	bucketLog = []byte("log")
-	// bucketEntries held entries under their key (files written before the log); open
-	// moves them into bucketLog.
-	bucketEntries = []byte("entries")
-)
+// bucketLog holds entries under their sequence number.
+var bucketLog = []byte("log")
 
-// logFill is how full the log's pages are packed: entries are appended, so a page that
-// splits is not written into again (bbolt's default of half full would double the file).
-const logFill = 0.9
+const (
+	// logFill is how full the log's pages are packed: entries are appended, so a page
+	// that splits is not written into again (bbolt's default, half full, would leave
+	// half of every page of small entries empty).
+	logFill = 0.9
+	// maxSeq is the highest number a file may hold.
+	maxSeq = 1 << 62
+)
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
@@ -76,9 +80,12 @@ func OpenBolt(path string, o StoreOptions) (*Bolt, error) {
 	return b, nil
 }
 
-// init loads the keys, drops expired, corrupt and superseded entries, moves entries of
-// the older layout into the log and applies the bounds.
+// init moves entries of the older layout into the log, loads the keys, drops expired,
+// corrupt and superseded entries and applies the bounds.
 func (b *Bolt) init() error {
+	if err := b.migrate(); err != nil {
+		return fmt.Errorf("cache: convert %s: %w", b.db.Path(), err)
+	}
 	now := b.opts.now()
 	type item struct {
 		k       Key
@@ -89,32 +96,25 @@ func (b *Bolt) init() error {
 	}
 	newest := map[Key]item{}
 	var drop [][]byte
-	// keep returns whether v is a live entry, and the item for it.
-	keep := func(v []byte) (item, bool) {
-		var e Entry
-		if e.UnmarshalBinary(v) != nil || (!e.Expires.IsZero() && !now.Before(e.Expires)) {
-			return item{}, false
-		}
-		return item{e.Key, int64(len(v)), e.Created.UnixNano(), e.Expires, 0}, true
-	}
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		lg, err := tx.CreateBucketIfNotExists(bucketLog)
 		if err != nil {
 			return err
 		}
-		lg.FillPercent = logFill
 		err = lg.ForEach(func(k, v []byte) error {
-			it, ok := keep(v)
-			if len(k) != 8 || !ok {
+			var e Entry
+			// A number past maxSeq is a damaged key: numbers after it would wrap onto
+			// entries kept under small ones.
+			if len(k) != 8 || binary.BigEndian.Uint64(k) > maxSeq || e.UnmarshalBinary(v) != nil ||
+				(!e.Expires.IsZero() && !now.Before(e.Expires)) {
 				drop = append(drop, slices.Clone(k))
 				return nil
 			}
-			it.seq = binary.BigEndian.Uint64(k)
+			it := item{e.Key, int64(len(v)), e.Created.UnixNano(), e.Expires, binary.BigEndian.Uint64(k)}
 			b.next = max(b.next, it.seq)
 			if old, dup := newest[it.k]; dup {
-				// The same key under two numbers (left by a put whose transaction
-				// failed after the key's older entry was dropped from memory): the
-				// later one wins.
+				// The same key under two numbers (not left by this version's puts, which
+				// delete what they replace in their own transaction): the later one wins.
 				drop = append(drop, seqKey(min(old.seq, it.seq)))
 				if old.seq > it.seq {
 					return nil
@@ -131,38 +131,7 @@ func (b *Bolt) init() error {
 				return err
 			}
 		}
-		old := tx.Bucket(bucketEntries)
-		if old == nil {
-			return nil
-		}
-		var moved []item
-		var vals [][]byte
-		err = old.ForEach(func(_, v []byte) error {
-			if it, ok := keep(v); ok {
-				if _, dup := newest[it.k]; !dup {
-					moved = append(moved, it)
-					vals = append(vals, v)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		order := make([]int, len(moved))
-		for i := range order {
-			order[i] = i
-		}
-		slices.SortStableFunc(order, func(i, j int) int { return cmp.Compare(moved[i].created, moved[j].created) })
-		for _, i := range order {
-			b.next++
-			moved[i].seq = b.next
-			if err := lg.Put(seqKey(b.next), vals[i]); err != nil {
-				return err
-			}
-			newest[moved[i].k] = moved[i]
-		}
-		return tx.DeleteBucket(bucketEntries)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("cache: load %s: %w", b.db.Path(), err)
@@ -222,6 +191,8 @@ func (b *Bolt) Get(_ context.Context, k Key) (*Entry, error) {
 		b.l.remove(k)
 		b.mu.Unlock()
 		b.removed([]Key{k})
+		b.wmu.Lock()
+		defer b.wmu.Unlock()
 		return nil, b.deleteSeqs([]uint64{seq})
 	}
 	b.mu.Unlock()
@@ -258,11 +229,14 @@ func (b *Bolt) Put(_ context.Context, es ...*Entry) error {
 	}
 	keys := make([]byte, 0, 8*len(es))
 	var evicted []*lruItem
-	var gone []uint64 // numbers of the entries these replace
+	var replaced []*lruItem
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
 	b.mu.Lock()
+	first := b.next + 1
 	for i, e := range es {
 		if el, ok := b.l.items[e.Key]; ok {
-			gone = append(gone, el.Value.(*lruItem).seq)
+			replaced = append(replaced, el.Value.(*lruItem))
 		}
 		b.next++
 		keys = binary.BigEndian.AppendUint64(keys, b.next)
@@ -277,7 +251,7 @@ func (b *Bolt) Put(_ context.Context, es ...*Entry) error {
 				return err
 			}
 		}
-		for _, seq := range slices.Concat(gone, seqsOf(evicted)) {
+		for _, seq := range seqsOf(slices.Concat(replaced, evicted)) {
 			if err := lg.Delete(seqKey(seq)); err != nil {
 				return err
 			}
@@ -292,6 +266,14 @@ func (b *Bolt) Put(_ context.Context, es ...*Entry) error {
 				b.l.removeEl(el)
 			}
 		}
+		// What it replaced or evicted is still in the file: tracked again (as the least
+		// recently used), so that a later delete or eviction removes it.
+		for _, it := range slices.Concat(replaced, evicted) {
+			if _, ok := b.l.items[it.key]; !ok && it.seq < first {
+				b.l.items[it.key] = b.l.order.PushBack(it)
+				b.l.bytes += it.size
+			}
+		}
 		b.mu.Unlock()
 		return fmt.Errorf("cache: put: %w", err)
 	}
@@ -301,6 +283,8 @@ func (b *Bolt) Put(_ context.Context, es ...*Entry) error {
 
 // Delete implements Store.
 func (b *Bolt) Delete(_ context.Context, k Key) error {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
 	b.mu.Lock()
 	el, ok := b.l.items[k]
 	if !ok {
@@ -314,41 +298,61 @@ func (b *Bolt) Delete(_ context.Context, k Key) error {
 }
 
 // Purge implements Store. It reads every entry's key (the start of its value) and
-// decodes those whose key carries the tenant's prefix, so that no entry of the tenant
-// stays in the file, even one the in-memory order lost track of.
+// decodes those whose key carries the tenant's and the model's prefix, so that no entry
+// stays in the file, even one the in-memory order lost track of; then it deletes them.
+// An entry put while it reads is put after the purge.
 func (b *Bolt) Purge(_ context.Context, tenant, model string) (int, error) {
-	var prefix []byte
+	var want [8]byte
+	mask := [8]byte{}
 	if tenant != "" {
-		prefix = binary.BigEndian.AppendUint32(nil, tenantPrefix(tenant))
+		binary.BigEndian.PutUint32(want[0:4], tenantPrefix(tenant))
+		copy(mask[0:4], []byte{0xff, 0xff, 0xff, 0xff})
 	}
-	type goneEntry struct {
+	if model != "" {
+		binary.BigEndian.PutUint32(want[4:8], tenantPrefix(model))
+		copy(mask[4:8], []byte{0xff, 0xff, 0xff, 0xff})
+	}
+	type found struct {
 		k   Key
 		seq uint64
 	}
-	var gone []goneEntry
-	err := b.db.Update(func(tx *bolt.Tx) error {
-		gone = gone[:0]
-		lg := tx.Bucket(bucketLog)
-		var del [][]byte
-		err := lg.ForEach(func(sk, v []byte) error {
+	var match []found
+	err := b.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketLog).ForEach(func(sk, v []byte) error {
 			k, ok := valueKey(v)
-			if !ok || len(sk) != 8 || !slices.Equal(k[:len(prefix)], prefix) {
+			if !ok || len(sk) != 8 {
 				return nil
+			}
+			for i := range mask {
+				if k[i]&mask[i] != want[i] {
+					return nil
+				}
 			}
 			var e Entry
 			if e.UnmarshalBinary(v) == nil && purgeMatch(&e, tenant, model) {
-				del = append(del, slices.Clone(sk))
-				gone = append(gone, goneEntry{k, binary.BigEndian.Uint64(sk)})
+				match = append(match, found{k, binary.BigEndian.Uint64(sk)})
 			}
 			return nil
 		})
-		if err != nil {
-			return err
-		}
-		for _, sk := range del {
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cache: purge: %w", err)
+	}
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	var gone []found
+	err = b.db.Update(func(tx *bolt.Tx) error {
+		gone = gone[:0]
+		lg := tx.Bucket(bucketLog)
+		for _, f := range match {
+			sk := seqKey(f.seq)
+			if lg.Get(sk) == nil {
+				continue // deleted or evicted meanwhile
+			}
 			if err := lg.Delete(sk); err != nil {
 				return err
 			}
+			gone = append(gone, f)
 		}
 		return nil
 	})

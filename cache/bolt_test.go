@@ -164,8 +164,9 @@ func TestBoltMovesOlderLayout(t *testing.T) {
 	if len(logged) != 15 {
 		t.Fatalf("the log holds %d entries, want 15: %v", len(logged), logged)
 	}
-	// Numbered in creation order: the oldest kept (q14) first, the newest (q0) last.
-	if logged[6] != "t/q14=answer 14" || logged[20] != "t/q0=answer 0" {
+	// Numbered in creation order: the expired entry 1 (dropped at load), q19..q15 2 to 6
+	// (evicted by the bound), then the oldest kept (q14) and the newest (q0) last.
+	if logged[7] != "t/q14=answer 14" || logged[21] != "t/q0=answer 0" {
 		t.Fatalf("log order: %v", logged)
 	}
 }
@@ -253,5 +254,106 @@ func TestBoltPurgeFindsUntracked(t *testing.T) {
 	}
 	if got := getText(t, s, "b", "q3"); got != "y" {
 		t.Fatalf("b's entry: %q", got)
+	}
+}
+
+// writeFile makes a file with the given buckets: log entries under their numbers, older
+// layout entries under their keys, and the move's marker when moving.
+func writeFile(t *testing.T, log map[uint64]*Entry, older []*Entry, moving bool) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "c.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		if log != nil {
+			lg, err := tx.CreateBucket(bucketLog)
+			if err != nil {
+				return err
+			}
+			for seq, e := range log {
+				v, _ := e.MarshalBinary()
+				if err := lg.Put(seqKey(seq), v); err != nil {
+					return err
+				}
+			}
+		}
+		old, err := tx.CreateBucket(bucketEntries)
+		if err != nil {
+			return err
+		}
+		for _, e := range older {
+			v, _ := e.MarshalBinary()
+			if err := old.Put(e.Key[:], v); err != nil {
+				return err
+			}
+		}
+		if !moving {
+			return nil
+		}
+		m, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		return m.Put(keyMoving, []byte{1})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestBoltMoveCutShort: a move from the older layout that stopped part way (entries
+// already in the log, the rest still under their keys) goes on at the next open.
+func TestBoltMoveCutShort(t *testing.T) {
+	now := time.Now()
+	moved := map[uint64]*Entry{1: boltEntry("t", "a", "A", now.Add(-3*time.Minute)), 2: boltEntry("t", "b", "B", now.Add(-2*time.Minute))}
+	var rest []*Entry
+	for i := range 2*moveChunk + 10 {
+		rest = append(rest, boltEntry("t", fmt.Sprint("q", i), fmt.Sprint("answer ", i), now.Add(time.Duration(i)*time.Millisecond)))
+	}
+	s, err := OpenBolt(writeFile(t, moved, rest, true), StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Len() != 2*moveChunk+12 {
+		t.Fatalf("%d entries, want %d", s.Len(), 2*moveChunk+12)
+	}
+	for q, want := range map[string]string{"a": "A", "b": "B", "q0": "answer 0", "q2009": "answer 2009"} {
+		if got := getText(t, s, "t", q); got != want {
+			t.Errorf("%s: %q, want %q", q, got, want)
+		}
+	}
+	logged := logKeys(t, s.db) // fails while the older bucket is left
+	if logged[3] != "t/q0=answer 0" || logged[2*moveChunk+12] != "t/q2009=answer 2009" {
+		t.Fatalf("numbers: 3 %q, last %q", logged[3], logged[2*moveChunk+12])
+	}
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketMeta) != nil {
+			return fmt.Errorf("the move's marker is left")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBoltAfterRollback: a file holding both layouts without the move's marker was
+// written by an older release after this one (a rollback); what that release left under
+// the keys is the current state: what it purged stays purged, what it replaced stays
+// replaced.
+func TestBoltAfterRollback(t *testing.T) {
+	now := time.Now()
+	log := map[uint64]*Entry{1: boltEntry("acme", "secret", "acme's", now), 2: boltEntry("beta", "q", "v1", now)}
+	s, err := OpenBolt(writeFile(t, log, []*Entry{boltEntry("beta", "q", "v2", now)}, false), StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if a, b := getText(t, s, "acme", "secret"), getText(t, s, "beta", "q"); a != "<miss>" || b != "v2" || s.Len() != 1 {
+		t.Fatalf("acme %q, beta %q, %d entries; want a miss, v2 and 1", a, b, s.Len())
 	}
 }
