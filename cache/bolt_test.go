@@ -357,3 +357,15 @@ func TestBoltAfterRollback(t *testing.T) {
 		t.Fatalf("acme %q, beta %q, %d entries; want a miss, v2 and 1", a, b, s.Len())
 	}
 }
+
+// TestBoltEmptyOlderBucket: an empty bucket of the older layout is dropped too.
+func TestBoltEmptyOlderBucket(t *testing.T) {
+	s, err := OpenBolt(writeFile(t, nil, nil, false), StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if logged := logKeys(t, s.db); len(logged) != 0 || s.Len() != 0 {
+		t.Fatalf("log %v, %d entries", logged, s.Len())
+	}
+}

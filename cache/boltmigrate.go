@@ -31,12 +31,13 @@ const moveChunk = 1000
 // replaced is there, not in the log), so the log is dropped and rebuilt from it.
 func (b *Bolt) migrate() error {
 	var olds []oldEntry
-	moving := false
+	found, moving := false, false
 	err := b.db.View(func(tx *bolt.Tx) error {
 		old := tx.Bucket(bucketEntries)
 		if old == nil {
 			return nil
 		}
+		found = true
 		if m := tx.Bucket(bucketMeta); m != nil && m.Get(keyMoving) != nil {
 			moving = true
 		}
@@ -52,7 +53,7 @@ func (b *Bolt) migrate() error {
 			return nil
 		})
 	})
-	if err != nil || olds == nil {
+	if err != nil || !found {
 		return err
 	}
 	if err := b.db.Update(func(tx *bolt.Tx) error {
