@@ -302,16 +302,7 @@ func (b *Bolt) Delete(_ context.Context, k Key) error {
 // stays in the file, even one the in-memory order lost track of; then it deletes them.
 // An entry put while it reads is put after the purge.
 func (b *Bolt) Purge(_ context.Context, tenant, model string) (int, error) {
-	var want [8]byte
-	mask := [8]byte{}
-	if tenant != "" {
-		binary.BigEndian.PutUint32(want[0:4], tenantPrefix(tenant))
-		copy(mask[0:4], []byte{0xff, 0xff, 0xff, 0xff})
-	}
-	if model != "" {
-		binary.BigEndian.PutUint32(want[4:8], tenantPrefix(model))
-		copy(mask[4:8], []byte{0xff, 0xff, 0xff, 0xff})
-	}
+	inScope := keyMatch(tenant, model)
 	type found struct {
 		k   Key
 		seq uint64
@@ -320,13 +311,8 @@ func (b *Bolt) Purge(_ context.Context, tenant, model string) (int, error) {
 	err := b.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketLog).ForEach(func(sk, v []byte) error {
 			k, ok := valueKey(v)
-			if !ok || len(sk) != 8 {
+			if !ok || len(sk) != 8 || !inScope(k) {
 				return nil
-			}
-			for i := range mask {
-				if k[i]&mask[i] != want[i] {
-					return nil
-				}
 			}
 			var e Entry
 			if e.UnmarshalBinary(v) == nil && purgeMatch(&e, tenant, model) {

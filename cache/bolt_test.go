@@ -110,37 +110,15 @@ func TestBoltReopen(t *testing.T) {
 // opens with its live entries moved into the log, in creation order, and its corrupt and
 // expired ones dropped.
 func TestBoltMovesOlderLayout(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "c.db")
 	now := time.Now()
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
+	var older []*Entry
+	for i := range 20 {
+		// Created newest first, whatever the keys' order: the move must sort.
+		older = append(older, boltEntry("t", fmt.Sprint("q", i), fmt.Sprint("answer ", i), now.Add(-time.Duration(i)*time.Minute)))
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		bk, err := tx.CreateBucket(bucketEntries)
-		if err != nil {
-			return err
-		}
-		for i := range 20 {
-			// Created newest first in key order's disregard: the move must sort.
-			e := boltEntry("t", fmt.Sprint("q", i), fmt.Sprint("answer ", i), now.Add(-time.Duration(i)*time.Minute))
-			v, _ := e.MarshalBinary()
-			if err := bk.Put(e.Key[:], v); err != nil {
-				return err
-			}
-		}
-		expired := boltEntry("t", "old", "gone", now.Add(-48*time.Hour))
-		v, _ := expired.MarshalBinary()
-		if err := bk.Put(expired.Key[:], v); err != nil {
-			return err
-		}
-		k := TestKey("t", "m", "corrupt")
-		return bk.Put(k[:], []byte{9, 9, 9})
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	vals := encoded(append(older, boltEntry("t", "old", "gone", now.Add(-48*time.Hour)))...)
+	vals[TestKey("t", "m", "corrupt")] = []byte{9, 9, 9}
+	path := writeFile(t, nil, vals, false)
 
 	// A bound of 15: the 5 oldest created (q15..q19) go.
 	s, err := OpenBolt(path, StoreOptions{MaxEntries: 15})
@@ -171,33 +149,12 @@ func TestBoltMovesOlderLayout(t *testing.T) {
 	}
 }
 
-// TestBoltDuplicateKeyAtOpen: a key under two numbers in the file (a put whose
-// transaction failed can leave the older one untracked) opens as the later one.
+// TestBoltDuplicateKeyAtOpen: a key under two numbers in the file (this version's puts
+// delete what they replace in their own transaction; a damaged or hand-made file) opens
+// as the later one.
 func TestBoltDuplicateKeyAtOpen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "c.db")
 	now := time.Now()
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		bk, err := tx.CreateBucket(bucketLog)
-		if err != nil {
-			return err
-		}
-		for seq, text := range map[uint64]string{9: "newer", 5: "older"} {
-			v, _ := boltEntry("t", "q", text, now).MarshalBinary()
-			if err := bk.Put(seqKey(seq), v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := OpenBolt(path, StoreOptions{})
+	s, err := OpenBolt(writeFile(t, map[uint64]*Entry{9: boltEntry("t", "q", "newer", now), 5: boltEntry("t", "q", "older", now)}, nil, false), StoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,9 +214,9 @@ func TestBoltPurgeFindsUntracked(t *testing.T) {
 	}
 }
 
-// writeFile makes a file with the given buckets: log entries under their numbers, older
-// layout entries under their keys, and the move's marker when moving.
-func writeFile(t *testing.T, log map[uint64]*Entry, older []*Entry, moving bool) string {
+// writeFile makes a file with the given buckets: log entries under their numbers, the
+// older layout's values under their keys (nil: no such bucket), and the move's marker.
+func writeFile(t *testing.T, log map[uint64]*Entry, older map[Key][]byte, moving bool) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "c.db")
 	db, err := bolt.Open(path, 0o600, nil)
@@ -280,14 +237,15 @@ func writeFile(t *testing.T, log map[uint64]*Entry, older []*Entry, moving bool)
 				}
 			}
 		}
-		old, err := tx.CreateBucket(bucketEntries)
-		if err != nil {
-			return err
-		}
-		for _, e := range older {
-			v, _ := e.MarshalBinary()
-			if err := old.Put(e.Key[:], v); err != nil {
+		if older != nil {
+			old, err := tx.CreateBucket(bucketEntries)
+			if err != nil {
 				return err
+			}
+			for k, v := range older {
+				if err := old.Put(k[:], v); err != nil {
+					return err
+				}
 			}
 		}
 		if !moving {
@@ -305,6 +263,15 @@ func writeFile(t *testing.T, log map[uint64]*Entry, older []*Entry, moving bool)
 	return path
 }
 
+// encoded is entries as the older layout stored them: key → encoded entry.
+func encoded(es ...*Entry) map[Key][]byte {
+	m := make(map[Key][]byte, len(es))
+	for _, e := range es {
+		m[e.Key], _ = e.MarshalBinary()
+	}
+	return m
+}
+
 // TestBoltMoveCutShort: a move from the older layout that stopped part way (entries
 // already in the log, the rest still under their keys) goes on at the next open.
 func TestBoltMoveCutShort(t *testing.T) {
@@ -314,7 +281,7 @@ func TestBoltMoveCutShort(t *testing.T) {
 	for i := range 2*moveChunk + 10 {
 		rest = append(rest, boltEntry("t", fmt.Sprint("q", i), fmt.Sprint("answer ", i), now.Add(time.Duration(i)*time.Millisecond)))
 	}
-	s, err := OpenBolt(writeFile(t, moved, rest, true), StoreOptions{})
+	s, err := OpenBolt(writeFile(t, moved, encoded(rest...), true), StoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +315,7 @@ func TestBoltMoveCutShort(t *testing.T) {
 func TestBoltAfterRollback(t *testing.T) {
 	now := time.Now()
 	log := map[uint64]*Entry{1: boltEntry("acme", "secret", "acme's", now), 2: boltEntry("beta", "q", "v1", now)}
-	s, err := OpenBolt(writeFile(t, log, []*Entry{boltEntry("beta", "q", "v2", now)}, false), StoreOptions{})
+	s, err := OpenBolt(writeFile(t, log, encoded(boltEntry("beta", "q", "v2", now)), false), StoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +327,7 @@ func TestBoltAfterRollback(t *testing.T) {
 
 // TestBoltEmptyOlderBucket: an empty bucket of the older layout is dropped too.
 func TestBoltEmptyOlderBucket(t *testing.T) {
-	s, err := OpenBolt(writeFile(t, nil, nil, false), StoreOptions{})
+	s, err := OpenBolt(writeFile(t, nil, map[Key][]byte{}, false), StoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -150,22 +150,7 @@ func TestBoltConcurrentPuts(t *testing.T) {
 // instead of making the next numbers wrap onto kept entries.
 func TestBoltNumberNearTheTop(t *testing.T) {
 	now := time.Now()
-	path := filepath.Join(t.TempDir(), "c.db")
-	db, err := bolt.Open(path, 0o600, nil)
-	must(t, err)
-	must(t, db.Update(func(tx *bolt.Tx) error {
-		lg, err := tx.CreateBucket(bucketLog)
-		if err != nil {
-			return err
-		}
-		v, _ := boltEntry("victim", "q", "kept", now).MarshalBinary()
-		if err := lg.Put(seqKey(1), v); err != nil {
-			return err
-		}
-		v, _ = boltEntry("t", "top", "x", now).MarshalBinary()
-		return lg.Put(seqKey(math.MaxUint64), v)
-	}))
-	db.Close()
+	path := writeFile(t, map[uint64]*Entry{1: boltEntry("victim", "q", "kept", now), math.MaxUint64: boltEntry("t", "top", "x", now)}, nil, false)
 	s, err := OpenBolt(path, StoreOptions{})
 	must(t, err)
 	must(t, s.Put(context.Background(), boltEntry("t", "a", "a", now), boltEntry("t", "b", "b", now)))
