@@ -90,6 +90,9 @@ func (s *Stage) tee(st models.Stream, t models.Target, r *models.Request, rk req
 	return &tee{s: s, inner: st, t: t, r: r, rk: rk, q: q, stream: r.Stream}
 }
 
+// WaitReady passes the wait on to the engine's stream (models.Waiter).
+func (c *tee) WaitReady() { models.WaitReady(c.inner) }
+
 func (c *tee) Recv() (models.Chunk, error) {
 	ch, err := c.inner.Recv()
 	switch {

@@ -33,10 +33,8 @@ type anthropicBody struct {
 	endpoint string
 	hdr      *fasthttp.ResponseHeader
 
-	bp       *[]byte
-	off      int
+	events
 	started  bool
-	done     bool
 	ended    bool
 	closed   bool
 	err      error
@@ -52,25 +50,21 @@ type anthropicBody struct {
 	p        *fastjson.Parser
 	scratch  []byte
 
-	wd      writeDeadline // moved on as the stream is written
-	onClose func()        // run once by Close (the large-body gate's release)
-	rc      reqCtx        // watched until Close: a hang-up cancels the engine call
+	onClose func() // run once by Close (the large-body gate's release)
+	rc      reqCtx // watched until Close: a hang-up cancels the engine call
 }
 
 func (b *anthropicBody) Read(p []byte) (int, error) {
-	for b.off >= len(*b.bp) {
-		if b.done {
-			return 0, io.EOF
-		}
-		*b.bp = (*b.bp)[:0]
-		b.off = 0
-		b.fill()
-	}
-	n := copy(p, (*b.bp)[b.off:])
-	b.off += n
-	b.wd.extend(b.s.opts.Limits.WriteTimeout)
-	return n, nil
+	return b.read(p, b.fill, b.s.opts.Limits.WriteTimeout)
 }
+
+// WriteTo writes the events as they come (see events.writeTo).
+func (b *anthropicBody) WriteTo(w io.Writer) (int64, error) {
+	return b.writeTo(w, b.fill, b.st, b.s.opts.Limits.WriteTimeout)
+}
+
+// SupportsBodyWriteTo tells fasthttp that WriteTo writes what Read would return.
+func (b *anthropicBody) SupportsBodyWriteTo() bool { return true }
 
 // event appends one server-sent event.
 func (b *anthropicBody) event(name string, data []byte) {

@@ -26,6 +26,7 @@ import (
 //	"hang"         the stream blocks until its context is cancelled or it is closed
 //	"midfail"      two chunks, then the engine fails (naming an internal address)
 //	"words N"      N words of text (default: a few)
+//	"slow N"       N words, 5 ms apart (an engine generating at its own pace)
 //
 // Anything else is a short answer. It counts streams open and opened.
 type fakeBackend struct {
@@ -40,6 +41,8 @@ type fakeBackend struct {
 	closes chan string
 	// fuzz: "hang" answers like "words 3" and answers are at most 1000 words.
 	fuzz bool
+	// waits counts the streams' WaitReady calls (models.Waiter).
+	waits atomic.Int64
 }
 
 const internalAddr = "10.9.8.7:8081"
@@ -80,9 +83,12 @@ func (b *fakeBackend) Open(ctx context.Context, t models.Target, r *models.Reque
 		}
 	case p == "midfail":
 		s.midfail = true
-	case strings.HasPrefix(p, "words "):
+	case strings.HasPrefix(p, "words "), strings.HasPrefix(p, "slow "):
+		if p[0] == 's' {
+			s.gap = 5 * time.Millisecond
+		}
 		n := 0
-		for _, c := range p[len("words "):] {
+		for _, c := range p[strings.IndexByte(p, ' ')+1:] {
 			if c < '0' || c > '9' || n > 100000 {
 				break
 			}
@@ -107,6 +113,15 @@ type fakeStream struct {
 	release chan struct{}
 	once    sync.Once
 	closed  chan struct{}
+	gap     time.Duration // between chunks ("slow")
+	next    time.Time     // when the next chunk is ready
+}
+
+// WaitReady sleeps until the next chunk is ready, as an engine's connection becomes
+// readable (models.Waiter).
+func (s *fakeStream) WaitReady() {
+	s.b.waits.Add(1)
+	time.Sleep(time.Until(s.next))
 }
 
 func (s *fakeStream) Recv() (models.Chunk, error) {
@@ -130,6 +145,10 @@ func (s *fakeStream) Recv() (models.Chunk, error) {
 			vecs[i] = []float32{0.25, -0.5}
 		}
 		return models.Chunk{Embeddings: vecs}, nil
+	}
+	if s.gap > 0 {
+		time.Sleep(time.Until(s.next))
+		s.next = time.Now().Add(s.gap)
 	}
 	s.n++
 	switch {

@@ -50,11 +50,11 @@ func (w *writeDeadline) arm(ctx *fasthttp.RequestCtx, timeout time.Duration) {
 
 // extend gives the write about to happen a fresh deadline, moving it at most every
 // quarter of the timeout (each move costs timer work).
-func (w *writeDeadline) extend(timeout time.Duration) {
+func (w *writeDeadline) extend(now time.Time, timeout time.Duration) {
 	if w.conn == nil {
 		return
 	}
-	if now := time.Now(); now.Sub(w.extended) > timeout/4 {
+	if now.Sub(w.extended) > timeout/4 {
 		_ = w.conn.SetWriteDeadline(now.Add(timeout))
 		w.extended = now
 	}
@@ -81,9 +81,7 @@ type sseBody struct {
 	ended    bool // the engine stream is closed and the request recorded
 	idSet    bool // a.id holds the engine's chunk id
 
-	bp        *[]byte
-	off       int
-	done      bool
+	events
 	closed    bool
 	firstTok  time.Duration
 	err       error
@@ -91,24 +89,87 @@ type sseBody struct {
 	finished  bool
 	gotTokens bool
 
-	wd      writeDeadline // moved on as the stream is written
-	onClose func()        // run once by Close (the large-body gate's release)
-	rc      reqCtx        // watched until Close: a hang-up cancels the engine call
+	onClose func() // run once by Close (the large-body gate's release)
+	rc      reqCtx // watched until Close: a hang-up cancels the engine call
 }
 
 func (b *sseBody) Read(p []byte) (int, error) {
-	for b.off >= len(*b.bp) {
-		if b.done {
+	return b.read(p, b.fill, b.s.opts.Limits.WriteTimeout)
+}
+
+// WriteTo writes the events to w as they come (see events.writeTo).
+func (b *sseBody) WriteTo(w io.Writer) (int64, error) {
+	return b.writeTo(w, b.fill, b.st, b.s.opts.Limits.WriteTimeout)
+}
+
+// SupportsBodyWriteTo tells fasthttp that WriteTo writes what Read would return.
+func (b *sseBody) SupportsBodyWriteTo() bool { return true }
+
+// events is what the streamed bodies (sseBody, anthropicBody) share: the events not
+// yet written and the write deadline, moved on as they are written.
+type events struct {
+	bp   *[]byte
+	off  int
+	done bool          // the last events are in bp
+	wd   writeDeadline // moved on as the stream is written
+	last time.Time     // when events were last written (writeTo)
+}
+
+// read is io.Reader over the events fill appends to bp.
+func (e *events) read(p []byte, fill func(), timeout time.Duration) (int, error) {
+	for e.off >= len(*e.bp) {
+		if e.done {
 			return 0, io.EOF
 		}
-		*b.bp = (*b.bp)[:0]
-		b.off = 0
-		b.fill()
+		*e.bp = (*e.bp)[:0]
+		e.off = 0
+		fill()
 	}
-	n := copy(p, (*b.bp)[b.off:])
-	b.off += n
-	b.wd.extend(b.s.opts.Limits.WriteTimeout) // fasthttp writes what was just read
+	n := copy(p, (*e.bp)[e.off:])
+	e.off += n
+	e.wd.extend(time.Now(), timeout) // fasthttp writes what was just read
 	return n, nil
+}
+
+// slowGap: events that come further apart than this are from an engine generating at
+// its own pace (a real model, not a replay), and the stream is waited on between them
+// with models.WaitReady.
+const slowGap = 2 * time.Millisecond
+
+// writeTo writes the events fill appends to bp, each fill's in one Write: fasthttp
+// frames each Write as one chunk and flushes it, with no copy buffer of its own held for
+// the stream's life (fasthttp.BodyWriterTo). Between the events of a slow stream it
+// waits for the engine with models.WaitReady at this shallow depth rather than deep in
+// the stages' Recv: the goroutine's stack then shrinks back (to 8 KiB from 16 or 32
+// with the chain's frames) while the engine works, which is most of a slow stream's
+// life. That costs a peek at the engine's connection per event, next to gaps of
+// milliseconds.
+func (e *events) writeTo(w io.Writer, fill func(), st models.Stream, timeout time.Duration) (int64, error) {
+	var total int64
+	slow := false
+	for {
+		if e.off < len(*e.bp) {
+			now := time.Now()
+			slow = !e.last.IsZero() && now.Sub(e.last) > slowGap
+			e.last = now
+			e.wd.extend(now, timeout)
+			n, err := w.Write((*e.bp)[e.off:])
+			total += int64(n)
+			e.off += n
+			if err != nil {
+				return total, err
+			}
+		}
+		if e.done {
+			return total, nil
+		}
+		*e.bp = (*e.bp)[:0]
+		e.off = 0
+		if slow {
+			models.WaitReady(st)
+		}
+		fill()
+	}
 }
 
 func (b *sseBody) event(data []byte) {
@@ -232,4 +293,8 @@ func (b *sseBody) Close() error {
 	return nil
 }
 
-var _ io.ReadCloser = (*sseBody)(nil)
+var (
+	_ io.ReadCloser         = (*sseBody)(nil)
+	_ fasthttp.BodyWriterTo = (*sseBody)(nil)
+	_ fasthttp.BodyWriterTo = (*anthropicBody)(nil)
+)

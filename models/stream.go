@@ -84,6 +84,24 @@ type Stream interface {
 	Close() error
 }
 
+// Waiter is a Stream that can wait until its next chunk may be ready without reading it.
+// A caller holding a slow stream (an engine generating at tens of tokens a second)
+// waits there between chunks: the wait runs at a shallow depth, so the goroutine's
+// stack shrinks back while the engine works, where a Recv blocked deep in the chain of
+// stages would keep it large. Stages that wrap a stream pass WaitReady on.
+type Waiter interface {
+	// WaitReady returns when a Recv may find its chunk without waiting long. It may
+	// return early (Recv then waits as usual); a failure is left for Recv to report.
+	WaitReady()
+}
+
+// WaitReady waits on st when it is a Waiter, and returns at once otherwise.
+func WaitReady(st Stream) {
+	if w, ok := st.(Waiter); ok {
+		w.WaitReady()
+	}
+}
+
 // TokenCounter counts tokens of text, for usage estimates.
 type TokenCounter interface {
 	CountTokens(text string) int

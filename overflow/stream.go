@@ -63,6 +63,14 @@ func substantive(c *models.Chunk) bool {
 		c.Embeddings != nil || c.Format == models.FormatOpenAIFull || c.Format == models.FormatOpenAIUsage
 }
 
+// WaitReady passes the wait on to the target's stream unless chunks are held back
+// (models.Waiter).
+func (x *routed) WaitReady() {
+	if x.pos >= x.n && !x.eof {
+		models.WaitReady(x.Stream)
+	}
+}
+
 func (x *routed) Recv() (models.Chunk, error) {
 	if x.pos < x.n {
 		c := x.buf[x.pos]

@@ -531,6 +531,9 @@ type held struct {
 // Target is where the scheduler sent the request (backend, upstream model, slot).
 func (h *held) Target() models.Target { return h.t }
 
+// WaitReady passes the wait on to the engine's stream (models.Waiter).
+func (h *held) WaitReady() { models.WaitReady(h.Stream) }
+
 // Recv marks the first token (cost accounting, time-to-first-token estimates).
 func (h *held) Recv() (models.Chunk, error) {
 	c, err := h.Stream.Recv()

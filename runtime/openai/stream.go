@@ -34,6 +34,13 @@ type stream struct {
 
 var _ models.Stream = (*stream)(nil)
 
+// WaitReady waits for the engine's next event (models.Waiter).
+func (s *stream) WaitReady() {
+	if s.sse != nil && !s.done && !s.closed {
+		s.sse.WaitReady()
+	}
+}
+
 func (s *stream) Recv() (models.Chunk, error) {
 	if s.done || s.closed {
 		return models.Chunk{}, io.EOF

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -53,6 +54,9 @@ func (c *Client) Dials() int64 { return c.dials.Load() }
 type conn struct {
 	nc net.Conn
 	br *bufio.Reader // 4 KB, as fasthttp's clients: bodies are read past it, not through it
+	// raw is nc's descriptor for Call.WaitReady (nil for TLS: its reader may hold
+	// decrypted bytes the descriptor does not show).
+	raw syscall.RawConn
 	// deadline is the I/O deadline set on nc. Calls whose deadline is within a second
 	// of it leave it alone: changing a deadline costs timer operations on every call.
 	deadline time.Time
@@ -196,9 +200,9 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 			_ = nc.Close()
 			return nil, err
 		}
-		nc = tc
+		return &conn{nc: tc, br: bufio.NewReaderSize(tc, connReadBuffer)}, nil
 	}
-	return &conn{nc: nc, br: bufio.NewReaderSize(nc, connReadBuffer)}, nil
+	return &conn{nc: nc, br: bufio.NewReaderSize(nc, connReadBuffer), raw: rawConn(nc)}, nil
 }
 
 // connReadBuffer is each connection's read buffer; its request writer comes from the

@@ -11,6 +11,7 @@ import (
 // SSE reads server-sent events from a stream.
 type SSE struct {
 	br    *bufio.Reader
+	src   io.Reader  // what br reads, for WaitReady
 	pool  *sync.Pool // where br goes back on Release (nil: nowhere)
 	data  []byte
 	event []byte
@@ -28,7 +29,7 @@ var ErrEventTooLarge = errors.New("upstream: server-sent event larger than the l
 // sseBuffer is the line reader's buffer: it holds one line at a time (a longer line is
 // gathered in SSE.long). Engines' events are a few hundred bytes, and every stream in
 // flight holds one buffer.
-const sseBuffer = 4 << 10
+const sseBuffer = 1 << 10
 
 // NewSSE reads events from r, each at most maxEvent bytes (0: DefaultMaxEvent), with a
 // reader of its own. Client.SSE reuses pooled readers instead. Call Release when done.
@@ -36,7 +37,7 @@ func NewSSE(r io.Reader, maxEvent int) *SSE {
 	if maxEvent <= 0 {
 		maxEvent = DefaultMaxEvent
 	}
-	return &SSE{br: bufio.NewReaderSize(r, sseBuffer), max: maxEvent}
+	return &SSE{br: bufio.NewReaderSize(r, sseBuffer), src: r, max: maxEvent}
 }
 
 // SSE reads events from r (a response body of c's), each at most c's MaxEvent bytes,
@@ -52,7 +53,7 @@ func (c *Client) SSE(r io.Reader) *SSE {
 	if limit <= 0 {
 		limit = DefaultMaxEvent
 	}
-	return &SSE{br: br, pool: &c.readers, max: limit}
+	return &SSE{br: br, src: r, pool: &c.readers, max: limit}
 }
 
 // Release returns the reader's buffer to its pool.
@@ -63,6 +64,7 @@ func (s *SSE) Release() {
 			s.pool.Put(s.br)
 		}
 		s.br = nil
+		s.src = nil
 	}
 }
 

@@ -1,0 +1,166 @@
+//go:build linux
+
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// sseServer answers one request on a real TCP connection with a chunked event stream:
+// each value sent on writes is written in one write, each of its strings one HTTP chunk.
+// Closing writes closes the connection.
+func sseServer(t *testing.T) (addr string, writes chan<- []string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := make(chan []string)
+	go func() {
+		defer ln.Close()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")); err != nil {
+			return
+		}
+		for chunks := range w {
+			var b []byte
+			for _, s := range chunks {
+				b = fmt.Appendf(b, "%x\r\n%s\r\n", len(s), s)
+			}
+			if _, err := c.Write(b); err != nil {
+				return
+			}
+		}
+	}()
+	return ln.Addr().String(), w
+}
+
+// waitReturns runs s.WaitReady and reports whether it returned within d; the
+// goroutine is done when done is closed.
+func waitReturns(s *SSE, d time.Duration) (ok bool, done <-chan struct{}) {
+	c := make(chan struct{})
+	go func() { s.WaitReady(); close(c) }()
+	select {
+	case <-c:
+		return true, c
+	case <-time.After(d):
+		return false, c
+	}
+}
+
+func mustReturn(t *testing.T, s *SSE, why string) {
+	t.Helper()
+	if ok, _ := waitReturns(s, 5*time.Second); !ok {
+		t.Fatal(why)
+	}
+}
+
+func openSSE(t *testing.T, ctx context.Context, addr string) (*Call, *SSE) {
+	t.Helper()
+	c, err := New("http://"+addr, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	c.Prepare(req, fasthttp.MethodPost, "/v1/chat/completions")
+	req.SetBodyString(`{}`)
+	call, err := c.Do(ctx, req, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(call.Release)
+	s := c.SSE(call)
+	t.Cleanup(s.Release)
+	return call, s
+}
+
+func nextData(t *testing.T, s *SSE, want string) {
+	t.Helper()
+	_, data, err := s.Next()
+	if err != nil || string(data) != want {
+		t.Fatalf("event %q, %v; want %q", data, err, want)
+	}
+}
+
+// TestWaitReady: WaitReady on a streamed body returns when there is something to read
+// and reads nothing of it; it blocks while the engine sends nothing; it never waits on
+// the socket for bytes already buffered (in the SSE reader, or in the connection's reader
+// behind it), and it returns when the engine closes the connection.
+func TestWaitReady(t *testing.T) {
+	addr, writes := sseServer(t)
+	_, s := openSSE(t, context.Background(), addr)
+
+	writes <- []string{"data: 1\n\n"}
+	mustReturn(t, s, "WaitReady did not return with an event sent")
+	nextData(t, s, "1")
+
+	if ok, done := waitReturns(s, 100*time.Millisecond); ok {
+		t.Fatal("WaitReady returned with nothing sent")
+	} else {
+		writes <- []string{"data: 2\n\n"}
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("WaitReady did not return when the event came")
+		}
+	}
+	nextData(t, s, "2")
+
+	// Two events in one chunk: the second is in the SSE reader's buffer.
+	writes <- []string{"data: 3\n\ndata: 4\n\n"}
+	nextData(t, s, "3")
+	mustReturn(t, s, "WaitReady waited on the socket with an event in the SSE reader")
+	nextData(t, s, "4")
+
+	// Two chunks in one write: the SSE reader reads the first chunk alone, and the
+	// second stays in the connection's reader.
+	writes <- []string{"data: 5\n\n", "data: 6\n\n"}
+	nextData(t, s, "5")
+	mustReturn(t, s, "WaitReady waited on the socket with a chunk in the connection's reader")
+	nextData(t, s, "6")
+
+	close(writes)
+	mustReturn(t, s, "WaitReady did not return when the engine closed the connection")
+	if _, _, err := s.Next(); err == nil {
+		t.Fatal("no error after the engine closed the stream")
+	}
+}
+
+// TestWaitReadyCancel: cancelling the call's context wakes a WaitReady, and the next
+// read reports the cancellation.
+func TestWaitReadyCancel(t *testing.T) {
+	addr, writes := sseServer(t)
+	defer close(writes)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, s := openSSE(t, ctx, addr)
+	done := make(chan struct{})
+	go func() { s.WaitReady(); close(done) }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitReady did not return after the call was cancelled")
+	}
+	if _, _, err := s.Next(); err == nil {
+		t.Fatal("no error reading a cancelled call")
+	}
+}
