@@ -41,6 +41,25 @@ func (s *Server) putBuf(p *[]byte) {
 	s.bufs.Put(p)
 }
 
+// getEventBuf is a streamed body's buffer of events not yet written: one chunk's
+// events at a time (a few hundred bytes), held for the stream's whole life, so smaller
+// than getBuf's.
+func (s *Server) getEventBuf() *[]byte {
+	if p, ok := s.evbufs.Get().(*[]byte); ok {
+		return p
+	}
+	b := make([]byte, 0, 1024)
+	return &b
+}
+
+func (s *Server) putEventBuf(p *[]byte) {
+	if cap(*p) > 64<<10 {
+		return
+	}
+	*p = (*p)[:0]
+	s.evbufs.Put(p)
+}
+
 // serve runs one inference request through router and scheduler and answers it.
 func (s *Server) serve(ctx *fasthttp.RequestCtx, kind models.Kind, endpoint string) {
 	if !s.admit() {

@@ -78,6 +78,7 @@ type Server struct {
 	srv     *fasthttp.Server
 	parsers fastjson.ParserPool
 	bufs    sync.Pool
+	evbufs  sync.Pool // a stream's events (getEventBuf)
 	prom    fasthttp.RequestHandler
 	seq     atomic.Uint64
 	idPre   string

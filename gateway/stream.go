@@ -25,7 +25,7 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, endpoint string, t models.Targ
 	_ = ctx.Response.Header.SetTrailer("X-Sluice-Cost-USD")
 	b := &sseBody{s: s, st: st, r: r, t: t, endpoint: endpoint, hdr: &ctx.Response.Header, rc: rc,
 		a: answer{id: idPrefix(r.Kind) + r.ID, model: t.Model, created: r.Arrived.Unix(), kind: r.Kind}}
-	b.bp = s.getBuf()
+	b.bp = s.getEventBuf()
 	var tmp [128]byte
 	b.model = append(b.model, jsonx.AppendString(tmp[:0], t.Model)...)
 	b.wd.arm(ctx, s.opts.Limits.WriteTimeout)
@@ -288,7 +288,7 @@ func (b *sseBody) Close() error {
 	if b.onClose != nil {
 		b.onClose()
 	}
-	b.s.putBuf(b.bp)
+	b.s.putEventBuf(b.bp)
 	b.bp = nil
 	return nil
 }
