@@ -32,6 +32,9 @@ type SoakConfig struct {
 	Progress io.Writer
 	// HeapProfile: write a heap profile of sluice's process here halfway through.
 	HeapProfile string
+	// MidGoroutineProfile: write sluice's goroutines (text) here halfway through, with
+	// the streams open (where each waits, how deep).
+	MidGoroutineProfile string
 	// GoroutineProfile: write sluice's goroutines (text) here after the streams ended
 	// and the goroutine count settled, for finding a leak.
 	GoroutineProfile string
@@ -226,12 +229,17 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 		defer close(sampleDone)
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
-		profiled := cfg.HeapProfile == ""
+		profiled := cfg.HeapProfile == "" && cfg.MidGoroutineProfile == ""
 		for {
 			if !profiled && time.Until(stopAt) < cfg.Duration/2 {
 				profiled = true
-				if err := sl.profile("heap", cfg.HeapProfile); err != nil && cfg.Progress != nil {
-					fmt.Fprintf(cfg.Progress, "soak: heap profile: %v\n", err)
+				for _, p := range [][2]string{{"heap", cfg.HeapProfile}, {"goroutine", cfg.MidGoroutineProfile}} {
+					if p[1] == "" {
+						continue
+					}
+					if err := sl.profile(p[0], p[1]); err != nil && cfg.Progress != nil {
+						fmt.Fprintf(cfg.Progress, "soak: %s profile: %v\n", p[0], err)
+					}
 				}
 			}
 			select {

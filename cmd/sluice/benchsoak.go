@@ -42,6 +42,7 @@ func benchSoak(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Float64Var(&c.MaxRSSMB, "max-rss-mb", 60, "target for sluice's peak RSS, MiB")
 	fs.StringVar(&c.HeapProfile, "sluice-memprofile", "", "write a heap profile of sluice's process to this file halfway through")
 	fs.StringVar(&c.GoroutineProfile, "sluice-goroutines", "", "write sluice's goroutines (text) to this file after the streams ended")
+	fs.StringVar(&c.MidGoroutineProfile, "sluice-goroutines-mid", "", "write sluice's goroutines (text) to this file halfway through, the streams open")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object as the last line")
 	fs.BoolVar(&gate, "gate", false, "exit non-zero when a target is missed")
 	if err := fs.Parse(args); err != nil {
