@@ -217,6 +217,32 @@ func (b *Builtin) weigh(a *analysis, dense bool) {
 }
 
 // learn counts an analysed question (its features) as one document.
+// analysed is what indexing a question needs of its analysis: the index partition, the
+// dense vector and the document-frequency buckets of its features (for learn). A
+// non-streamed miss keeps it from the lookup, so the indexer analyses nothing again.
+type analysed struct {
+	part  Scope
+	dense []float32
+	df    []uint32
+}
+
+// keep copies what indexing needs out of a (which goes back to the pool).
+func (b *Builtin) keep(a *analysis, part Scope) *analysed {
+	df := make([]uint32, len(a.feats))
+	for i, f := range a.feats {
+		df[i] = uint32(dfBucket(f.h))
+	}
+	return &analysed{part: part, dense: slices.Clone(a.dense), df: df}
+}
+
+// learnKept is learn for a kept analysis.
+func (b *Builtin) learnKept(k *analysed) {
+	for _, i := range k.df {
+		b.df[i].Add(1)
+	}
+	b.n.Add(1)
+}
+
 func (b *Builtin) learn(a *analysis) {
 	for _, f := range a.feats {
 		b.df[dfBucket(f.h)].Add(1)

@@ -191,10 +191,10 @@ func (s *Stage) flush(ctx context.Context, batch []*pending) {
 	// (Redis) must find them waiting, and an eviction during the put takes them out.
 	var queued []Key
 	if s.o.Semantic {
-		for _, e := range es {
-			if s.semanticFor(e.Question) {
-				s.queueIndex(e)
-				queued = append(queued, e.Key)
+		for _, p := range batch {
+			if p.e != nil && s.semanticFor(p.e.Question) {
+				s.queueIndex(p.e, p.kept)
+				queued = append(queued, p.e.Key)
 			}
 		}
 	}
@@ -227,9 +227,10 @@ type indexer struct {
 
 // waitEntry is an entry waiting to be indexed.
 type waitEntry struct {
-	e      *Entry // without its answer
-	answer uint64 // the answer's hash
-	gone   bool   // left the store meanwhile: skip it
+	e      *Entry    // without its answer
+	answer uint64    // the answer's hash
+	kept   *analysed // the question's analysis, when the lookup's was kept
+	gone   bool      // left the store meanwhile: skip it
 }
 
 // indexBurst is the most indexing time the budget lets accumulate (a burst of ~300
@@ -283,9 +284,9 @@ func (x *indexer) isWaiting(k Key) bool {
 }
 
 // queueIndex adds a stored entry to the indexing backlog, dropping the oldest when full.
-func (s *Stage) queueIndex(e *Entry) {
+func (s *Stage) queueIndex(e *Entry, kept *analysed) {
 	x := &s.idx
-	w := &waitEntry{answer: e.Answer.hash(), e: &Entry{Key: e.Key, Scope: e.Scope, Tenant: e.Tenant, Model: e.Model,
+	w := &waitEntry{answer: e.Answer.hash(), kept: kept, e: &Entry{Key: e.Key, Scope: e.Scope, Tenant: e.Tenant, Model: e.Model,
 		Kind: e.Kind, Question: e.Question, Vector: e.Vector, EmbedderID: e.EmbedderID, Expires: e.Expires}}
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -341,7 +342,7 @@ func (s *Stage) drainIndex(ctx context.Context, force bool) {
 		// Indexed under the lock: a removal of this key now waits, then finds it in the
 		// index.
 		start := time.Now()
-		s.indexEntryAnswer(ctx, w.e, w.answer)
+		s.indexEntryAnswer(ctx, w.e, w.answer, w.kept)
 		x.mu.Unlock()
 		if !unbounded && !force {
 			x.credit -= time.Since(start)
@@ -363,27 +364,35 @@ func (s *Stage) drainIndex(ctx context.Context, force bool) {
 
 // indexEntry adds an entry to the semantic index (learning its words' frequencies).
 func (s *Stage) indexEntry(ctx context.Context, e *Entry) {
-	s.indexEntryAnswer(ctx, e, e.Answer.hash())
+	s.indexEntryAnswer(ctx, e, e.Answer.hash(), nil)
 }
 
 // indexEntryAnswer is indexEntry with the answer's hash given (a backlog entry holds the
 // hash, not the answer).
-func (s *Stage) indexEntryAnswer(ctx context.Context, e *Entry, answer uint64) {
+func (s *Stage) indexEntryAnswer(ctx context.Context, e *Entry, answer uint64, kept *analysed) {
 	if !s.semanticFor(e.Question) {
 		return
 	}
 	if s.index.Has(e.Key, answer) {
 		return
 	}
-	a := s.builtin.get()
-	s.builtin.analyze(a, e.Question, s.emb == s.builtin)
-	s.builtin.learn(a)
-	part := partition(e.Scope, &a.facts)
+	var part Scope
 	var v []float32
-	if s.emb == s.builtin {
-		v = slices.Clone(a.dense)
+	if kept != nil && s.emb == s.builtin {
+		// The lookup's analysis of the same question, with the document frequencies
+		// of a few milliseconds before.
+		s.builtin.learnKept(kept)
+		part, v = kept.part, kept.dense
+	} else {
+		a := s.builtin.get()
+		s.builtin.analyze(a, e.Question, s.emb == s.builtin)
+		s.builtin.learn(a)
+		part = partition(e.Scope, &a.facts)
+		if s.emb == s.builtin {
+			v = slices.Clone(a.dense)
+		}
+		s.builtin.put(a)
 	}
-	s.builtin.put(a)
 	if s.emb != s.builtin {
 		if e.EmbedderID != s.emb.ID() || len(e.Vector) == 0 {
 			vs, err := s.emb.Embed(ctx, []string{e.Question})

@@ -234,19 +234,26 @@ func (s *Stage) Open(ctx context.Context, t models.Target, r *models.Request) (m
 		}
 		q = hq
 		if q != nil && s.emb == s.builtin {
-			// Only an engine embedder's vector is kept for the store; the built-in
-			// analysis would otherwise be held for as long as the answer streams.
-			s.builtin.put(q.a)
+			// The built-in analysis is not held while the answer runs (a stream may
+			// last minutes). A non-streamed answer keeps what the indexer needs of it,
+			// when the lookup went as far as the vector (q.vec), so the indexer does
+			// not analyse the question again; a stream's is analysed again when stored.
+			var kept *analysed
+			if !r.Stream && q.vec != nil {
+				kept = s.builtin.keep(q.a, q.part)
+			}
+			q.free(s.builtin)
 			q = nil
+			if kept != nil {
+				q = &query{kept: kept}
+			}
 		}
 	}
 	r.Trace.Cache = ResultMiss
 	s.m.miss.Inc()
 	st, err := s.next.Open(ctx, t, r)
 	if err != nil {
-		if q != nil {
-			s.builtin.put(q.a)
-		}
+		q.free(s.builtin)
 		return nil, err
 	}
 	return s.tee(st, t, r, rk, q), nil
@@ -259,9 +266,18 @@ func (s *Stage) semanticFor(question string) bool {
 
 // query is a request's analysed question, kept from the lookup for the store.
 type query struct {
-	a    *analysis // built-in analysis (pooled)
+	a    *analysis // built-in analysis (pooled; nil once given back)
 	part Scope     // the index partition it belongs to
 	vec  []float32 // the embedder's vector, when made
+	kept *analysed // what the indexer needs of a, for a non-streamed answer
+}
+
+// free gives the built-in analysis back to its pool.
+func (q *query) free(b *Builtin) {
+	if q != nil && q.a != nil {
+		b.put(q.a)
+		q.a = nil
+	}
 }
 
 // lookup returns a replay of a cached answer, or nil and the analysed question (when

@@ -377,3 +377,26 @@ func TestLongQuestionsMatchExactly(t *testing.T) {
 		}
 	}
 }
+
+// TestSemanticHitOfKeptAnalysis: a non-streamed miss whose lookup analysed its question
+// (the scope had entries) is indexed from that analysis, and its paraphrase then hits it;
+// a streamed one is analysed again when stored, and hits the same way.
+func TestSemanticHitOfKeptAnalysis(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		s, _ := stageOver(t, cache.NewMemory(cache.StoreOptions{}), &storetest.Scripted{}, cache.Options{Semantic: true})
+		open(t, s, storetest.Request("t", "s", "How do I reset my password?", stream)) // the scope's first
+		r := storetest.Request("t", "s", "Where can I download the invoice for my order?", stream)
+		if open(t, s, r); r.Trace.Cache != cache.ResultMiss {
+			t.Fatalf("stream %v: second question: %q", stream, r.Trace.Cache)
+		}
+		r = storetest.Request("t", "s", "Where do I download the invoice for my order?", stream)
+		_, cs := open(t, s, r)
+		var text strings.Builder
+		for _, c := range cs {
+			text.WriteString(c.Text)
+		}
+		if r.Trace.Cache != cache.ResultHitSemantic || !strings.Contains(text.String(), "question=Where can I download") {
+			t.Fatalf("stream %v: paraphrase: %q %+v", stream, r.Trace.Cache, cs)
+		}
+	}
+}

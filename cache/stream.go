@@ -173,6 +173,9 @@ func (c *tee) keep() {
 	if c.q != nil && c.q.vec != nil && s.emb != s.builtin {
 		p.vec = c.q.vec
 	}
+	if c.q != nil && e.Question != "" {
+		p.kept = c.q.kept
+	}
 	c.release()
 	if !s.enqueue(p) {
 		s.m.dropped.Inc()
@@ -192,16 +195,15 @@ func (c *tee) region() string {
 }
 
 func (c *tee) release() {
-	if c.q != nil {
-		c.s.builtin.put(c.q.a)
-		c.q = nil
-	}
+	c.q.free(c.s.builtin)
+	c.q = nil
 }
 
 // pending is an answer waiting to be stored.
 type pending struct {
 	e    *Entry
 	vec  []float32     // the engine embedder's vector, if the lookup made one
+	kept *analysed     // the built-in analysis the lookup made, for the indexer
 	done chan struct{} // a Flush barrier (e is nil)
 }
 
