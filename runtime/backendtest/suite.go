@@ -34,6 +34,8 @@ type Harness struct {
 	// StreamsCloseConn: the engine closes the connection after a streamed answer
 	// (llama-server), so only non-streamed requests reuse connections.
 	StreamsCloseConn bool
+	// Waiter: the backend's streams implement models.Waiter.
+	Waiter bool
 }
 
 func chatReq(stream bool, maxTokens int) *models.Request {
@@ -117,6 +119,54 @@ func Run(t *testing.T, h Harness) {
 		if _, err := st.Recv(); err != io.EOF {
 			t.Fatalf("Recv after close = %v, want EOF", err)
 		}
+		checkIdle(t)
+	})
+
+	t.Run("chat stream waited on", func(t *testing.T) {
+		// A reader that waits for each chunk with models.WaitReady before Recv (as the
+		// gateway does between a slow stream's events) gets the whole answer, and no
+		// wait hangs: not after the last event, not with chunks already buffered.
+		st, err := h.Backend.Open(ctx, h.Chat, chatReq(true, 24))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		if _, ok := st.(models.Waiter); ok != h.Waiter {
+			t.Fatalf("stream implements models.Waiter: %v, harness says %v", ok, h.Waiter)
+		}
+		var (
+			text, finish string
+			n            int
+			rerr         error
+		)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				models.WaitReady(st)
+				c, err := st.Recv()
+				if err != nil {
+					if err != io.EOF {
+						rerr = err
+					}
+					return
+				}
+				n++
+				text += c.Text
+				if c.FinishReason != "" {
+					finish = c.FinishReason
+				}
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Fatalf("no end after a minute: %d chunks read, WaitReady or Recv hangs", n)
+		}
+		if rerr != nil || n < 3 || strings.TrimSpace(text) == "" || finish == "" {
+			t.Fatalf("waited stream: %d chunks, text %q, finish %q, error %v", n, text, finish, rerr)
+		}
+		st.Close()
 		checkIdle(t)
 	})
 

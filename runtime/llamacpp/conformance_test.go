@@ -31,5 +31,6 @@ func TestConformance(t *testing.T) {
 		// llama-server (cpp-httplib) closes the connection after a streamed answer,
 		// though it announces keep-alive; sluice does not reuse those.
 		StreamsCloseConn: true,
+		Waiter:           true,
 	})
 }

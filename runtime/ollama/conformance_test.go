@@ -17,5 +17,6 @@ func TestConformance(t *testing.T) {
 		Embed:    models.Target{Backend: "ollama", UpstreamModel: embedModel},
 		Kill:     p.Kill,
 		InFlight: b.InFlight,
+		Waiter:   true,
 	})
 }

@@ -73,6 +73,17 @@ func (s *stream) first() error {
 	return nil
 }
 
+// WaitReady receives the next chunk ahead of Recv (models.Waiter): the caller waits on
+// the producer's channel, at its own depth.
+func (s *stream) WaitReady() {
+	if s.peek != nil || s.eof || s.closed.Load() {
+		return
+	}
+	if c, ok := <-s.ch; ok {
+		s.peek = &c
+	}
+}
+
 func (s *stream) Recv() (models.Chunk, error) {
 	if s.eof || s.closed.Load() {
 		return models.Chunk{}, io.EOF

@@ -27,5 +27,6 @@ func TestConformanceOllamaV1(t *testing.T) {
 		Kill:     o.Kill,
 		InFlight: b.InFlight,
 		Dials:    b.Dials,
+		Waiter:   true,
 	})
 }
