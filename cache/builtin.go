@@ -216,7 +216,6 @@ func (b *Builtin) weigh(a *analysis, dense bool) {
 	}
 }
 
-// learn counts an analysed question (its features) as one document.
 // analysed is what indexing a question needs of its analysis: the index partition, the
 // dense vector and the document-frequency buckets of its features (for learn). A
 // non-streamed miss keeps it from the lookup, so the indexer analyses nothing again.
@@ -243,6 +242,7 @@ func (b *Builtin) learnKept(k *analysed) {
 	b.n.Add(1)
 }
 
+// learn counts an analysed question (its features) as one document.
 func (b *Builtin) learn(a *analysis) {
 	for _, f := range a.feats {
 		b.df[dfBucket(f.h)].Add(1)

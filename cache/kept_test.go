@@ -56,3 +56,28 @@ func TestKeptAnalysis(t *testing.T) {
 		}
 	}
 }
+
+// TestBacklogLetsGoOfGoneEntries: entries replaced (or evicted) while the budget holds
+// the backlog up let go of their question and kept analysis, and the backlog is compacted
+// instead of growing with them.
+func TestBacklogLetsGoOfGoneEntries(t *testing.T) {
+	s := &Stage{o: Options{IndexBacklog: 4096}}
+	k := &analysed{dense: make([]float32, BuiltinDim), df: make([]uint32, 500)}
+	for i := range 10000 {
+		s.queueIndex(&Entry{Key: Key{byte(i % 3)}, Question: "How do I reset my password?"}, k)
+	}
+	x := &s.idx
+	if len(x.waiting) != 3 || len(x.backlog) > 2*3+64+1 {
+		t.Fatalf("3 keys waiting, backlog of %d after 10,000 replacements", len(x.backlog))
+	}
+	for _, w := range x.backlog {
+		if w.gone && (w.e != nil || w.kept != nil) {
+			t.Fatal("a replaced entry still holds its question or analysis")
+		}
+	}
+	w := x.waiting[Key{0}]
+	x.forget(Key{0})
+	if !w.gone || w.e != nil || w.kept != nil {
+		t.Fatalf("a forgotten entry: %+v", w)
+	}
+}

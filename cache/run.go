@@ -233,6 +233,14 @@ type waitEntry struct {
 	gone   bool      // left the store meanwhile: skip it
 }
 
+// drop marks w gone and lets go of what it holds: it stays in the backlog, a few words,
+// until it reaches the front or the backlog is compacted.
+func (w *waitEntry) drop() {
+	w.gone = true
+	w.e = nil
+	w.kept = nil
+}
+
 // indexBurst is the most indexing time the budget lets accumulate (a burst of ~300
 // questions of 1 KB is indexed at once).
 const indexBurst = 50 * time.Millisecond
@@ -253,7 +261,7 @@ func (x *indexer) forget(keys ...Key) {
 	x.mu.Lock()
 	for _, k := range keys {
 		if w := x.waiting[k]; w != nil {
-			w.gone = true
+			w.drop()
 			delete(x.waiting, k)
 		}
 	}
@@ -267,7 +275,7 @@ func (x *indexer) forgetScope(tenant, model string) {
 	x.mu.Lock()
 	for k, w := range x.waiting {
 		if match(k) {
-			w.gone = true
+			w.drop()
 			delete(x.waiting, k)
 		}
 	}
@@ -294,7 +302,7 @@ func (s *Stage) queueIndex(e *Entry, kept *analysed) {
 		x.waiting = map[Key]*waitEntry{}
 	}
 	if old := x.waiting[e.Key]; old != nil {
-		old.gone = true // replaced: the newer answer is indexed
+		old.drop() // replaced: the newer answer is indexed
 	}
 	for len(x.waiting) >= s.o.IndexBacklog && len(x.backlog) > 0 {
 		old := x.backlog[0]
@@ -307,6 +315,18 @@ func (s *Stage) queueIndex(e *Entry, kept *analysed) {
 	}
 	x.waiting[e.Key] = w
 	x.backlog = append(x.backlog, w)
+	if len(x.backlog) > 2*len(x.waiting)+64 {
+		// Mostly entries gone meanwhile (replaced, evicted, purged) while the budget held
+		// the backlog up: keep the live ones, in order.
+		live := x.backlog[:0]
+		for _, b := range x.backlog {
+			if !b.gone {
+				live = append(live, b)
+			}
+		}
+		clear(x.backlog[len(live):])
+		x.backlog = live
+	}
 	x.n.Store(int64(len(x.waiting)))
 }
 
@@ -379,8 +399,9 @@ func (s *Stage) indexEntryAnswer(ctx context.Context, e *Entry, answer uint64, k
 	var part Scope
 	var v []float32
 	if kept != nil && s.emb == s.builtin {
-		// The lookup's analysis of the same question, with the document frequencies
-		// of a few milliseconds before.
+		// The lookup's analysis of the same question, weighed with the document
+		// frequencies of before the engine call (and the wait in the backlog): this
+		// vector only finds candidates, and a match's similarity is computed afresh.
 		s.builtin.learnKept(kept)
 		part, v = kept.part, kept.dense
 	} else {

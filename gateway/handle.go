@@ -53,8 +53,8 @@ func (s *Server) getEventBuf() *[]byte {
 }
 
 func (s *Server) putEventBuf(p *[]byte) {
-	if cap(*p) > 64<<10 {
-		return
+	if cap(*p) > 4<<10 {
+		return // grown by a large event (a cached answer replayed whole): not for the next stream
 	}
 	*p = (*p)[:0]
 	s.evbufs.Put(p)

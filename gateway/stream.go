@@ -13,10 +13,11 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// stream answers with server-sent events. The body is produced by sseBody, a reader that
-// fasthttp pulls from on the connection's own goroutine: no extra goroutine per stream.
-// When the client goes away, fasthttp's write fails and it closes the reader, which
-// closes the engine stream (and its connection) at once.
+// stream answers with server-sent events. The body is produced by sseBody, which fasthttp
+// drives on the connection's own goroutine (through WriteTo; Read is the same stream as
+// an io.Reader): no extra goroutine per stream. When the client goes away, fasthttp's
+// write fails and it closes the body, which closes the engine stream (and its
+// connection) at once.
 func (s *Server) stream(ctx *fasthttp.RequestCtx, endpoint string, t models.Target, r *models.Request, st models.Stream, rc reqCtx) {
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
