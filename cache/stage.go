@@ -211,8 +211,28 @@ func (s *Stage) cacheable(t models.Target, r *models.Request) string {
 
 // Open answers r from the cache or opens the next stage and keeps its answer.
 func (s *Stage) Open(ctx context.Context, t models.Target, r *models.Request) (models.Stream, error) {
+	hit, c := s.prepare(ctx, t, r)
+	if hit != nil {
+		return hit, nil
+	}
+	st, err := s.next.Open(ctx, t, r)
+	if c == nil || err != nil {
+		c.release() // nil: bypassed
+		return st, err
+	}
+	c.inner = st
+	return c, nil
+}
+
+// prepare looks r up: a hit's replay, or the tee that keeps the next stage's answer (its
+// inner stream unset), or neither when r bypasses the cache. Apart from Open, so that
+// the lookup's frame is not on the stack below the stages that follow (the request's
+// goroutine then stays within its first 8 KiB stack).
+//
+//go:noinline
+func (s *Stage) prepare(ctx context.Context, t models.Target, r *models.Request) (models.Stream, *tee) {
 	if r.Kind == models.KindEmbedding {
-		return s.next.Open(ctx, t, r)
+		return nil, nil
 	}
 	why := s.cacheable(t, r)
 	var rk requestKey
@@ -222,7 +242,7 @@ func (s *Stage) Open(ctx context.Context, t models.Target, r *models.Request) (m
 	if why != "" {
 		r.Trace.Cache = ResultBypass
 		s.m.bypass[why].Inc()
-		return s.next.Open(ctx, t, r)
+		return nil, nil
 	}
 	var q *query
 	if r.Cache&models.CacheNoRead == 0 {
@@ -234,29 +254,31 @@ func (s *Stage) Open(ctx context.Context, t models.Target, r *models.Request) (m
 		}
 		q = hq
 		if q != nil && s.emb == s.builtin {
-			// The built-in analysis is not held while the answer runs (a stream may
-			// last minutes). A non-streamed answer keeps what the indexer needs of it,
-			// when the lookup went as far as the vector (q.vec), so the indexer does
-			// not analyse the question again; a stream's is analysed again when stored.
-			var kept *analysed
-			if !r.Stream && q.vec != nil {
-				kept = s.builtin.keep(q.a, q.part)
-			}
-			q.free(s.builtin)
-			q = nil
-			if kept != nil {
-				q = &query{kept: kept}
-			}
+			q = s.slim(q, r.Stream)
 		}
 	}
 	r.Trace.Cache = ResultMiss
 	s.m.miss.Inc()
-	st, err := s.next.Open(ctx, t, r)
-	if err != nil {
-		q.free(s.builtin)
-		return nil, err
+	return nil, s.tee(nil, t, r, rk, q)
+}
+
+// slim gives the built-in analysis back: it is not held while the answer runs (a stream
+// may last minutes). A non-streamed answer keeps what the indexer needs of it, when the
+// lookup went as far as the vector (q.vec), so the indexer does not analyse the question
+// again; a stream's is analysed again when stored. Not inlined: Open's frame is on every
+// request's stack, and a stack grown past 16 KiB is slow to shrink back.
+//
+//go:noinline
+func (s *Stage) slim(q *query, stream bool) *query {
+	var kept *analysed
+	if !stream && q.vec != nil {
+		kept = s.builtin.keep(q.a, q.part)
 	}
-	return s.tee(st, t, r, rk, q), nil
+	q.free(s.builtin)
+	if kept == nil {
+		return nil
+	}
+	return &query{kept: kept}
 }
 
 // semanticFor reports whether question takes part in semantic matching.

@@ -195,6 +195,9 @@ func (c *tee) region() string {
 }
 
 func (c *tee) release() {
+	if c == nil {
+		return
+	}
 	c.q.free(c.s.builtin)
 	c.q = nil
 }

@@ -73,10 +73,23 @@ func NewBudget(next Opener, l *Ledger, opts BudgetOptions) *Budget {
 
 // Open implements the stage.
 func (b *Budget) Open(ctx context.Context, t models.Target, r *models.Request) (models.Stream, error) {
-	k := r.Key
-	if !k.Limited() || b.l == nil {
-		return b.next.Open(ctx, t, r)
+	if r.Key.Limited() && b.l != nil {
+		var err error
+		if t, err = b.reserve(ctx, t, r); err != nil {
+			return nil, err
+		}
 	}
+	return b.next.Open(ctx, t, r)
+}
+
+// reserve reserves r's tokens and dollars against its key's limits and returns the
+// target to open (local candidates only when the budget cannot pay for the cloud's).
+// Apart from Open, so that its frame is not on the stack below the stages that follow
+// (the request's goroutine then stays within its first 8 KiB stack).
+//
+//go:noinline
+func (b *Budget) reserve(ctx context.Context, t models.Target, r *models.Request) (models.Target, error) {
+	k := r.Key
 	now := b.opts.Now()
 	prompt, completion := estimateTokens(r, b.opts.DefaultMaxTokens)
 	var usd float64
@@ -124,17 +137,17 @@ func (b *Budget) Open(ctx context.Context, t models.Target, r *models.Request) (
 	if err != nil {
 		if le, ok := AsLimit(err); ok {
 			b.rejections.WithLabelValues(le.Limit).Inc()
-			return nil, err
+			return t, err
 		}
 		var me *models.Error
 		if errors.As(err, &me) {
-			return nil, err
+			return t, err
 		}
 		// Without the store no limit can be checked: refuse rather than overspend.
-		return nil, &models.Error{Kind: models.ErrUnavailable, Code: "budget_unavailable", RetryAfter: time.Second, Err: err,
+		return t, &models.Error{Kind: models.ErrUnavailable, Code: "budget_unavailable", RetryAfter: time.Second, Err: err,
 			Msg: "usage limits cannot be checked right now; retry shortly"}
 	}
-	return b.next.Open(ctx, t, r)
+	return t, nil
 }
 
 func (b *Budget) price(c models.Candidate) (float64, float64, bool) {
