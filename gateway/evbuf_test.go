@@ -7,10 +7,11 @@ import "testing"
 // open for minutes, starts small again.
 func TestEventBufNotGrownForNext(t *testing.T) {
 	s := &Server{}
-	p := s.getEventBuf()
+	s.initPools()
+	p := s.evbufs.get()
 	*p = append(*p, make([]byte, 40<<10)...)
-	s.putEventBuf(p)
-	q := s.getEventBuf()
+	s.evbufs.put(p)
+	q := s.evbufs.get()
 	if cap(*q) > 4<<10 {
 		t.Fatalf("the next stream's event buffer: cap %d", cap(*q))
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sluice-llm/sluice/internal/jsonx"
@@ -25,39 +26,36 @@ func (s *Server) newID() string {
 	return s.idPre + strconv.FormatUint(s.seq.Add(1), 36)
 }
 
-func (s *Server) getBuf() *[]byte {
-	if p, ok := s.bufs.Get().(*[]byte); ok {
-		return p
+// bufPool hands out byte buffers of a starting size and takes back those that did not
+// grow past max.
+type bufPool struct {
+	pool      sync.Pool
+	size, max int
+}
+
+func (p *bufPool) get() *[]byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
+		return b
 	}
-	b := make([]byte, 0, 4096)
+	b := make([]byte, 0, p.size)
 	return &b
 }
 
-func (s *Server) putBuf(p *[]byte) {
-	if cap(*p) > 1<<20 {
-		return
+func (p *bufPool) put(b *[]byte) {
+	if cap(*b) > p.max {
+		return // grown by a large answer or event: not for the next request
 	}
-	*p = (*p)[:0]
-	s.bufs.Put(p)
+	*b = (*b)[:0]
+	p.pool.Put(b)
 }
 
-// getEventBuf is a streamed body's buffer of events not yet written: one chunk's
-// events at a time (a few hundred bytes), held for the stream's whole life, so smaller
-// than getBuf's.
-func (s *Server) getEventBuf() *[]byte {
-	if p, ok := s.evbufs.Get().(*[]byte); ok {
-		return p
-	}
-	b := make([]byte, 0, 1024)
-	return &b
-}
-
-func (s *Server) putEventBuf(p *[]byte) {
-	if cap(*p) > 4<<10 {
-		return // grown by a large event (a cached answer replayed whole): not for the next stream
-	}
-	*p = (*p)[:0]
-	s.evbufs.Put(p)
+// initPools sizes the server's buffers: bufs for whole answers; evbufs for a streamed
+// body's events not yet written, one chunk's at a time (a few hundred bytes) but held
+// for the stream's whole life, so small, and not pooled once a large event (a cached
+// answer replayed whole) grew one.
+func (s *Server) initPools() {
+	s.bufs.size, s.bufs.max = 4096, 1<<20
+	s.evbufs.size, s.evbufs.max = 1024, 4<<10
 }
 
 // serve runs one inference request through router and scheduler and answers it.
@@ -183,9 +181,9 @@ func (s *Server) serveAdmitted(ctx *fasthttp.RequestCtx, kind models.Kind, endpo
 // respond writes a non-streamed answer.
 func (s *Server) respond(ctx *fasthttp.RequestCtx, endpoint string, t models.Target, r *models.Request, st models.Stream) {
 	defer s.m.inflight.Dec()
-	bp, rp := s.getBuf(), s.getBuf()
+	bp, rp := s.bufs.get(), s.bufs.get()
 	out, rawBody := (*bp)[:0], (*rp)[:0]
-	defer func() { *bp, *rp = out[:0], rawBody[:0]; s.putBuf(bp); s.putBuf(rp) }()
+	defer func() { *bp, *rp = out[:0], rawBody[:0]; s.bufs.put(bp); s.bufs.put(rp) }()
 	var (
 		role, finish string
 		text         []byte

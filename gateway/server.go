@@ -77,8 +77,8 @@ type Server struct {
 	m       *metrics
 	srv     *fasthttp.Server
 	parsers fastjson.ParserPool
-	bufs    sync.Pool
-	evbufs  sync.Pool // a stream's events (getEventBuf)
+	bufs    bufPool
+	evbufs  bufPool // a stream's events
 	prom    fasthttp.RequestHandler
 	seq     atomic.Uint64
 	idPre   string
@@ -115,6 +115,7 @@ func New(opts Options) (*Server, error) {
 	}
 	opts.Limits.applyDefaults()
 	s := &Server{opts: opts, m: newMetrics(opts.Registry), gate: newBodyGate(opts.Limits, opts.MaxBodyBytes), keys: opts.Keys}
+	s.initPools()
 	if s.keys == nil && len(opts.APIKeys) > 0 {
 		s.keys = newStaticKeys(opts.APIKeys)
 	}

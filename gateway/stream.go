@@ -26,7 +26,7 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, endpoint string, t models.Targ
 	_ = ctx.Response.Header.SetTrailer("X-Sluice-Cost-USD")
 	b := &sseBody{s: s, st: st, r: r, t: t, endpoint: endpoint, hdr: &ctx.Response.Header, rc: rc,
 		a: answer{id: idPrefix(r.Kind) + r.ID, model: t.Model, created: r.Arrived.Unix(), kind: r.Kind}}
-	b.bp = s.getEventBuf()
+	b.bp = s.evbufs.get()
 	var tmp [128]byte
 	b.model = append(b.model, jsonx.AppendString(tmp[:0], t.Model)...)
 	b.wd.arm(ctx, s.opts.Limits.WriteTimeout)
@@ -289,7 +289,7 @@ func (b *sseBody) Close() error {
 	if b.onClose != nil {
 		b.onClose()
 	}
-	b.s.putEventBuf(b.bp)
+	b.s.evbufs.put(b.bp)
 	b.bp = nil
 	return nil
 }
