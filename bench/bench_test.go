@@ -344,17 +344,27 @@ func TestConfigRejects(t *testing.T) {
 // BenchmarkGatewayChat drives sluice's pipeline handler in process (the fake engine is
 // still reached over loopback, as in production) for profiling its hot path:
 //
-//	go test ./bench -run '^$' -bench GatewayChat -cpuprofile cpu.out
+//	go test ./bench -run '^$' -bench GatewayChat -cpuprofile cpu.out -memprofile mem.out
 //
-// The null proxy's handler runs beside it, so the difference per operation is what the
-// pipeline costs beyond a do-nothing hop.
+// The requests are the gateway bench's: prompts from ../shared/data when it is there (a
+// synthetic request otherwise), each with a ticket number of its own (every request a
+// cache miss), and an API key. The null proxy's handler runs beside it, so the
+// difference per operation is what the pipeline costs beyond a do-nothing hop.
 func BenchmarkGatewayChat(b *testing.B) {
 	up, err := startUpstream(EngineOptions{}, "")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer up.close()
-	pl, err := newPipeline(b.Context(), up.addr(), HopOptions{})
+	tr, err := LoadTraffic(TrafficOptions{Data: benchData()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, err := newAPIKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pl, err := newPipeline(b.Context(), up.addr(), HopOptions{APIKey: key})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -366,6 +376,7 @@ func BenchmarkGatewayChat(b *testing.B) {
 		name string
 		h    fasthttp.RequestHandler
 	}{{"sluice", pl.gw.Handler()}, {"null", np.handle}}
+	var ticket uint64
 	for _, hd := range handlers {
 		for _, mode := range []Mode{NonStream, Stream} {
 			b.Run(hd.name+"/"+string(mode), func(b *testing.B) {
@@ -374,16 +385,18 @@ func BenchmarkGatewayChat(b *testing.B) {
 				req.Header.SetHost("sluice.bench")
 				req.Header.SetMethod(fasthttp.MethodPost)
 				req.Header.SetContentType("application/json")
-				body, _ := syntheticTraffic().body(mode, 0)
-				req.SetBody(body)
+				req.Header.Set("Authorization", "Bearer "+key)
 				var ctx fasthttp.RequestCtx
-				ctx.Init(&req, nil, nil)
 				buf := make([]byte, 0, 4096)
 				b.ReportAllocs()
 				for b.Loop() {
-					ctx.Response.Reset()
+					ticket++
+					body, mark := tr.body(mode, ticket)
+					req.SetBody(body)
+					stamp(req.Body(), mark, ticket)
+					ctx.Init(&req, nil, nil)
 					hd.h(&ctx)
-					body := ctx.Response.Body()
+					body = ctx.Response.Body()
 					if bs := ctx.Response.BodyStream(); bs != nil {
 						w := bytes.NewBuffer(buf[:0])
 						if _, err := io.Copy(w, bs); err != nil {
@@ -397,10 +410,21 @@ func BenchmarkGatewayChat(b *testing.B) {
 					if err := chk.validate(mode, ctx.Response.StatusCode(), body); err != nil {
 						b.Fatal(err)
 					}
+					ctx.Response.Reset()
 				}
 			})
 		}
 	}
+}
+
+// benchData is the shared data directory seen from this package, or "" (a synthetic
+// request) when this checkout has none beside it.
+func benchData() string {
+	d := filepath.Join("..", "..", "shared", "data")
+	if _, err := os.Stat(filepath.Join(d, "route")); err != nil {
+		return ""
+	}
+	return d
 }
 
 func TestStamp(t *testing.T) {

@@ -44,7 +44,9 @@ func BenchmarkSemanticMiss(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx) // the writer Flush waits for
 	now := time.Now()
 	sys := "You are a concise assistant for a travel company. Answer in one short sentence."
 	var es []*cache.Entry

@@ -120,14 +120,17 @@ func (b *Builtin) get() *analysis {
 
 func (b *Builtin) put(a *analysis) { b.pool.Put(a) }
 
-// hashes appends the features of toks to hs, with their kind weights in ws.
+// hashes gives fn each feature of toks with its kind weight, and sets each token's h.
 func hashes(toks []token, fn func(h uint64, w float32)) {
 	var buf [64]byte
 	prev := uint64(0)
-	for i, t := range toks {
+	for i := range toks {
+		t := &toks[i]
 		h := xxhash.Sum64String(t.w)
+		t.h = h
 		w := float32(wWord)
-		if stopword(t.w) {
+		stop := t.lex&lexStop != 0
+		if stop {
 			w = wStop
 		}
 		if t.digits {
@@ -139,7 +142,7 @@ func hashes(toks []token, fn func(h uint64, w float32)) {
 			fn((prev*31+h)^kindPair, wPair)
 		}
 		prev = h
-		if !t.digits && len(t.w) >= 4 && !stopword(t.w) {
+		if !t.digits && len(t.w) >= 4 && !stop {
 			// character trigrams with word boundaries: "#cat", gives "#ca", "cat", "at#"
 			n := copy(buf[1:len(buf)-1], t.w)
 			buf[0] = '#'
@@ -205,14 +208,12 @@ func (b *Builtin) weigh(a *analysis, dense bool) {
 		a.dense = project(a.dense, a.feats, b.dim)
 	}
 	a.content = a.content[:0]
-	for _, t := range a.toks {
-		if stopword(t.w) || t.digits || negation(t.w) {
+	for i := range a.toks {
+		t := &a.toks[i]
+		if t.digits || t.lex&(lexStop|lexNeg|lexWh) != 0 {
 			continue
 		}
-		if _, ok := whWords[t.w]; ok {
-			continue
-		}
-		a.content = append(a.content, contentWord{t.w, b.idf(xxhash.Sum64String(t.w)^kindWord, logN1)})
+		a.content = append(a.content, contentWord{t.w, b.idf(t.h^kindWord, logN1)})
 	}
 }
 

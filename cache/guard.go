@@ -55,23 +55,23 @@ func extractFacts(toks []token, prev *facts) facts {
 	f := facts{numbers: prev.numbers[:0], dates: prev.dates[:0], entities: prev.entities[:0],
 		words: prev.words[:0], polar: prev.polar[:0]}
 	for i, t := range toks {
-		w := t.w
+		w, lx := t.w, t.lex
 		switch {
-		case negation(w):
+		case lx&lexNeg != 0:
 			f.negations++
 		case t.digits:
 			f.numbers = append(f.numbers, w)
 		}
-		if n, ok := numberWord(w); ok {
-			f.numbers = append(f.numbers, n)
+		if lx&lexNum != 0 {
+			f.numbers = append(f.numbers, numberWords[w])
 		}
-		if d, ok := dateWord(w); ok {
-			f.dates = append(f.dates, d)
+		if lx&lexDate != 0 {
+			f.dates = append(f.dates, dateWords[w])
 		}
 		if isEntity(t) {
 			f.entities = append(f.entities, w)
 		}
-		if _, ok := opposites[w]; ok {
+		if lx&lexOpp != 0 {
 			f.polar = append(f.polar, w)
 		}
 		if f.wh == "" && i < 3 {
@@ -140,18 +140,10 @@ func contains(sorted []string, w string) bool {
 	return ok
 }
 
-func negation(w string) bool {
-	switch w {
-	case "not", "no", "never", "without", "cannot", "nothing", "none", "nobody", "neither", "nor", "nowhere":
-		return true
-	}
-	return false
-}
-
 // isEntity: a word that names something: capitalized away from a sentence's start, or
 // written in a form no plain word has (iPhone, C++, 2FA, GPT-4).
 func isEntity(t token) bool {
-	if stopword(t.w) || negation(t.w) || t.digits && !hasLetter(t.raw) {
+	if t.lex&(lexStop|lexNeg) != 0 || t.digits && !hasLetter(t.raw) {
 		return false
 	}
 	if t.digits {
@@ -169,7 +161,7 @@ func isEntity(t token) bool {
 	if upperInside {
 		return true
 	}
-	if _, ok := whWords[t.w]; ok {
+	if t.lex&lexWh != 0 {
 		return false
 	}
 	return t.capital && !t.first
@@ -193,10 +185,10 @@ var whWords = map[string]string{
 // how ask alike ("what is the best way to" = "how do I"), why, who, when and where do
 // not, nor do "how many" and "how much".
 func whClass(toks []token, i int) string {
-	c, ok := whWords[toks[i].w]
-	if !ok {
+	if toks[i].lex&lexWh == 0 {
 		return ""
 	}
+	c := whWords[toks[i].w]
 	switch c {
 	case "thing":
 		return "manner"
@@ -219,41 +211,18 @@ var numberWords = map[string]string{
 	"first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th",
 }
 
-func numberWord(w string) (string, bool) {
-	n, ok := numberWords[w]
-	return n, ok
-}
-
-func dateWord(w string) (string, bool) {
-	switch w {
-	case "january", "jan":
-		return "m01", true
-	case "february", "feb":
-		return "m02", true
-	case "march", "mar":
-		return "m03", true
-	case "april", "apr":
-		return "m04", true
-	case "june", "jun":
-		return "m06", true
-	case "july", "jul":
-		return "m07", true
-	case "august", "aug":
-		return "m08", true
-	case "september", "sep", "sept":
-		return "m09", true
-	case "october", "oct":
-		return "m10", true
-	case "november", "nov":
-		return "m11", true
-	case "december", "dec":
-		return "m12", true
-	case "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
-		"today", "tomorrow", "yesterday", "tonight", "weekend", "morning", "evening", "night",
-		"week", "month", "year", "hour", "minute", "day", "daily", "weekly", "monthly", "yearly", "annual":
-		return w, true
-	}
-	return "", false
+// dateWords are months (by number), weekdays and spans of time (as themselves).
+var dateWords = map[string]string{
+	"january": "m01", "jan": "m01", "february": "m02", "feb": "m02", "march": "m03", "mar": "m03",
+	"april": "m04", "apr": "m04", "june": "m06", "jun": "m06", "july": "m07", "jul": "m07",
+	"august": "m08", "aug": "m08", "september": "m09", "sep": "m09", "sept": "m09", "october": "m10",
+	"oct": "m10", "november": "m11", "nov": "m11", "december": "m12", "dec": "m12",
+	"monday": "monday", "tuesday": "tuesday", "wednesday": "wednesday", "thursday": "thursday",
+	"friday": "friday", "saturday": "saturday", "sunday": "sunday", "today": "today",
+	"tomorrow": "tomorrow", "yesterday": "yesterday", "tonight": "tonight", "weekend": "weekend",
+	"morning": "morning", "evening": "evening", "night": "night", "week": "week", "month": "month",
+	"year": "year", "hour": "hour", "minute": "minute", "day": "day", "daily": "daily",
+	"weekly": "weekly", "monthly": "monthly", "yearly": "yearly", "annual": "annual",
 }
 
 // opposites pairs words whose swap reverses what a question asks.

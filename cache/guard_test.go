@@ -1,6 +1,9 @@
 package cache
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func guardOf(a, b string) string {
 	var fa, fb facts
@@ -97,4 +100,31 @@ func FuzzTokenize(f *testing.F) {
 			t.Fatalf("%q against itself: similarity %v", s, sim)
 		}
 	})
+}
+
+// TestTokenLexicon checks each token's classes against the word lists themselves: the
+// lexicon is looked up once per token, on its final (stemmed) form, and the tokens
+// tokenize makes up ("not" from "n't") carry theirs too.
+func TestTokenLexicon(t *testing.T) {
+	text := "Why doesn't the Monday sale include three items? How many tickets weren't sold in January, " +
+		"and which shops will open before the weekends? Nobody can't enable the first upload without " +
+		"deactivating it. What's the best of the years 1,000 and 2.10? Who enables, disables and buys more " +
+		"on Fridays than on weekdays? None of these mornings, never daily: C++ vs Go, iPhone versus 2FA."
+	in := func(list []string, w string) bool { return slices.Contains(list, w) }
+	inMap := func(m map[string]string, w string) bool { _, ok := m[w]; return ok }
+	seen := uint8(0)
+	for _, tk := range tokenize(nil, text) {
+		_, opp := opposites[tk.w]
+		want := [...]bool{in(stopwords, tk.w), in(negations, tk.w), inMap(whWords, tk.w),
+			inMap(numberWords, tk.w), inMap(dateWords, tk.w), opp}
+		for bit, w := range want {
+			if got := tk.lex&(1<<bit) != 0; got != w {
+				t.Errorf("token %q (%q): class %d is %v, want %v", tk.w, tk.raw, bit, got, w)
+			}
+		}
+		seen |= tk.lex
+	}
+	if seen != lexStop|lexNeg|lexWh|lexNum|lexDate|lexOpp {
+		t.Errorf("the text met classes %06b, want every one", seen)
+	}
 }

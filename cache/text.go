@@ -10,9 +10,11 @@ import (
 type token struct {
 	w       string // normalized (lowercased, stemmed) form
 	raw     string // as written
+	h       uint64 // xxhash of w, set by hashes (the word's feature, less its kind)
 	digits  bool   // has a digit
 	capital bool   // starts with an upper-case letter
 	first   bool   // first word of a sentence
+	lex     uint8  // w's classes in the lexicon (lexStop, lexNeg, ...)
 }
 
 // tokenize splits text into words: runs of letters and digits; an apostrophe inside a
@@ -80,7 +82,7 @@ func tokenize(dst []token, text string) []token {
 						}
 						dst = appendToken(dst, raw, first)
 						first = false
-						dst = append(dst, token{w: "not", raw: "not"})
+						dst = append(dst, token{w: "not", raw: "not", lex: lexicon["not"]})
 						i = k
 						continue
 					case "s", "re", "ve", "ll", "d", "m":
@@ -114,11 +116,16 @@ func appendToken(dst []token, raw string, first bool) []token {
 		w = lowerString(raw)
 	}
 	if !t.digits {
-		if !negation(w) && !unstemmed(w) {
-			w = stem(w)
+		t.lex = lexicon[w]
+		if t.lex&lexNeg == 0 && !unstemmed(w) {
+			if s := stem(w); len(s) != len(w) || s != w {
+				w = s
+				t.lex = lexicon[w]
+			}
 		}
 	} else {
 		w = stripNumberSeparators(w)
+		t.lex = lexicon[w]
 	}
 	t.w = w
 	return append(dst, t)
