@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // analyzeText is a retrieval prompt of about n bytes: a document and a question.
@@ -75,6 +77,21 @@ func TestSortFeatures(t *testing.T) {
 		got := sortFeatures(slices.Clone(fs), &scratch, &counts)
 		if !slices.Equal(got, want) {
 			t.Fatalf("n=%d: radix sort differs from a stable sort", n)
+		}
+	}
+}
+
+// TestTrigramHash: the written-out hash is xxhash's, so features (and the frequencies
+// learned of them) do not change.
+func TestTrigramHash(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 100000 {
+		b := [3]byte{byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32())}
+		if i < 256 {
+			b = [3]byte{'#', byte(i), '#'}
+		}
+		if got, want := trigramHash(b[0], b[1], b[2]), xxhash.Sum64(b[:]); got != want {
+			t.Fatalf("trigramHash(%q) = %x, want %x", b, got, want)
 		}
 	}
 }

@@ -148,10 +148,35 @@ func hashes(toks []token, fn func(h uint64, w float32)) {
 			buf[0] = '#'
 			buf[n+1] = '#'
 			for j := 0; j+3 <= n+2; j++ {
-				fn(xxhash.Sum64(buf[j:j+3])^kindTrigram, wTrigram)
+				fn(trigramHash(buf[j], buf[j+1], buf[j+2])^kindTrigram, wTrigram)
 			}
 		}
 	}
+}
+
+// trigramHash is xxhash.Sum64 of the three bytes a, b, c, written out: a word's
+// trigrams are most of its features, and the general function's length dispatch cost
+// more than the hash itself.
+func trigramHash(a, b, c byte) uint64 {
+	const (
+		prime1 = 11400714785074694791
+		prime2 = 14029467366897019727
+		prime3 = 1609587929392839161
+		prime5 = 2870177450012600261
+	)
+	h := uint64(prime5 + 3)
+	h ^= uint64(a) * prime5
+	h = bits.RotateLeft64(h, 11) * prime1
+	h ^= uint64(b) * prime5
+	h = bits.RotateLeft64(h, 11) * prime1
+	h ^= uint64(c) * prime5
+	h = bits.RotateLeft64(h, 11) * prime1
+	h ^= h >> 33
+	h *= prime2
+	h ^= h >> 29
+	h *= prime3
+	h ^= h >> 32
+	return h
 }
 
 // Learn counts text as one document for the inverse document frequencies.

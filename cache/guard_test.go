@@ -2,6 +2,7 @@ package cache
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -126,5 +127,48 @@ func TestTokenLexicon(t *testing.T) {
 	}
 	if seen != lexStop|lexNeg|lexWh|lexNum|lexDate|lexOpp {
 		t.Errorf("the text met classes %06b, want every one", seen)
+	}
+}
+
+// TestLexiconTable checks the table against a map built from the same lists: every listed
+// word with all of its classes, and words near them (same length and bytes at the keyed
+// places, prefixes, suffixes) with none.
+func TestLexiconTable(t *testing.T) {
+	want := map[string]uint8{}
+	for _, w := range stopwords {
+		want[w] |= lexStop
+	}
+	for _, w := range negations {
+		want[w] |= lexNeg
+	}
+	for w := range whWords {
+		want[w] |= lexWh
+	}
+	for w := range numberWords {
+		want[w] |= lexNum
+	}
+	for w := range dateWords {
+		want[w] |= lexDate
+	}
+	for w := range opposites {
+		want[w] |= lexOpp
+	}
+	check := func(w string) {
+		if got := lexicon.class(w); got != want[w] {
+			t.Errorf("class(%q) = %06b, want %06b", w, got, want[w])
+		}
+	}
+	for w := range want {
+		check(w)
+		check(w + "s")
+		check(w[:len(w)-1])
+		if len(w) >= 3 { // the same key, another word
+			b := []byte(w)
+			b[1] ^= 0x20
+			check(string(b))
+		}
+	}
+	for _, w := range []string{"", "x", "zz", "monday2", "mondaz", "thx", strings.Repeat("a", 300)} {
+		check(w)
 	}
 }

@@ -29,32 +29,89 @@ var stopwords = []string{
 // negations are the words that negate a question (they are not stemmed).
 var negations = []string{"not", "no", "never", "without", "cannot", "nothing", "none", "nobody", "neither", "nor", "nowhere"}
 
-// lexicon maps every word of the lists above to its classes (a read-only table).
-var lexicon = func() map[string]uint8 {
-	m := make(map[string]uint8, 256)
+// lexicon holds every word of the lists above with its classes: an open-addressed table
+// keyed by a word's length and three of its bytes. Most words of a question are in none
+// of the lists, and a probe that meets an empty slot or another key turns them away
+// without hashing or comparing the word; a Go map costs about three times as much.
+type lexiconTable struct {
+	slots [lexSlots]lexSlot
+}
+
+type lexSlot struct {
+	key   uint32 // lexKey of word; 0: empty
+	class uint8
+	word  string
+}
+
+// lexSlots is the table's size, a power of two well over the ~260 words it holds.
+const lexSlots = 1024
+
+// lexKey packs w's length, first, middle and last bytes (never 0 for a word).
+func lexKey(w string) uint32 {
+	n := len(w)
+	return uint32(n)<<24 | uint32(w[0])<<16 | uint32(w[n/2])<<8 | uint32(w[n-1])
+}
+
+func lexSlotOf(key uint32) uint32 { return (key * 0x9e3779b1) >> (32 - 10) }
+
+// class returns w's classes (0: in no list).
+func (t *lexiconTable) class(w string) uint8 {
+	if len(w) == 0 || len(w) > 255 {
+		return 0
+	}
+	key := lexKey(w)
+	for i := lexSlotOf(key); ; i = (i + 1) & (lexSlots - 1) {
+		s := &t.slots[i]
+		if s.key == 0 {
+			return 0
+		}
+		if s.key == key && s.word == w {
+			return s.class
+		}
+	}
+}
+
+func (t *lexiconTable) add(w string, c uint8) {
+	key := lexKey(w)
+	for i := lexSlotOf(key); ; i = (i + 1) & (lexSlots - 1) {
+		s := &t.slots[i]
+		if s.key == 0 {
+			*s = lexSlot{key: key, class: c, word: w}
+			return
+		}
+		if s.key == key && s.word == w {
+			s.class |= c
+			return
+		}
+	}
+}
+
+// lexicon is the read-only table of the lists above.
+var lexicon = func() *lexiconTable {
+	t := new(lexiconTable)
 	for _, w := range stopwords {
-		m[w] |= lexStop
+		t.add(w, lexStop)
 	}
 	for _, w := range negations {
-		m[w] |= lexNeg
+		t.add(w, lexNeg)
 	}
 	for w := range whWords {
-		m[w] |= lexWh
+		t.add(w, lexWh)
 	}
 	for w := range numberWords {
-		m[w] |= lexNum
+		t.add(w, lexNum)
 	}
 	for w := range dateWords {
-		m[w] |= lexDate
+		t.add(w, lexDate)
 	}
 	for w := range opposites {
-		m[w] |= lexOpp
+		t.add(w, lexOpp)
 	}
-	return m
+	return t
 }()
 
 // stopword reports whether w (normalized) is a function word (stopwords).
-func stopword(w string) bool { return lexicon[w]&lexStop != 0 }
+func stopword(w string) bool { return lexicon.class(w)&lexStop != 0 }
 
 // negation reports whether w negates (negations).
-func negation(w string) bool { return lexicon[w]&lexNeg != 0 }
+func negation(w string) bool { return lexicon.class(w)&lexNeg != 0 }

@@ -82,7 +82,7 @@ func tokenize(dst []token, text string) []token {
 						}
 						dst = appendToken(dst, raw, first)
 						first = false
-						dst = append(dst, token{w: "not", raw: "not", lex: lexicon["not"]})
+						dst = append(dst, token{w: "not", raw: "not", lex: lexicon.class("not")})
 						i = k
 						continue
 					case "s", "re", "ve", "ll", "d", "m":
@@ -116,16 +116,16 @@ func appendToken(dst []token, raw string, first bool) []token {
 		w = lowerString(raw)
 	}
 	if !t.digits {
-		t.lex = lexicon[w]
+		t.lex = lexicon.class(w)
 		if t.lex&lexNeg == 0 && !unstemmed(w) {
 			if s := stem(w); len(s) != len(w) || s != w {
 				w = s
-				t.lex = lexicon[w]
+				t.lex = lexicon.class(w)
 			}
 		}
 	} else {
 		w = stripNumberSeparators(w)
-		t.lex = lexicon[w]
+		t.lex = lexicon.class(w)
 	}
 	t.w = w
 	return append(dst, t)
