@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -394,7 +395,8 @@ func BenchmarkGatewayChat(b *testing.B) {
 					body, mark := tr.body(mode, ticket)
 					req.SetBody(body)
 					stamp(req.Body(), mark, ticket)
-					ctx.Init(&req, nil, nil)
+					ctx.Init2(benchConn{}, benchLogger{}, false)
+					req.CopyTo(&ctx.Request)
 					hd.h(&ctx)
 					body = ctx.Response.Body()
 					if bs := ctx.Response.BodyStream(); bs != nil {
@@ -416,6 +418,21 @@ func BenchmarkGatewayChat(b *testing.B) {
 		}
 	}
 }
+
+// benchConn is the in-process benchmark's client connection: addresses and deadlines
+// (a stream moves its write deadline on), nothing read or written through it (the
+// response is read from the handler's RequestCtx).
+type benchConn struct{ net.Conn }
+
+func (benchConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080} }
+func (benchConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000} }
+func (benchConn) SetDeadline(time.Time) error      { return nil }
+func (benchConn) SetReadDeadline(time.Time) error  { return nil }
+func (benchConn) SetWriteDeadline(time.Time) error { return nil }
+
+type benchLogger struct{}
+
+func (benchLogger) Printf(string, ...any) {}
 
 // benchData is the shared data directory seen from this package, or "" (a synthetic
 // request) when this checkout has none beside it.

@@ -93,6 +93,9 @@ func (s *Stage) tee(st models.Stream, t models.Target, r *models.Request, rk req
 // WaitReady passes the wait on to the engine's stream (models.Waiter).
 func (c *tee) WaitReady() { models.WaitReady(c.inner) }
 
+// Buffered passes the question on to the engine's stream (models.Buffered).
+func (c *tee) Buffered() bool { return models.AtHand(c.inner) }
+
 func (c *tee) Recv() (models.Chunk, error) {
 	ch, err := c.inner.Recv()
 	switch {

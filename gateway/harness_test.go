@@ -83,9 +83,12 @@ func (b *fakeBackend) Open(ctx context.Context, t models.Target, r *models.Reque
 		}
 	case p == "midfail":
 		s.midfail = true
-	case strings.HasPrefix(p, "words "), strings.HasPrefix(p, "slow "):
-		if p[0] == 's' {
+	case strings.HasPrefix(p, "words "), strings.HasPrefix(p, "slow "), strings.HasPrefix(p, "burst "):
+		switch p[0] {
+		case 's':
 			s.gap = 5 * time.Millisecond
+		case 'b':
+			s.burst = true
 		}
 		n := 0
 		for _, c := range p[strings.IndexByte(p, ' ')+1:] {
@@ -114,6 +117,7 @@ type fakeStream struct {
 	once    sync.Once
 	closed  chan struct{}
 	gap     time.Duration // between chunks ("slow")
+	burst   bool          // every chunk at hand (models.Buffered), as a fast engine's ("burst")
 	next    time.Time     // when the next chunk is ready
 }
 
@@ -123,6 +127,9 @@ func (s *fakeStream) WaitReady() {
 	s.b.waits.Add(1)
 	time.Sleep(time.Until(s.next))
 }
+
+// Buffered reports the chunks of a "burst" stream as at hand (models.Buffered).
+func (s *fakeStream) Buffered() bool { return s.burst && s.n <= s.words+1 }
 
 func (s *fakeStream) Recv() (models.Chunk, error) {
 	if s.hang {

@@ -137,9 +137,16 @@ func (e *events) read(p []byte, fill func(), timeout time.Duration) (int, error)
 // with models.WaitReady.
 const slowGap = 2 * time.Millisecond
 
-// writeTo writes the events fill appends to bp, each fill's in one Write: fasthttp
-// frames each Write as one chunk and flushes it, with no copy buffer of its own held for
-// the stream's life (fasthttp.BodyWriterTo). Between the events of a slow stream it
+// coalesceBytes bounds the events written together: those at hand (models.AtHand) are
+// appended while the buffer holds less than this.
+const coalesceBytes = 2 << 10
+
+// writeTo writes the events fill appends to bp: fasthttp frames each Write as one chunk
+// and flushes it, with no copy buffer of its own held for the stream's life
+// (fasthttp.BodyWriterTo). Events the engine has already sent (models.AtHand: read
+// and buffered, as when it writes faster than the client is written to) go in the
+// same Write, up to coalesceBytes: one system call for several, and never a wait for
+// an event not yet sent. Between the events of a slow stream it
 // waits for the engine with models.WaitReady at this shallow depth rather than deep in
 // the stages' Recv: the goroutine's stack then shrinks back (to 8 KiB from 16 or 32
 // with the chain's frames) while the engine works, which is most of a slow stream's
@@ -170,6 +177,9 @@ func (e *events) writeTo(w io.Writer, fill func(), st models.Stream, timeout tim
 			models.WaitReady(st)
 		}
 		fill()
+		for !e.done && len(*e.bp) < coalesceBytes && models.AtHand(st) {
+			fill()
+		}
 	}
 }
 

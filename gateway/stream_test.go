@@ -1,8 +1,15 @@
 package gateway_test
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-llm/sluice/gateway"
 )
@@ -44,6 +51,81 @@ func TestSlowStreamWaits(t *testing.T) {
 			}
 			if !tc.slow && waits > 34 {
 				t.Errorf("%s %q: a fast stream was waited on %d times", api.path, tc.prompt, waits)
+			}
+		}
+	}
+	g.slotFree(t)
+}
+
+// chunkedBody sends body to path over a connection of its own and returns the answer's
+// body and the number of HTTP chunks it came in (each a write of the gateway's).
+func chunkedBody(t *testing.T, addr, path, body string) (string, int) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", path, len(body), body)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || len(resp.TransferEncoding) == 0 {
+		t.Fatalf("status %d, transfer encoding %v", resp.StatusCode, resp.TransferEncoding)
+	}
+	// http.ReadResponse would hide the chunks: read them from the connection itself.
+	var out strings.Builder
+	chunks := 0
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %d chunks: %v", chunks, err)
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(line), 16, 64)
+		if err != nil {
+			t.Fatalf("chunk size %q: %v", line, err)
+		}
+		if n == 0 {
+			return out.String(), chunks
+		}
+		chunks++
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(br, buf); err != nil {
+			t.Fatal(err)
+		}
+		out.Write(buf[:n])
+	}
+}
+
+// TestEventsAtHandWrittenTogether: events the engine has already sent go to the client in
+// one write (one HTTP chunk) for several; events that are not at hand are written one by
+// one, and nothing is lost or reordered either way.
+func TestEventsAtHandWrittenTogether(t *testing.T) {
+	g := startGateway(t, gateway.Options{}, 4)
+	for _, api := range []struct {
+		path, body, delta, end string
+	}{
+		{"/v1/chat/completions", `{"model":"m","stream":true,"messages":[{"role":"user","content":"%s"}]}`, `"content":"word "`, "data: [DONE]"},
+		{"/v1/messages", `{"model":"m","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"%s"}]}`, `"text":"word "`, "event: message_stop"},
+	} {
+		for _, tc := range []struct {
+			prompt string
+			burst  bool
+		}{{"burst 200", true}, {"words 200", false}} {
+			body, chunks := chunkedBody(t, g.Addr, api.path, strings.Replace(api.body, "%s", tc.prompt, 1))
+			if n := strings.Count(body, api.delta); n != 200 || !strings.Contains(body, api.end) {
+				t.Fatalf("%s %q: %d deltas of 200, end %v:\n%s", api.path, tc.prompt, n, strings.Contains(body, api.end), body)
+			}
+			events := strings.Count(body, "\n\n")
+			t.Logf("%s %q: %d events in %d chunks", api.path, tc.prompt, events, chunks)
+			if tc.burst && chunks*4 > events {
+				t.Errorf("%s %q: %d events at hand came in %d chunks", api.path, tc.prompt, events, chunks)
+			}
+			if !tc.burst && chunks < 200 {
+				t.Errorf("%s %q: %d events not at hand came in %d chunks", api.path, tc.prompt, events, chunks)
 			}
 		}
 	}

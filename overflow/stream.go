@@ -71,6 +71,14 @@ func (x *routed) WaitReady() {
 	}
 }
 
+// Buffered reports a chunk held back, or asks the target's stream (models.Buffered).
+func (x *routed) Buffered() bool {
+	if x.pos < x.n {
+		return true
+	}
+	return !x.eof && models.AtHand(x.Stream)
+}
+
 func (x *routed) Recv() (models.Chunk, error) {
 	if x.pos < x.n {
 		c := x.buf[x.pos]

@@ -534,6 +534,9 @@ func (h *held) Target() models.Target { return h.t }
 // WaitReady passes the wait on to the engine's stream (models.Waiter).
 func (h *held) WaitReady() { models.WaitReady(h.Stream) }
 
+// Buffered passes the question on to the engine's stream (models.Buffered).
+func (h *held) Buffered() bool { return models.AtHand(h.Stream) }
+
 // Recv marks the first token (cost accounting, time-to-first-token estimates).
 func (h *held) Recv() (models.Chunk, error) {
 	c, err := h.Stream.Recv()

@@ -34,7 +34,7 @@ type Harness struct {
 	// StreamsCloseConn: the engine closes the connection after a streamed answer
 	// (llama-server), so only non-streamed requests reuse connections.
 	StreamsCloseConn bool
-	// Waiter: the backend's streams implement models.Waiter.
+	// Waiter: the backend's streams implement models.Waiter and models.Buffered.
 	Waiter bool
 }
 
@@ -123,9 +123,10 @@ func Run(t *testing.T, h Harness) {
 	})
 
 	t.Run("chat stream waited on", func(t *testing.T) {
-		// A reader that waits for each chunk with models.WaitReady before Recv (as the
-		// gateway does between a slow stream's events) gets the whole answer, and no
-		// wait hangs: not after the last event, not with chunks already buffered.
+		// A reader that asks whether the next chunk is at hand (models.AtHand) and waits
+		// for each one with models.WaitReady before Recv (as the gateway does between a
+		// slow stream's events) gets the whole answer, and no wait hangs: not after the
+		// last event, not with chunks already buffered.
 		st, err := h.Backend.Open(ctx, h.Chat, chatReq(true, 24))
 		if err != nil {
 			t.Fatal(err)
@@ -133,6 +134,9 @@ func Run(t *testing.T, h Harness) {
 		defer st.Close()
 		if _, ok := st.(models.Waiter); ok != h.Waiter {
 			t.Fatalf("stream implements models.Waiter: %v, harness says %v", ok, h.Waiter)
+		}
+		if _, ok := st.(models.Buffered); ok != h.Waiter {
+			t.Fatalf("stream implements models.Buffered: %v, harness says %v (as for models.Waiter)", ok, h.Waiter)
 		}
 		var (
 			text, finish string
@@ -143,7 +147,9 @@ func Run(t *testing.T, h Harness) {
 		go func() {
 			defer close(done)
 			for {
-				models.WaitReady(st)
+				if !models.AtHand(st) {
+					models.WaitReady(st)
+				}
 				c, err := st.Recv()
 				if err != nil {
 					if err != io.EOF {

@@ -84,6 +84,11 @@ func (s *stream) WaitReady() {
 	}
 }
 
+// Buffered reports whether the next chunk is already received (models.Buffered).
+func (s *stream) Buffered() bool {
+	return !s.eof && !s.closed.Load() && (s.peek != nil || len(s.ch) > 0)
+}
+
 func (s *stream) Recv() (models.Chunk, error) {
 	if s.eof || s.closed.Load() {
 		return models.Chunk{}, io.EOF

@@ -41,6 +41,18 @@ func (s *stream) WaitReady() {
 	}
 }
 
+// Buffered reports whether the engine's next event is already read and is one Recv
+// returns as a chunk at once (models.Buffered): a chunk with a choice, or usage. The
+// end of the stream ([DONE]) is not, since Recv then reads the body's end, nor is an
+// event Recv passes over, as it would read on for the next one.
+func (s *stream) Buffered() bool {
+	if s.sse == nil || s.done || s.closed {
+		return false
+	}
+	data, ok := s.sse.BufferedData()
+	return ok && (bytes.Contains(data, []byte(`"choices":[{`)) || bytes.Contains(data, []byte(`"usage":{`)))
+}
+
 func (s *stream) Recv() (models.Chunk, error) {
 	if s.done || s.closed {
 		return models.Chunk{}, io.EOF

@@ -68,6 +68,40 @@ func (s *SSE) Release() {
 	}
 }
 
+// BufferedData returns the data of the next event if the whole event is already in the
+// reader's buffer (a later call to Next returns it without reading), the first of its
+// data lines when it has several. Comments and events without data before it are
+// passed over; nothing is consumed.
+func (s *SSE) BufferedData() ([]byte, bool) {
+	if s.br == nil || s.br.Buffered() == 0 {
+		return nil, false
+	}
+	b, _ := s.br.Peek(s.br.Buffered())
+	var data []byte
+	have := false
+	for {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return nil, false // the event is not all here
+		}
+		line := bytes.TrimRight(b[:i], "\r")
+		b = b[i+1:]
+		switch {
+		case len(line) == 0:
+			if have {
+				return data, true
+			}
+		case bytes.HasPrefix(line, []byte("data:")):
+			if !have {
+				data = bytes.TrimPrefix(line[len("data:"):], []byte(" "))
+				have = true
+			}
+		case line[0] != ':' && !bytes.HasPrefix(line, []byte("event:")):
+			return nil, false // a field Next treats otherwise (an error line)
+		}
+	}
+}
+
 // Read reads the raw bytes left after the events read so far (for draining).
 func (s *SSE) Read(p []byte) (int, error) { return s.br.Read(p) }
 

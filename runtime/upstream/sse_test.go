@@ -151,3 +151,37 @@ func TestClientSSE(t *testing.T) {
 		s.Release() // idempotent
 	}
 }
+
+// TestSSEBufferedData: the next event's data when the whole event is in the buffer, and
+// nothing consumed: Next returns the same event after.
+func TestSSEBufferedData(t *testing.T) {
+	for _, tc := range []struct {
+		in, data string
+		ok       bool
+	}{
+		{"data: a\n\n", "a", true},
+		{"data: a\n", "", false},
+		{"data: a", "", false},
+		{": keep-alive\n\ndata: b\n\n", "b", true},
+		{"\n\nevent: x\ndata: y\n\n", "y", true},
+		{"data: z\r\n\r\ndata: w\r\n\r\n", "z", true},
+		{"data: one\ndata: two\n\n", "one", true},
+		{"error: {\"message\":\"boom\"}\n\n", "", false},
+		{"retry: 10\ndata: r\n\n", "", false},
+		{": only a comment\n\n", "", false},
+	} {
+		s := NewSSE(strings.NewReader(tc.in), 0)
+		if _, err := s.br.Peek(1); err != nil {
+			t.Fatal(err)
+		}
+		data, ok := s.BufferedData()
+		if ok != tc.ok || string(data) != tc.data {
+			t.Errorf("%q: BufferedData = %q, %v; want %q, %v", tc.in, data, ok, tc.data, tc.ok)
+		}
+		if ok {
+			if _, d, err := s.Next(); err != nil || !strings.HasPrefix(string(d), tc.data) {
+				t.Errorf("%q: Next after BufferedData = %q, %v", tc.in, d, err)
+			}
+		}
+	}
+}
