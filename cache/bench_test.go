@@ -46,7 +46,6 @@ func BenchmarkSemanticMiss(b *testing.B) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go s.Run(ctx) // the writer Flush waits for
 	now := time.Now()
 	sys := "You are a concise assistant for a travel company. Answer in one short sentence."
 	var es []*cache.Entry
@@ -59,6 +58,7 @@ func BenchmarkSemanticMiss(b *testing.B) {
 	if err := s.Preload(ctx, es...); err != nil {
 		b.Fatal(err)
 	}
+	go s.Run(ctx) // the writer Flush waits for
 	reqs := make([]*models.Request, 1000)
 	for i := range reqs {
 		reqs[i] = storetest.Request("t", sys, "What is the capital of France, and which river flows through it? (#"+itoa(20000+i)+")", false)

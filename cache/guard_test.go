@@ -162,7 +162,7 @@ func TestLexiconTable(t *testing.T) {
 		check(w)
 		check(w + "s")
 		check(w[:len(w)-1])
-		if len(w) >= 3 { // the same key, another word
+		if len(w) >= 4 { // the same key (length, first, middle and last bytes), another word
 			b := []byte(w)
 			b[1] ^= 0x20
 			check(string(b))

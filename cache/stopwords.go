@@ -31,8 +31,9 @@ var negations = []string{"not", "no", "never", "without", "cannot", "nothing", "
 
 // lexicon holds every word of the lists above with its classes: an open-addressed table
 // keyed by a word's length and three of its bytes. Most words of a question are in none
-// of the lists, and a probe that meets an empty slot or another key turns them away
-// without hashing or comparing the word; a Go map costs about three times as much.
+// of the lists: their probe meets an empty slot, or slots of other keys and then an empty
+// one (a listed word takes at most 5 probes), without hashing or comparing the word; a Go
+// map costs about three times as much.
 type lexiconTable struct {
 	slots [lexSlots]lexSlot
 }
@@ -43,8 +44,11 @@ type lexSlot struct {
 	word  string
 }
 
-// lexSlots is the table's size, a power of two well over the ~260 words it holds.
-const lexSlots = 1024
+// lexSlots is the table's size, a power of two well over the 354 words it holds.
+const (
+	lexBits  = 10
+	lexSlots = 1 << lexBits
+)
 
 // lexKey packs w's length, first, middle and last bytes (never 0 for a word).
 func lexKey(w string) uint32 {
@@ -52,7 +56,7 @@ func lexKey(w string) uint32 {
 	return uint32(n)<<24 | uint32(w[0])<<16 | uint32(w[n/2])<<8 | uint32(w[n-1])
 }
 
-func lexSlotOf(key uint32) uint32 { return (key * 0x9e3779b1) >> (32 - 10) }
+func lexSlotOf(key uint32) uint32 { return (key * 0x9e3779b1) >> (32 - lexBits) }
 
 // class returns w's classes (0: in no list).
 func (t *lexiconTable) class(w string) uint8 {
@@ -109,9 +113,3 @@ var lexicon = func() *lexiconTable {
 	}
 	return t
 }()
-
-// stopword reports whether w (normalized) is a function word (stopwords).
-func stopword(w string) bool { return lexicon.class(w)&lexStop != 0 }
-
-// negation reports whether w negates (negations).
-func negation(w string) bool { return lexicon.class(w)&lexNeg != 0 }

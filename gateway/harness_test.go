@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,6 +164,8 @@ func (s *fakeStream) Recv() (models.Chunk, error) {
 		return models.Chunk{Role: "assistant"}, nil
 	case s.midfail && s.n == 3:
 		return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Msg: "engine fake: read tcp " + internalAddr + ": connection reset by peer"}
+	case s.n <= s.words+1 && s.burst:
+		return models.Chunk{Text: "w" + strconv.Itoa(s.n-1) + " "}, nil // numbered: the order shows
 	case s.n <= s.words+1:
 		return models.Chunk{Text: "word "}, nil
 	case s.n == s.words+2:

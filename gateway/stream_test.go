@@ -102,22 +102,35 @@ func chunkedBody(t *testing.T, addr, path, body string) (string, int) {
 
 // TestEventsAtHandWrittenTogether: events the engine has already sent go to the client in
 // one write (one HTTP chunk) for several; events that are not at hand are written one by
-// one, and nothing is lost or reordered either way.
+// one, and nothing is lost or reordered either way (the burst's words are numbered).
 func TestEventsAtHandWrittenTogether(t *testing.T) {
 	g := startGateway(t, gateway.Options{}, 4)
 	for _, api := range []struct {
 		path, body, delta, end string
 	}{
-		{"/v1/chat/completions", `{"model":"m","stream":true,"messages":[{"role":"user","content":"%s"}]}`, `"content":"word "`, "data: [DONE]"},
-		{"/v1/messages", `{"model":"m","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"%s"}]}`, `"text":"word "`, "event: message_stop"},
+		{"/v1/chat/completions", `{"model":"m","stream":true,"messages":[{"role":"user","content":"%s"}]}`, `"content":"%s"`, "data: [DONE]"},
+		{"/v1/messages", `{"model":"m","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"%s"}]}`, `"text":"%s"`, "event: message_stop"},
 	} {
 		for _, tc := range []struct {
 			prompt string
 			burst  bool
 		}{{"burst 200", true}, {"words 200", false}} {
 			body, chunks := chunkedBody(t, g.Addr, api.path, strings.Replace(api.body, "%s", tc.prompt, 1))
-			if n := strings.Count(body, api.delta); n != 200 || !strings.Contains(body, api.end) {
-				t.Fatalf("%s %q: %d deltas of 200, end %v:\n%s", api.path, tc.prompt, n, strings.Contains(body, api.end), body)
+			if !strings.Contains(body, api.end) {
+				t.Fatalf("%s %q: no end:\n%s", api.path, tc.prompt, body)
+			}
+			if tc.burst {
+				at := 0
+				for i := 1; i <= 200; i++ {
+					d := strings.Replace(api.delta, "%s", "w"+strconv.Itoa(i)+" ", 1)
+					j := strings.Index(body[at:], d)
+					if j < 0 || strings.Count(body, d) != 1 {
+						t.Fatalf("%s %q: word %d missing, repeated or out of order:\n%s", api.path, tc.prompt, i, body)
+					}
+					at += j + len(d)
+				}
+			} else if n := strings.Count(body, strings.Replace(api.delta, "%s", "word ", 1)); n != 200 {
+				t.Fatalf("%s %q: %d deltas of 200:\n%s", api.path, tc.prompt, n, body)
 			}
 			events := strings.Count(body, "\n\n")
 			t.Logf("%s %q: %d events in %d chunks", api.path, tc.prompt, events, chunks)

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluice-llm/sluice/models"
+	"github.com/sluice-llm/sluice/runtime/upstream"
 )
 
 // TestBufferedChunks: the stream reports a chunk at hand (models.Buffered) only when
@@ -80,5 +82,35 @@ func TestBufferedChunks(t *testing.T) {
 	}
 	if got != "abcd" {
 		t.Fatalf("text %q, want abcd", got)
+	}
+}
+
+// TestBufferedEventKinds: which buffered events the stream reports at hand, by their data.
+func TestBufferedEventKinds(t *testing.T) {
+	for _, tc := range []struct {
+		data string
+		want bool
+	}{
+		{`{"choices":[{"index":0,"delta":{"content":"a"}}]}`, true},
+		{`{"id":"c", "choices": [ {"index":0,"delta":{}}]}`, true},
+		{`{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}`, true},
+		{`{"choices":[]}`, false},
+		{`{"id":"c","choices":[],"meta":{"usage":{"x":1}}}`, false},
+		{`{"id":"c","choices":[],"usage":null,"x":{"choices":[{}]}}`, false},
+		{`{"content":"\"choices\":[{"}`, false},
+		{`[DONE]`, false},
+		{`{"choices":[{`, false},
+	} {
+		// The first event read fills the reader's buffer with the second, whole.
+		st := &stream{sse: upstream.NewSSE(strings.NewReader("data: first\n\ndata: "+tc.data+"\n\n"), 0)}
+		if _, _, err := st.sse.Next(); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := st.sse.BufferedData(); !ok {
+			t.Fatalf("%s: not buffered", tc.data)
+		}
+		if got := st.Buffered(); got != tc.want {
+			t.Errorf("%s: Buffered() = %v, want %v", tc.data, got, tc.want)
+		}
 	}
 }

@@ -42,15 +42,28 @@ func (s *stream) WaitReady() {
 }
 
 // Buffered reports whether the engine's next event is already read and is one Recv
-// returns as a chunk at once (models.Buffered): a chunk with a choice, or usage. The
-// end of the stream ([DONE]) is not, since Recv then reads the body's end, nor is an
-// event Recv passes over, as it would read on for the next one.
+// returns as a chunk at once (models.Buffered): an object whose top-level choices hold
+// a choice, or whose top-level usage is an object. The end of the stream ([DONE]) is
+// not, since Recv then reads the body's end, nor is an event Recv passes over, as it
+// would read on for the next one.
 func (s *stream) Buffered() bool {
 	if s.sse == nil || s.done || s.closed {
 		return false
 	}
 	data, ok := s.sse.BufferedData()
-	return ok && (bytes.Contains(data, []byte(`"choices":[{`)) || bytes.Contains(data, []byte(`"usage":{`)))
+	if !ok || len(data) == 0 || data[0] != '{' {
+		return false
+	}
+	var r [2][2]int
+	if !jsonx.Lookup(data, []string{"choices", "usage"}, r[:]) {
+		return false
+	}
+	if cs, ce := r[0][0], r[0][1]; cs >= 0 && data[cs] == '[' {
+		if inner := bytes.TrimLeft(data[cs+1:ce], " \t\r\n"); len(inner) > 0 && inner[0] == '{' {
+			return true
+		}
+	}
+	return r[1][0] >= 0 && data[r[1][0]] == '{'
 }
 
 func (s *stream) Recv() (models.Chunk, error) {
