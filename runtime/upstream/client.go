@@ -299,6 +299,11 @@ func (c *Client) DoUntil(ctx context.Context, req *fasthttp.Request, stream bool
 		call := &Call{Resp: resp, c: c, cn: cn, stop: stop}
 		if stream {
 			call.body = resp.BodyStream()
+			if call.body != nil && resp.Header.ContentLength() == -1 {
+				// Chunked: decoded here, several buffered chunks a read (chunked.go).
+				// fasthttp's unread stream is only released, at Release.
+				call.body = &chunked{br: cn.br}
+			}
 		} else {
 			call.eof = true
 		}

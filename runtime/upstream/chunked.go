@@ -1,0 +1,176 @@
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+)
+
+// chunked decodes a chunked response body (RFC 9112, section 7.1) from the connection's
+// reader. One Read returns the data of as many chunks as are already buffered, where
+// fasthttp's stream returns one chunk a read: engines frame each streamed event as a
+// chunk of its own, so the SSE reader above then finds the events that arrived together
+// (models.Buffered) and the gateway writes them together. Past the first byte of a Read
+// it never waits: it stops at a chunk header, data or line end not yet in the buffer.
+type chunked struct {
+	br   *bufio.Reader
+	left int64 // data bytes left in the current chunk
+	crlf bool  // the current chunk's data is read, its line end is not
+	eof  bool  // the last chunk and the trailers are read
+	err  error // sticky
+}
+
+// errBadChunk: the engine's chunked framing is broken.
+var errBadChunk = errors.New("upstream: malformed chunked encoding")
+
+// maxChunkSize bounds one chunk's declared size (the SSE reader bounds an event anyway).
+const maxChunkSize = 1 << 40
+
+func (c *chunked) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if c.eof {
+			break
+		}
+		if c.err != nil {
+			return n, c.err
+		}
+		wait := n == 0 // only the first step of a Read may wait for the engine
+		switch {
+		case c.crlf:
+			if !wait && c.br.Buffered() < 2 {
+				return n, nil
+			}
+			c.err = readLineEnd(c.br)
+			c.crlf = false
+		case c.left == 0:
+			if !wait && !c.headerBuffered() {
+				return n, nil
+			}
+			c.err = c.header()
+		default:
+			m := int64(len(p) - n)
+			if !wait {
+				m = min(m, int64(c.br.Buffered()))
+				if m == 0 {
+					return n, nil
+				}
+			}
+			k, err := c.br.Read(p[n : n+int(min(m, c.left))])
+			n += k
+			c.left -= int64(k)
+			if err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				c.err = err
+			} else if c.left == 0 {
+				c.crlf = true
+			}
+		}
+	}
+	if n == 0 && c.eof {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// headerBuffered reports whether the next chunk's header can be read without waiting:
+// its line is buffered, and for the last chunk (size 0) the end of the trailers too.
+func (c *chunked) headerBuffered() bool {
+	b, _ := c.br.Peek(c.br.Buffered())
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return false
+	}
+	if size, ok := chunkSize(b[:i+1]); ok && size == 0 {
+		return bytes.Contains(b[i:], []byte("\n\r\n")) || bytes.Contains(b[i:], []byte("\n\n"))
+	}
+	return true
+}
+
+// header reads a chunk's header; at the last chunk it reads the trailers and ends.
+func (c *chunked) header() error {
+	line, err := readLine(c.br)
+	if err != nil {
+		return err
+	}
+	size, ok := chunkSize(line)
+	if !ok {
+		return errBadChunk
+	}
+	if size > 0 {
+		c.left = size
+		return nil
+	}
+	for { // trailers, up to the empty line
+		line, err := readLine(c.br)
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			c.eof = true
+			return nil
+		}
+	}
+}
+
+// readLine reads one line of the framing (at most the reader's buffer).
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	switch err {
+	case nil:
+		return line, nil
+	case io.EOF:
+		return nil, io.ErrUnexpectedEOF
+	case bufio.ErrBufferFull:
+		return nil, errBadChunk
+	}
+	return nil, err
+}
+
+// readLineEnd reads the CRLF that ends a chunk's data.
+func readLineEnd(br *bufio.Reader) error {
+	b, err := br.Peek(2)
+	if err != nil {
+		if err == io.EOF {
+			return io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	if b[0] != '\r' || b[1] != '\n' {
+		return errBadChunk
+	}
+	_, _ = br.Discard(2)
+	return nil
+}
+
+// chunkSize parses a chunk header line: hex digits, optional extensions after ';', then
+// the line end.
+func chunkSize(line []byte) (int64, bool) {
+	line = bytes.TrimRight(line, "\r\n")
+	if i := bytes.IndexByte(line, ';'); i >= 0 {
+		line = line[:i]
+	}
+	line = bytes.TrimRight(line, " \t")
+	if len(line) == 0 || len(line) > 10 {
+		return 0, false
+	}
+	var size int64
+	for _, ch := range line {
+		var d byte
+		switch {
+		case ch >= '0' && ch <= '9':
+			d = ch - '0'
+		case ch >= 'a' && ch <= 'f':
+			d = ch - 'a' + 10
+		case ch >= 'A' && ch <= 'F':
+			d = ch - 'A' + 10
+		default:
+			return 0, false
+		}
+		size = size<<4 | int64(d)
+	}
+	return size, size <= maxChunkSize
+}

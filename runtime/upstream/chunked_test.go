@@ -1,0 +1,188 @@
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// encodeChunked frames parts as a chunked body, with extensions and trailers now and then.
+func encodeChunked(rng *rand.Rand, parts [][]byte) []byte {
+	var b bytes.Buffer
+	for _, p := range parts {
+		switch rng.IntN(4) {
+		case 0:
+			fmt.Fprintf(&b, "%X;ext=1\r\n", len(p))
+		case 1:
+			fmt.Fprintf(&b, "%x \r\n", len(p))
+		default:
+			fmt.Fprintf(&b, "%x\r\n", len(p))
+		}
+		b.Write(p)
+		b.WriteString("\r\n")
+	}
+	b.WriteString("0\r\n")
+	if rng.IntN(3) == 0 {
+		b.WriteString("X-Trailer: 1\r\n")
+	}
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+// trickle returns at most max bytes a read.
+type trickle struct {
+	r   io.Reader
+	max int
+}
+
+func (t *trickle) Read(p []byte) (int, error) { return t.r.Read(p[:min(len(p), t.max)]) }
+
+// errWouldBlock marks a read the engine could not have answered yet.
+var errWouldBlock = errors.New("would block")
+
+// gate serves its bytes, then answers every read with errWouldBlock.
+type gate struct{ data []byte }
+
+func (g *gate) Read(p []byte) (int, error) {
+	if len(g.data) == 0 {
+		return 0, errWouldBlock
+	}
+	n := copy(p, g.data)
+	g.data = g.data[n:]
+	return n, nil
+}
+
+// TestChunked: random bodies, framed at random, read in random pieces through readers of
+// several sizes, come out whole; the connection's reader is left at the next response.
+func TestChunked(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := range 2000 {
+		parts := make([][]byte, rng.IntN(12))
+		var want []byte
+		for j := range parts {
+			parts[j] = make([]byte, 1+rng.IntN(700))
+			for k := range parts[j] {
+				parts[j][k] = byte('a' + rng.IntN(26))
+			}
+			want = append(want, parts[j]...)
+		}
+		wire := append(encodeChunked(rng, parts), "NEXT"...)
+		br := bufio.NewReaderSize(&trickle{bytes.NewReader(wire), 1 + rng.IntN(300)}, 16+rng.IntN(4096))
+		c := &chunked{br: br}
+		var got []byte
+		buf := make([]byte, 1+rng.IntN(2000))
+		for {
+			n, err := c.Read(buf[:1+rng.IntN(len(buf))])
+			got = append(got, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("case %d: %v", i, err)
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("case %d: %d bytes, want %d", i, len(got), len(want))
+		}
+		if rest, _ := io.ReadAll(br); string(rest) != "NEXT" {
+			t.Fatalf("case %d: left %q after the body, want NEXT", i, rest)
+		}
+	}
+}
+
+// TestChunkedNeverWaitsWithData: a Read that has data returns it rather than wait for
+// more: cut anywhere, the body reads up to the cut without a read past it, except as
+// the first step of a Read (which returns nothing then).
+func TestChunkedNeverWaitsWithData(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for i := range 3000 {
+		parts := make([][]byte, 1+rng.IntN(10))
+		var want []byte
+		for j := range parts {
+			parts[j] = bytes.Repeat([]byte{byte('a' + j)}, 1+rng.IntN(300))
+			want = append(want, parts[j]...)
+		}
+		wire := encodeChunked(rng, parts)
+		cut := rng.IntN(len(wire) + 1)
+		c := &chunked{br: bufio.NewReaderSize(&gate{wire[:cut]}, 16+rng.IntN(2048))}
+		var got []byte
+		buf := make([]byte, 64+rng.IntN(2048))
+		var err error
+		for {
+			var n int
+			n, err = c.Read(buf)
+			got = append(got, buf[:n]...)
+			if errors.Is(err, errWouldBlock) && n > 0 {
+				t.Fatalf("case %d: a Read with %d bytes waited for more", i, n)
+			}
+			if err != nil {
+				break
+			}
+		}
+		if !bytes.HasPrefix(want, got) {
+			t.Fatalf("case %d: read %q, not a prefix of the body", i, got)
+		}
+		if cut == len(wire) && (err != io.EOF || !bytes.Equal(got, want)) {
+			t.Fatalf("case %d: whole body: %d of %d bytes, %v", i, len(got), len(want), err)
+		}
+		if cut < len(wire) && !errors.Is(err, errWouldBlock) {
+			t.Fatalf("case %d: cut at %d of %d: %v, want a wait", i, cut, len(wire), err)
+		}
+	}
+}
+
+// TestChunkedMalformed: broken framing is an error, a body cut short is
+// io.ErrUnexpectedEOF.
+func TestChunkedMalformed(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want error
+	}{
+		{"zz\r\nabc\r\n0\r\n\r\n", errBadChunk},
+		{"3\r\nabcX\r\n0\r\n\r\n", errBadChunk},
+		{"\r\n", errBadChunk},
+		{"fffffffffffff\r\n", errBadChunk},
+		{"3\r\nab", io.ErrUnexpectedEOF},
+		{"3\r\nabc\r\n", io.ErrUnexpectedEOF},
+		{"3\r\nabc\r\n0\r\n", io.ErrUnexpectedEOF},
+		{"", io.ErrUnexpectedEOF},
+		{strings.Repeat("1", 5000) + "\r\n", errBadChunk},
+	} {
+		c := &chunked{br: bufio.NewReaderSize(strings.NewReader(tc.in), 4096)}
+		_, err := io.ReadAll(c)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%q: %v, want %v", tc.in, err, tc.want)
+		}
+	}
+}
+
+// FuzzChunked: any bytes decode without a panic or a hang, to at most as many bytes of
+// data as were given, and a valid framing decodes to its data.
+func FuzzChunked(f *testing.F) {
+	f.Add([]byte("3\r\nabc\r\n0\r\n\r\n"), uint8(7))
+	f.Add([]byte("1;x\r\na\r\n0\r\nT: 1\r\n\r\n"), uint8(1))
+	f.Add([]byte("0\r\n\n"), uint8(3))
+	f.Fuzz(func(t *testing.T, in []byte, piece uint8) {
+		c := &chunked{br: bufio.NewReaderSize(&trickle{bytes.NewReader(in), 1 + int(piece)}, 16)}
+		buf := make([]byte, 1+int(piece))
+		total := 0
+		for i := 0; ; i++ {
+			n, err := c.Read(buf)
+			total += n
+			if err != nil {
+				break
+			}
+			if i > 2*len(in)+2 {
+				t.Fatalf("no end after %d reads of %d bytes of input", i, len(in))
+			}
+		}
+		if total > len(in) {
+			t.Fatalf("%d bytes of data from %d of input", total, len(in))
+		}
+	})
+}
