@@ -70,8 +70,10 @@ func (c *chunked) Read(p []byte) (int, error) {
 			}
 		}
 	}
-	if n == 0 && c.eof {
-		return 0, io.EOF
+	if c.eof {
+		// The end with the last data, so that the caller knows at once (Call.eof: a
+		// WaitReady after it must not wait on the idle connection).
+		return n, io.EOF
 	}
 	return n, nil
 }
@@ -85,9 +87,9 @@ func (c *chunked) headerBuffered() bool {
 		return false
 	}
 	if size, ok := chunkSize(b[:i+1]); ok && size == 0 {
-		return bytes.Contains(b[i:], []byte("\n\r\n")) || bytes.Contains(b[i:], []byte("\n\n"))
+		return bytes.Contains(b[i-1:], []byte("\r\n\r\n"))
 	}
-	return true
+	return true // a size to read, or an error to report
 }
 
 // header reads a chunk's header; at the last chunk it reads the trailers and ends.
@@ -104,23 +106,33 @@ func (c *chunked) header() error {
 		c.left = size
 		return nil
 	}
-	for { // trailers, up to the empty line
+	for i := 0; ; i++ { // trailers, up to the empty line
 		line, err := readLine(c.br)
 		if err != nil {
 			return err
 		}
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+		if len(line) == 2 {
 			c.eof = true
 			return nil
+		}
+		if i == maxTrailers {
+			return errBadChunk
 		}
 	}
 }
 
-// readLine reads one line of the framing (at most the reader's buffer).
+// maxTrailers bounds the trailer lines after the last chunk (engines send none).
+const maxTrailers = 32
+
+// readLine reads one line of the framing (at most the reader's buffer), which must end
+// in CRLF, as fasthttp's and Go's readers require.
 func readLine(br *bufio.Reader) ([]byte, error) {
 	line, err := br.ReadSlice('\n')
 	switch err {
 	case nil:
+		if len(line) < 2 || line[len(line)-2] != '\r' {
+			return nil, errBadChunk
+		}
 		return line, nil
 	case io.EOF:
 		return nil, io.ErrUnexpectedEOF
@@ -146,14 +158,20 @@ func readLineEnd(br *bufio.Reader) error {
 	return nil
 }
 
-// chunkSize parses a chunk header line: hex digits, optional extensions after ';', then
-// the line end.
+// chunkSize parses a chunk header line: hex digits (leading zeros allowed), optional
+// extensions after ';', then CRLF.
 func chunkSize(line []byte) (int64, bool) {
-	line = bytes.TrimRight(line, "\r\n")
+	line, ok := bytes.CutSuffix(line, []byte("\r\n"))
+	if !ok {
+		return 0, false
+	}
 	if i := bytes.IndexByte(line, ';'); i >= 0 {
 		line = line[:i]
 	}
 	line = bytes.TrimRight(line, " \t")
+	for len(line) > 1 && line[0] == '0' {
+		line = line[1:]
+	}
 	if len(line) == 0 || len(line) > 10 {
 		return 0, false
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -152,11 +153,28 @@ func TestChunkedMalformed(t *testing.T) {
 		{"3\r\nabc\r\n0\r\n", io.ErrUnexpectedEOF},
 		{"", io.ErrUnexpectedEOF},
 		{strings.Repeat("1", 5000) + "\r\n", errBadChunk},
+		{"3\nabc\r\n0\r\n\r\n", errBadChunk},       // a size line without CR
+		{"3\r\nabc\r\n0\n\n", errBadChunk},         // nor the end
+		{"3\r\nabc\r\n0\r\nA: 1\n\n", errBadChunk}, // nor a trailer
+		{"3\r\nabc\r\n0\r\n" + strings.Repeat("A: 1\r\n", 40) + "\r\n", errBadChunk},
 	} {
 		c := &chunked{br: bufio.NewReaderSize(strings.NewReader(tc.in), 4096)}
 		_, err := io.ReadAll(c)
 		if !errors.Is(err, tc.want) {
 			t.Errorf("%q: %v, want %v", tc.in, err, tc.want)
+		}
+		if n, again := c.Read(make([]byte, 8)); n != 0 || again != err {
+			t.Errorf("%q: the error is not sticky: %d, %v after %v", tc.in, n, again, err)
+		}
+	}
+	// Accepted as fasthttp and Go's readers accept them: leading zeros, extensions,
+	// trailers; the reader is left after the body.
+	for _, in := range []string{"00000000003\r\nabc\r\n0\r\n\r\n", "3;a=\"x;y\"\r\nabc\r\n000\r\nT: 1\r\n\r\n", "3 \r\nabc\r\n0;e\r\n\r\n"} {
+		br := bufio.NewReaderSize(strings.NewReader(in+"NEXT"), 4096)
+		got, err := io.ReadAll(&chunked{br: br})
+		rest, _ := io.ReadAll(br)
+		if err != nil || string(got) != "abc" || string(rest) != "NEXT" {
+			t.Errorf("%q: %q, %v, left %q", in, got, err, rest)
 		}
 	}
 }
@@ -183,6 +201,24 @@ func FuzzChunked(f *testing.F) {
 		}
 		if total > len(in) {
 			t.Fatalf("%d bytes of data from %d of input", total, len(in))
+		}
+		// Where Go's own reader and this one both accept the body, they agree on its data
+		// and on where the next response starts.
+		br := bufio.NewReaderSize(bytes.NewReader(in), 4096)
+		got, err := io.ReadAll(&chunked{br: br})
+		rest, _ := io.ReadAll(br)
+		hb := bufio.NewReader(io.MultiReader(strings.NewReader("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), bytes.NewReader(in)))
+		resp, rerr := http.ReadResponse(hb, nil)
+		if err != nil || rerr != nil {
+			return
+		}
+		want, werr := io.ReadAll(resp.Body)
+		if werr != nil {
+			return
+		}
+		wantRest, _ := io.ReadAll(hb)
+		if !bytes.Equal(got, want) || !bytes.Equal(rest, wantRest) {
+			t.Fatalf("data %q, left %q; Go's reader: %q, left %q", got, rest, want, wantRest)
 		}
 	})
 }

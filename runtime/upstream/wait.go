@@ -14,6 +14,9 @@ func (call *Call) WaitReady() {
 	if call.cn.br.Buffered() > 0 || call.Resp.Header.ContentLength() != -1 {
 		return // only a chunked body is read from the connection's reader alone
 	}
+	if ch, ok := call.body.(*chunked); ok && (ch.eof || ch.err != nil) {
+		return // the body has ended: the idle connection has nothing more to send
+	}
 	waitReadable(call.cn.raw)
 }
 

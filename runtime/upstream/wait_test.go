@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"testing"
@@ -129,11 +130,10 @@ func TestWaitReady(t *testing.T) {
 	mustReturn(t, s, "WaitReady waited on the socket with an event in the SSE reader")
 	nextData(t, s, "4")
 
-	// Two chunks in one write: the SSE reader reads the first chunk alone, and the
-	// second stays in the connection's reader.
+	// Two chunks in one write: both reach the SSE reader in one read (chunked.go).
 	writes <- []string{"data: 5\n\n", "data: 6\n\n"}
 	nextData(t, s, "5")
-	mustReturn(t, s, "WaitReady waited on the socket with a chunk in the connection's reader")
+	mustReturn(t, s, "WaitReady waited on the socket with the second chunk read")
 	nextData(t, s, "6")
 
 	close(writes)
@@ -162,5 +162,23 @@ func TestWaitReadyCancel(t *testing.T) {
 	}
 	if _, _, err := s.Next(); err == nil {
 		t.Fatal("no error reading a cancelled call")
+	}
+}
+
+// TestWaitReadyAfterTheEnd: the engine's last event and the body's end (the last chunk)
+// arrive together, without [DONE], on a connection the engine keeps open. Once the last
+// event is read, WaitReady returns at once (the next read reports the end) instead of
+// waiting on the idle connection.
+func TestWaitReadyAfterTheEnd(t *testing.T) {
+	addr, writes := sseServer(t)
+	defer close(writes)
+	_, s := openSSE(t, context.Background(), addr)
+	writes <- []string{"data: 1\n\n"}
+	nextData(t, s, "1")
+	writes <- []string{"data: last\n\n", ""} // "": the last chunk, in the same write
+	nextData(t, s, "last")
+	mustReturn(t, s, "WaitReady waited on the idle connection after the body's end")
+	if _, _, err := s.Next(); err != io.EOF {
+		t.Fatalf("after the last event: %v, want EOF", err)
 	}
 }
