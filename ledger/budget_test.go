@@ -305,13 +305,22 @@ func runChild(path string) int {
 	go func() { done <- l.Run(ctx) }()
 	b := NewBudget(&fakeCloud{}, l, BudgetOptions{Pricer: cloudPrices{}})
 	key := &models.Key{ID: "key-shared", Tenant: "t", DailyUSD: childBudget}
+	// One request each before the race (the budget holds both), so that both processes
+	// have spent from the shared budget whichever of them the race's start favours: on a
+	// loaded machine one may have used the rest of it before the other runs at all.
+	var admitted atomic.Int64
+	if err := serveOne(ctx, b, l, key, os.Getenv("LEDGER_CHILD_ID")+"-first", cloudTarget); err != nil {
+		fmt.Println("first request:", err)
+		cancel()
+		return 1
+	}
+	admitted.Add(1)
 	fmt.Println("ready")
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		fmt.Println(err)
 		cancel()
 		return 1
 	}
-	var admitted atomic.Int64
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
