@@ -14,18 +14,20 @@ import (
 	"github.com/sluice-llm/sluice/gateway"
 )
 
+// streamAPIs are the two streaming APIs: a request body with the prompt at %s, a text
+// delta with its text at %s, and the stream's last event.
+var streamAPIs = []struct{ path, body, delta, end string }{
+	{"/v1/chat/completions", `{"model":"m","stream":true,"messages":[{"role":"user","content":"%s"}]}`, `"content":"%s"`, "data: [DONE]"},
+	{"/v1/messages", `{"model":"m","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"%s"}]}`, `"text":"%s"`, "event: message_stop"},
+}
+
 // TestSlowStreamWaits: between the events of a slow stream (an engine generating at its
 // own pace) the gateway waits for the engine with models.WaitReady, at a shallow depth,
 // instead of inside Recv; a fast stream is not waited on. Both answers arrive whole, on
 // the OpenAI and the Anthropic API.
 func TestSlowStreamWaits(t *testing.T) {
 	g := startGateway(t, gateway.Options{}, 4)
-	for _, api := range []struct {
-		path, body, delta, end string
-	}{
-		{"/v1/chat/completions", `{"model":"m","stream":true,"messages":[{"role":"user","content":"%s"}]}`, `"content":"word "`, "data: [DONE]"},
-		{"/v1/messages", `{"model":"m","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"%s"}]}`, `"text":"word "`, "event: message_stop"},
-	} {
+	for _, api := range streamAPIs {
 		for _, tc := range []struct {
 			prompt string
 			slow   bool
@@ -39,7 +41,7 @@ func TestSlowStreamWaits(t *testing.T) {
 			if !tc.slow {
 				words = 40
 			}
-			if n := strings.Count(string(b), api.delta); n != words || !strings.Contains(string(b), api.end) {
+			if n := strings.Count(string(b), strings.Replace(api.delta, "%s", "word ", 1)); n != words || !strings.Contains(string(b), api.end) {
 				t.Fatalf("%s %q: %d deltas of %d, end %v:\n%s", api.path, tc.prompt, n, words, strings.Contains(string(b), api.end), b)
 			}
 			waits := g.Fake.waits.Load() - before
@@ -105,12 +107,7 @@ func chunkedBody(t *testing.T, addr, path, body string) (string, int) {
 // one, and nothing is lost or reordered either way (the burst's words are numbered).
 func TestEventsAtHandWrittenTogether(t *testing.T) {
 	g := startGateway(t, gateway.Options{}, 4)
-	for _, api := range []struct {
-		path, body, delta, end string
-	}{
-		{"/v1/chat/completions", `{"model":"m","stream":true,"messages":[{"role":"user","content":"%s"}]}`, `"content":"%s"`, "data: [DONE]"},
-		{"/v1/messages", `{"model":"m","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"%s"}]}`, `"text":"%s"`, "event: message_stop"},
-	} {
+	for _, api := range streamAPIs {
 		for _, tc := range []struct {
 			prompt string
 			burst  bool

@@ -1,23 +1,15 @@
 package overflow
 
 import (
-	"io"
 	"testing"
 
-	"github.com/sluice-llm/sluice/models"
+	"github.com/sluice-llm/sluice/internal/streamtest"
 )
-
-type atHandStream struct{ at bool }
-
-func (atHandStream) Recv() (models.Chunk, error) { return models.Chunk{}, io.EOF }
-func (atHandStream) Usage() models.Usage         { return models.Usage{} }
-func (atHandStream) Close() error                { return nil }
-func (s atHandStream) Buffered() bool            { return s.at }
 
 // TestRoutedBuffered: chunks held back are at hand; otherwise the target's stream
 // answers, and nothing is at hand after its end.
 func TestRoutedBuffered(t *testing.T) {
-	x := &routed{Stream: atHandStream{at: false}, n: 2}
+	x := &routed{Stream: streamtest.AtHand{At: false}, n: 2}
 	for i := 0; i < 2; i++ {
 		if !x.Buffered() {
 			t.Fatalf("held-back chunk %d not at hand", i)
@@ -29,7 +21,7 @@ func TestRoutedBuffered(t *testing.T) {
 	if x.Buffered() {
 		t.Fatal("held-back chunks read: the target's stream has none at hand, yet reported")
 	}
-	x.Stream = atHandStream{at: true}
+	x.Stream = streamtest.AtHand{At: true}
 	if !x.Buffered() {
 		t.Fatal("the target's chunk at hand not passed on")
 	}
