@@ -82,14 +82,64 @@ func (c *chunked) Read(p []byte) (int, error) {
 // its line is buffered, and for the last chunk (size 0) the end of the trailers too.
 func (c *chunked) headerBuffered() bool {
 	b, _ := c.br.Peek(c.br.Buffered())
+	_, _, ok := headerIn(b, len(b) == c.br.Size())
+	return ok
+}
+
+// headerIn finds a chunk header at the start of b, what the reader has buffered (full:
+// all of its buffer): ok when reading it cannot wait, with the chunk's size and the
+// header's length. For the last chunk that takes its trailers up to the empty line. A
+// malformed line, or one longer than the buffer, counts as ok with size -1: reading it
+// reports the error at once.
+func headerIn(b []byte, full bool) (size int64, n int, ok bool) {
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
-		return false
+		return -1, 0, full
 	}
-	if size, ok := chunkSize(b[:i+1]); ok && size == 0 {
-		return bytes.Contains(b[i-1:], []byte("\r\n\r\n"))
+	size, valid := chunkSize(b[:i+1])
+	if !valid {
+		return -1, i + 1, true
 	}
-	return true // a size to read, or an error to report
+	if size > 0 {
+		return size, i + 1, true
+	}
+	// The trailers, read as header does.
+	rest := b[i+1:]
+	for k := 0; ; k++ {
+		j := bytes.IndexByte(rest, '\n')
+		if j < 0 {
+			return 0, i + 1, full
+		}
+		if j < 1 || rest[j-1] != '\r' || j == 1 || k == maxTrailers {
+			return 0, i + 1, true // malformed, the end, or too many: at once
+		}
+		rest = rest[j+1:]
+	}
+}
+
+// ReadReady reports whether a Read now returns data, the body's end or an error without
+// waiting for the engine: what SSE.BufferedData asks before it reads on for an event
+// that is not all in its own buffer yet.
+func (c *chunked) ReadReady() bool {
+	if c.eof || c.err != nil {
+		return true
+	}
+	b, _ := c.br.Peek(c.br.Buffered())
+	if c.left > 0 {
+		return len(b) > 0
+	}
+	if c.crlf {
+		if len(b) < 2 {
+			return false
+		}
+		if b[0] != '\r' || b[1] != '\n' {
+			return true // an error, at once
+		}
+		b = b[2:]
+	}
+	size, n, ok := headerIn(b, c.br.Buffered() == c.br.Size())
+	// A chunk with data: at least its first byte must be here too, or Read would wait.
+	return ok && (size <= 0 || len(b) > n)
 }
 
 // header reads a chunk's header; at the last chunk it reads the trailers and ends.

@@ -222,3 +222,58 @@ func FuzzChunked(f *testing.F) {
 		}
 	})
 }
+
+// TestChunkedReadReady: ReadReady says true only when the next Read returns without
+// waiting (data, the end or an error), and false whenever everything that has arrived is
+// buffered and that Read would wait; on bodies cut anywhere, some with a byte changed.
+func TestChunkedReadReady(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for i := range 3000 {
+		parts := make([][]byte, 1+rng.IntN(8))
+		for j := range parts {
+			parts[j] = bytes.Repeat([]byte{byte('a' + j)}, 1+rng.IntN(200))
+		}
+		wire := encodeChunked(rng, parts)
+		if rng.IntN(4) == 0 {
+			wire[rng.IntN(len(wire))] = "0a\r\n;x "[rng.IntN(7)]
+		}
+		checkReadReady(t, fmt.Sprintf("case %d", i), wire[:rng.IntN(len(wire)+1)], 1+rng.IntN(300))
+	}
+}
+
+// checkReadReady reads the chunked body that arrived (wire) in reads of size bytes and
+// checks ReadReady before each.
+func checkReadReady(t *testing.T, name string, wire []byte, size int) {
+	t.Helper()
+	g := &gate{wire}
+	c := &chunked{br: bufio.NewReaderSize(g, 4096)}
+	buf := make([]byte, size)
+	for step := 0; ; step++ {
+		ready := c.ReadReady()
+		all := len(g.data) == 0 // everything that arrived is in the reader's buffer
+		n, err := c.Read(buf)
+		waited := n == 0 && errors.Is(err, errWouldBlock)
+		if ready && waited {
+			t.Fatalf("%s step %d: ReadReady true, then Read waited", name, step)
+		}
+		if !ready && all && !waited {
+			t.Fatalf("%s step %d: ReadReady false with everything buffered, then Read = %d, %v", name, step, n, err)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// FuzzChunkedReadReady: ReadReady on any bytes (go test -fuzz FuzzChunkedReadReady).
+func FuzzChunkedReadReady(f *testing.F) {
+	f.Add([]byte("5\r\nhello\r\n0\r\n\r\n"), uint16(3))
+	f.Add([]byte("5\r\nhel"), uint16(100))
+	f.Add([]byte("0\r\nX: 1\r\n"), uint16(1))
+	f.Fuzz(func(t *testing.T, wire []byte, size uint16) {
+		if len(wire) > 3000 { // within the reader's buffer, so "everything buffered" holds
+			return
+		}
+		checkReadReady(t, "fuzz", wire, 1+int(size)%512)
+	})
+}

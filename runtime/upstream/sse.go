@@ -68,28 +68,50 @@ func (s *SSE) Release() {
 	}
 }
 
-// BufferedData returns the data of the next event if the whole event is already in the
-// reader's buffer (a later call to Next returns it without reading), the first of its
-// data lines when it has several. Comments and events without data before it are
-// passed over; nothing is consumed.
+// BufferedData returns the data of the next event if the whole event is already at
+// hand: in the reader's buffer, or (the rest of it) in the engine connection's, from which
+// it is then read without waiting (the source's ReadReady), so a later call to Next
+// returns it without waiting for the engine. Only its first data line is returned when
+// it has several. Comments and events without data before it are passed over.
 func (s *SSE) BufferedData() ([]byte, bool) {
-	if s.br == nil || s.br.Buffered() == 0 {
+	if s.br == nil {
 		return nil, false
 	}
-	b, _ := s.br.Peek(s.br.Buffered())
-	var data []byte
+	for {
+		if n := s.br.Buffered(); n > 0 {
+			b, _ := s.br.Peek(n)
+			data, whole, ok := firstEvent(b)
+			if whole {
+				return data, ok
+			}
+		}
+		// Not all here: read on while that cannot wait, within the buffer.
+		r, ready := s.src.(interface{ ReadReady() bool })
+		if !ready || s.br.Buffered() == s.br.Size() || !r.ReadReady() {
+			return nil, false
+		}
+		if _, err := s.br.Peek(s.br.Buffered() + 1); err != nil {
+			return nil, false // the end or an error: Next reports it
+		}
+	}
+}
+
+// firstEvent finds the first event with data in b: its first data line, whole when the
+// event is all in b; ok false when a line Next treats otherwise comes first (an error
+// line).
+func firstEvent(b []byte) (data []byte, whole, ok bool) {
 	have := false
 	for {
 		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
-			return nil, false // the event is not all here
+			return nil, false, false // the event is not all here
 		}
 		line := bytes.TrimRight(b[:i], "\r")
 		b = b[i+1:]
 		switch {
 		case len(line) == 0:
 			if have {
-				return data, true
+				return data, true, true
 			}
 		case bytes.HasPrefix(line, []byte("data:")):
 			if !have {
@@ -97,7 +119,7 @@ func (s *SSE) BufferedData() ([]byte, bool) {
 				have = true
 			}
 		case line[0] != ':' && !bytes.HasPrefix(line, []byte("event:")):
-			return nil, false // a field Next treats otherwise (an error line)
+			return nil, true, false // a field Next treats otherwise (an error line)
 		}
 	}
 }

@@ -1,8 +1,12 @@
 package upstream
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -182,6 +186,66 @@ func TestSSEBufferedData(t *testing.T) {
 			if _, d, err := s.Next(); err != nil || !strings.HasPrefix(string(d), tc.data) {
 				t.Errorf("%q: Next after BufferedData = %q, %v", tc.in, d, err)
 			}
+		}
+	}
+}
+
+// TestSSEBufferedDataReadsOn: events that arrived together (one chunk each) are all at
+// hand, although the SSE reader's own buffer holds only a few of them: BufferedData
+// reads on from the connection's buffer where that cannot wait, and Next then never
+// waits for the engine. The event cut by the end of what arrived is not at hand.
+func TestSSEBufferedDataReadsOn(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for i := range 200 {
+		var parts [][]byte
+		var want []string
+		for j := range 5 + rng.IntN(60) {
+			d := fmt.Sprintf(`{"n":%d,"pad":%q}`, j, strings.Repeat("x", rng.IntN(300)))
+			want = append(want, d)
+			parts = append(parts, []byte("data: "+d+"\n\n"))
+		}
+		wire := encodeChunked(rng, parts)
+		cut := len(wire)
+		if i%2 == 1 {
+			cut = rng.IntN(len(wire) + 1)
+		}
+		// The events whose bytes all arrived: those whose end is in wire[:cut].
+		whole, end := 0, 0
+		for _, p := range parts {
+			end = bytes.Index(wire[end:], p) + end + len(p)
+			if end > cut {
+				break
+			}
+			whole++
+		}
+		call := &chunked{br: bufio.NewReaderSize(&gate{wire[:cut]}, 64<<10)}
+		s := NewSSE(call, 0)
+		// The first event is read as the gateway does (it may fill the buffers); every
+		// one after it must be at hand exactly when its bytes arrived.
+		if whole == 0 {
+			continue // (a reader that cannot wait ends the first event where it was cut)
+		}
+		_, d, err := s.Next()
+		if err != nil || string(d) != want[0] {
+			t.Fatalf("case %d: first event %q, %v", i, d, err)
+		}
+		got := 1
+		for got < len(want) {
+			data, ok := s.BufferedData()
+			if !ok {
+				break
+			}
+			_, d, err := s.Next()
+			if err != nil || string(d) != want[got] || !bytes.HasPrefix(d, data) {
+				t.Fatalf("case %d: event %d at hand as %q, then Next = %q, %v", i, got, data, d, err)
+			}
+			got++
+		}
+		if cut == len(wire) && got != len(want) {
+			t.Fatalf("case %d: %d of %d events at hand with the whole body arrived", i, got, len(want))
+		}
+		if got != whole {
+			t.Fatalf("case %d: %d events at hand, %d arrived whole", i, got, whole)
 		}
 	}
 }

@@ -20,6 +20,17 @@ func (call *Call) WaitReady() {
 	waitReadable(call.cn.raw)
 }
 
+// ReadReady reports whether a Read of the body now returns without waiting for the
+// engine (data, the end or an error). Only a chunked body read by sluice's own decoder
+// can tell; any other says false.
+func (call *Call) ReadReady() bool {
+	if call.body == nil || call.eof {
+		return true
+	}
+	ch, ok := call.body.(*chunked)
+	return ok && ch.ReadReady()
+}
+
 // WaitReady returns when the next event may be read without waiting long: a line
 // already buffered, or the underlying reader's WaitReady.
 func (s *SSE) WaitReady() {
