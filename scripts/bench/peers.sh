@@ -15,11 +15,15 @@
 #            1550). Headless, NODE_ENV=production; it has no rate limits to raise. The
 #            upstream is named on each request (x-portkey-provider: openai,
 #            x-portkey-custom-host: the fake engine), sent with --peer-header.
+#   caddy    Caddy 2.11.9 (Go module proxy, `go install`), the reverse proxy a team puts in
+#            front of its engines by hand: the API key checked on every request, answers
+#            passed through and streamed ones flushed at once (scripts/bench/peers/caddy/
+#            Caddyfile). It has no rate limits; its idle engine connections are raised.
 # Not built here, see docs/benchmarks.md: llama-swap and olla. The Go module proxy that
 # this project's machines reach refuses both modules (403); the script says so again at
 # each run, so that a machine where they are served is noticed.
 #
-# Environment: ENGINE_ADDR (127.0.0.1:19100), PORTKEY_PORT (18787), SLUICE_BIN
+# Environment: ENGINE_ADDR (127.0.0.1:19100), PORTKEY_PORT (18787), CADDY_PORT (18788), SLUICE_BIN
 # (bin/sluice, built when missing), SLUICE_CACHE (where the peers are installed).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,6 +34,9 @@ cd "$here/../.."
 ENGINE_ADDR=${ENGINE_ADDR:-127.0.0.1:19100}
 PORTKEY_PORT=${PORTKEY_PORT:-18787}
 PORTKEY_VERSION=1.15.2
+CADDY_PORT=${CADDY_PORT:-18788}
+CADDY_VERSION=2.11.9
+CADDY_KEY=peer-bench-key # what the bench's requests to Caddy carry (--peer-header)
 SLUICE_BIN=${SLUICE_BIN:-bin/sluice}
 install_only=0
 if [ "${1:-}" = --install-only ]; then
@@ -55,7 +62,15 @@ if [ ! -f "$pk/node_modules/@portkey-ai/gateway/build/start-server.js" ] || [ "$
 	cp "$here/peers/portkey/package.json" "$here/peers/portkey/package-lock.json" "$pk/"
 	(cd "$pk" && npm ci --ignore-scripts --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
 fi
-[ "$install_only" = 1 ] && { log "installed: $pk"; exit 0; }
+
+# Caddy, built from the Go module proxy.
+cd_dir="$SLUICE_CACHE/peers/caddy-$CADDY_VERSION"
+if [ ! -x "$cd_dir/caddy" ]; then
+	log "building Caddy $CADDY_VERSION (go install, about a minute)"
+	mkdir -p "$cd_dir"
+	GOBIN="$cd_dir" GOFLAGS=-mod=mod go install "github.com/caddyserver/caddy/v2/cmd/caddy@v$CADDY_VERSION"
+fi
+[ "$install_only" = 1 ] && { log "installed: $pk $cd_dir"; exit 0; }
 
 [ -x "$SLUICE_BIN" ] || go build -o "$SLUICE_BIN" ./cmd/sluice
 
@@ -81,8 +96,16 @@ NODE_ENV=production node "$pk/node_modules/@portkey-ai/gateway/build/start-serve
 pids+=($!)
 wait_port "$PORTKEY_PORT" || { log "Portkey did not start:"; tail -20 "$pk/portkey.log" >&2; exit 1; }
 
+log "starting Caddy on 127.0.0.1:$CADDY_PORT (log: $cd_dir/caddy.log)"
+CADDY_PORT="$CADDY_PORT" CADDY_KEY="$CADDY_KEY" ENGINE_ADDR="$ENGINE_ADDR" XDG_DATA_HOME="$cd_dir/data" XDG_CONFIG_HOME="$cd_dir/config" \
+	"$cd_dir/caddy" run --adapter caddyfile --config "$here/peers/caddy/Caddyfile" >"$cd_dir/caddy.log" 2>&1 &
+pids+=($!)
+wait_port "$CADDY_PORT" || { log "Caddy did not start:"; tail -20 "$cd_dir/caddy.log" >&2; exit 1; }
+
 "$SLUICE_BIN" bench gateway --engine-addr "$ENGINE_ADDR" \
 	--peer "portkey=http://127.0.0.1:$PORTKEY_PORT" \
 	--peer-header "portkey=x-portkey-provider:openai" \
 	--peer-header "portkey=x-portkey-custom-host:http://$ENGINE_ADDR/v1" \
+	--peer "caddy=http://127.0.0.1:$CADDY_PORT" \
+	--peer-header "caddy=Authorization:Bearer $CADDY_KEY" \
 	"$@"
