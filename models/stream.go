@@ -103,13 +103,15 @@ func WaitReady(st Stream) {
 }
 
 // Buffered is a Stream that can tell, without blocking, that its next chunk is at hand:
-// already read from the engine, so that Recv returns it without waiting. The gateway
+// already received from the engine (in sluice's buffers, or read into them from the
+// connection's without waiting), so that Recv returns it without waiting. The gateway
 // writes the events at hand to the client together, one write (and one system call)
 // for several, where an engine's events arrive faster than they are written one by
 // one. Stages that wrap a stream pass Buffered on.
 type Buffered interface {
-	// Buffered reports whether Recv would return at once. It must not read, and it
-	// answers false when it cannot be sure.
+	// Buffered reports whether Recv would return at once. It must not wait (it may move
+	// bytes already received between buffers), and it answers false when it cannot be
+	// sure.
 	Buffered() bool
 }
 

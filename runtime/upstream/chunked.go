@@ -86,11 +86,13 @@ func (c *chunked) headerBuffered() bool {
 	return ok
 }
 
-// headerIn finds a chunk header at the start of b, what the reader has buffered (full:
-// all of its buffer): ok when reading it cannot wait, with the chunk's size and the
-// header's length. For the last chunk that takes its trailers up to the empty line. A
-// malformed line, or one longer than the buffer, counts as ok with size -1: reading it
-// reports the error at once.
+// headerIn finds a chunk header at the start of b, what the reader has buffered: ok when
+// reading it cannot wait, with the chunk's size and the header's length. For the last
+// chunk that takes its trailers up to the empty line. A malformed line counts as ok with
+// size -1: reading it reports the error at once. So does a header line not ended within
+// a full buffer (full: b is the whole buffer, starting at the line), which the reader
+// refuses as too long; a trailer line is read after the header's, from a buffer no longer
+// full, so an unended one waits.
 func headerIn(b []byte, full bool) (size int64, n int, ok bool) {
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
@@ -108,7 +110,7 @@ func headerIn(b []byte, full bool) (size int64, n int, ok bool) {
 	for k := 0; ; k++ {
 		j := bytes.IndexByte(rest, '\n')
 		if j < 0 {
-			return 0, i + 1, full
+			return 0, i + 1, false
 		}
 		if j < 1 || rest[j-1] != '\r' || j == 1 || k == maxTrailers {
 			return 0, i + 1, true // malformed, the end, or too many: at once
@@ -128,6 +130,7 @@ func (c *chunked) ReadReady() bool {
 	if c.left > 0 {
 		return len(b) > 0
 	}
+	full := len(b) == c.br.Size() // the header line starts the buffer
 	if c.crlf {
 		if len(b) < 2 {
 			return false
@@ -135,9 +138,9 @@ func (c *chunked) ReadReady() bool {
 		if b[0] != '\r' || b[1] != '\n' {
 			return true // an error, at once
 		}
-		b = b[2:]
+		b, full = b[2:], false // the header line is read after the line end's bytes
 	}
-	size, n, ok := headerIn(b, c.br.Buffered() == c.br.Size())
+	size, n, ok := headerIn(b, full)
 	// A chunk with data: at least its first byte must be here too, or Read would wait.
 	return ok && (size <= 0 || len(b) > n)
 }

@@ -46,11 +46,15 @@ func (t *trickle) Read(p []byte) (int, error) { return t.r.Read(p[:min(len(p), t
 // errWouldBlock marks a read the engine could not have answered yet.
 var errWouldBlock = errors.New("would block")
 
-// gate serves its bytes, then answers every read with errWouldBlock.
-type gate struct{ data []byte }
+// gate serves its bytes, then answers every read with errWouldBlock (counted in waits).
+type gate struct {
+	data  []byte
+	waits int
+}
 
 func (g *gate) Read(p []byte) (int, error) {
 	if len(g.data) == 0 {
+		g.waits++
 		return 0, errWouldBlock
 	}
 	n := copy(p, g.data)
@@ -110,7 +114,7 @@ func TestChunkedNeverWaitsWithData(t *testing.T) {
 		}
 		wire := encodeChunked(rng, parts)
 		cut := rng.IntN(len(wire) + 1)
-		c := &chunked{br: bufio.NewReaderSize(&gate{wire[:cut]}, 16+rng.IntN(2048))}
+		c := &chunked{br: bufio.NewReaderSize(&gate{data: wire[:cut]}, 16+rng.IntN(2048))}
 		var got []byte
 		buf := make([]byte, 64+rng.IntN(2048))
 		var err error
@@ -225,28 +229,74 @@ func FuzzChunked(f *testing.F) {
 
 // TestChunkedReadReady: ReadReady says true only when the next Read returns without
 // waiting (data, the end or an error), and false whenever everything that has arrived is
-// buffered and that Read would wait; on bodies cut anywhere, some with a byte changed.
+// buffered and that Read would wait; on bodies cut anywhere, some with a byte changed,
+// with long extensions and up to 34 trailer lines, through readers from 16 bytes (lines
+// longer than the buffer) to 4 KiB.
 func TestChunkedReadReady(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
-	for i := range 3000 {
-		parts := make([][]byte, 1+rng.IntN(8))
-		for j := range parts {
-			parts[j] = bytes.Repeat([]byte{byte('a' + j)}, 1+rng.IntN(200))
+	for i := range 5000 {
+		var b bytes.Buffer
+		for j := range 1 + rng.IntN(8) {
+			n := 1 + rng.IntN(200)
+			ext := ""
+			if rng.IntN(4) == 0 {
+				ext = ";x=" + strings.Repeat("e", rng.IntN(40))
+			}
+			fmt.Fprintf(&b, "%x%s\r\n%s\r\n", n, ext, bytes.Repeat([]byte{byte('a' + j)}, n))
 		}
-		wire := encodeChunked(rng, parts)
+		b.WriteString("0\r\n")
+		if rng.IntN(3) == 0 {
+			for k := range rng.IntN(35) {
+				fmt.Fprintf(&b, "X-T%d: %s\r\n", k, strings.Repeat("t", rng.IntN(30)))
+			}
+		}
+		b.WriteString("\r\n")
+		wire := b.Bytes()
 		if rng.IntN(4) == 0 {
 			wire[rng.IntN(len(wire))] = "0a\r\n;x "[rng.IntN(7)]
 		}
-		checkReadReady(t, fmt.Sprintf("case %d", i), wire[:rng.IntN(len(wire)+1)], 1+rng.IntN(300))
+		size := 16 + rng.IntN(64)
+		if rng.IntN(2) == 0 {
+			size = 4096
+		}
+		checkReadReady(t, fmt.Sprintf("case %d", i), wire[:rng.IntN(len(wire)+1)], size, 1+rng.IntN(300))
+	}
+	// The cases a review found: a full buffer whose line cannot end in it is an error at
+	// once only for a header line that starts the buffer.
+	for _, tc := range []struct {
+		name string
+		wire string
+		crlf bool
+		buf  int
+	}{
+		{"trailer not ended in a full buffer", "0\r\nX:aaaaaaaaaaa", false, 16},
+		{"header after a line end, not ended", "\r\n5;aaaaaaaaaaaa", true, 16},
+		{"header line longer than the buffer", "5;aaaaaaaaaaaaaaaaaaaaaa\r\nhello\r\n", false, 16},
+		{"bad line end after data", "xx5\r\nhello\r\n", true, 16},
+		{"33 trailers", "0\r\n" + strings.Repeat("X: 1\r\n", 33) + "\r\n", false, 256},
+	} {
+		g := &gate{data: []byte(tc.wire)}
+		c := &chunked{br: bufio.NewReaderSize(g, tc.buf), crlf: tc.crlf}
+		if _, err := c.br.Peek(1); err != nil {
+			t.Fatal(err)
+		}
+		all := len(g.data) == 0
+		ready := c.ReadReady()
+		n, err := c.Read(make([]byte, 64))
+		if waited := n == 0 && errors.Is(err, errWouldBlock); ready && waited {
+			t.Errorf("%s: ReadReady true, then Read waited", tc.name)
+		} else if !ready && !waited && all {
+			t.Errorf("%s: ReadReady false, then Read = %d, %v without waiting", tc.name, n, err)
+		}
 	}
 }
 
-// checkReadReady reads the chunked body that arrived (wire) in reads of size bytes and
-// checks ReadReady before each.
-func checkReadReady(t *testing.T, name string, wire []byte, size int) {
+// checkReadReady reads the chunked body that arrived (wire) through a reader of bufSize
+// bytes, in reads of size bytes, and checks ReadReady before each.
+func checkReadReady(t *testing.T, name string, wire []byte, bufSize, size int) {
 	t.Helper()
-	g := &gate{wire}
-	c := &chunked{br: bufio.NewReaderSize(g, 4096)}
+	g := &gate{data: wire}
+	c := &chunked{br: bufio.NewReaderSize(g, bufSize)}
 	buf := make([]byte, size)
 	for step := 0; ; step++ {
 		ready := c.ReadReady()
@@ -267,13 +317,14 @@ func checkReadReady(t *testing.T, name string, wire []byte, size int) {
 
 // FuzzChunkedReadReady: ReadReady on any bytes (go test -fuzz FuzzChunkedReadReady).
 func FuzzChunkedReadReady(f *testing.F) {
-	f.Add([]byte("5\r\nhello\r\n0\r\n\r\n"), uint16(3))
-	f.Add([]byte("5\r\nhel"), uint16(100))
-	f.Add([]byte("0\r\nX: 1\r\n"), uint16(1))
-	f.Fuzz(func(t *testing.T, wire []byte, size uint16) {
-		if len(wire) > 3000 { // within the reader's buffer, so "everything buffered" holds
+	f.Add([]byte("5\r\nhello\r\n0\r\n\r\n"), uint16(3), uint16(4080))
+	f.Add([]byte("5\r\nhel"), uint16(100), uint16(0))
+	f.Add([]byte("0\r\nX: 1\r\n"), uint16(1), uint16(4080))
+	f.Add([]byte("5\r\n00000\r\n0\r\n\n"), uint16(121), uint16(4080)) // a bare LF after the last chunk
+	f.Fuzz(func(t *testing.T, wire []byte, size, bufSize uint16) {
+		if len(wire) > 8192 {
 			return
 		}
-		checkReadReady(t, "fuzz", wire, 1+int(size)%512)
+		checkReadReady(t, "fuzz", wire, 16+int(bufSize)%4081, 1+int(size)%512)
 	})
 }

@@ -193,7 +193,8 @@ func TestSSEBufferedData(t *testing.T) {
 // TestSSEBufferedDataReadsOn: events that arrived together (one chunk each) are all at
 // hand, although the SSE reader's own buffer holds only a few of them: BufferedData
 // reads on from the connection's buffer where that cannot wait, and Next then never
-// waits for the engine. The event cut by the end of what arrived is not at hand.
+// waits for the engine; BufferedData itself never reads where that would wait. The
+// event cut by the end of what arrived is not at hand.
 func TestSSEBufferedDataReadsOn(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	for i := range 200 {
@@ -218,8 +219,8 @@ func TestSSEBufferedDataReadsOn(t *testing.T) {
 			}
 			whole++
 		}
-		call := &chunked{br: bufio.NewReaderSize(&gate{wire[:cut]}, 64<<10)}
-		s := NewSSE(call, 0)
+		g := &gate{data: wire[:cut]}
+		s := NewSSE(&chunked{br: bufio.NewReaderSize(g, 64<<10)}, 0)
 		// The first event is read as the gateway does (it may fill the buffers); every
 		// one after it must be at hand exactly when its bytes arrived.
 		if whole == 0 {
@@ -231,7 +232,11 @@ func TestSSEBufferedDataReadsOn(t *testing.T) {
 		}
 		got := 1
 		for got < len(want) {
+			waits := g.waits
 			data, ok := s.BufferedData()
+			if g.waits != waits {
+				t.Fatalf("case %d: BufferedData read from the engine's connection where that waits", i)
+			}
 			if !ok {
 				break
 			}
@@ -246,6 +251,31 @@ func TestSSEBufferedDataReadsOn(t *testing.T) {
 		}
 		if got != whole {
 			t.Fatalf("case %d: %d events at hand, %d arrived whole", i, got, whole)
+		}
+	}
+}
+
+// TestCallReadReady: a call answers for its chunked body; a body it does not decode
+// itself is never ready, one that ended always is.
+func TestCallReadReady(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		call Call
+		want bool
+	}{
+		{"chunk buffered", Call{body: &chunked{br: bufio.NewReader(strings.NewReader("3\r\nabc\r\n"))}}, true},
+		{"nothing buffered", Call{body: &chunked{br: bufio.NewReader(&gate{})}}, false},
+		{"another body", Call{body: strings.NewReader("data: x\n\n")}, false},
+		{"no body", Call{}, true},
+		{"ended", Call{body: strings.NewReader(""), eof: true}, true},
+	} {
+		if c, ok := tc.call.body.(*chunked); ok && tc.want {
+			if _, err := c.br.Peek(1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := tc.call.ReadReady(); got != tc.want {
+			t.Errorf("%s: ReadReady = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
