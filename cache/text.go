@@ -24,7 +24,10 @@ func tokenize(dst []token, text string) []token {
 	first := true
 	i := 0
 	for i < len(text) {
-		r, n := utf8.DecodeRuneInString(text[i:])
+		r, n := rune(text[i]), 1
+		if r >= utf8.RuneSelf {
+			r, n = utf8.DecodeRuneInString(text[i:])
+		}
 		if !isWordRune(r) {
 			if r == '.' || r == '?' || r == '!' || r == '\n' || r == ':' || r == ';' {
 				// A dot between digits is part of a number ("2.10"), not a sentence end.
@@ -37,8 +40,13 @@ func tokenize(dst []token, text string) []token {
 		}
 		start := i
 		for i < len(text) {
-			r, n = utf8.DecodeRuneInString(text[i:])
-			if isWordRune(r) {
+			if c := text[i]; c < utf8.RuneSelf { // ASCII: one byte, a table
+				if asciiWord[c] {
+					i++
+					continue
+				}
+				r, n = rune(c), 1
+			} else if r, n = utf8.DecodeRuneInString(text[i:]); isWordRune(r) {
 				i += n
 				continue
 			}
@@ -133,9 +141,20 @@ func appendToken(dst []token, raw string, first bool) []token {
 
 func isWordRune(r rune) bool {
 	if r < utf8.RuneSelf {
-		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		return asciiWord[r]
 	}
 	return unicode.IsLetter(r) || unicode.IsDigit(r)
+}
+
+// asciiWord marks the ASCII letters and digits (isWordRune for one byte).
+var asciiWord = [utf8.RuneSelf]bool{
+	'0': true, '1': true, '2': true, '3': true, '4': true, '5': true, '6': true, '7': true, '8': true, '9': true,
+	'A': true, 'B': true, 'C': true, 'D': true, 'E': true, 'F': true, 'G': true, 'H': true, 'I': true, 'J': true,
+	'K': true, 'L': true, 'M': true, 'N': true, 'O': true, 'P': true, 'Q': true, 'R': true, 'S': true, 'T': true,
+	'U': true, 'V': true, 'W': true, 'X': true, 'Y': true, 'Z': true,
+	'a': true, 'b': true, 'c': true, 'd': true, 'e': true, 'f': true, 'g': true, 'h': true, 'i': true, 'j': true,
+	'k': true, 'l': true, 'm': true, 'n': true, 'o': true, 'p': true, 'q': true, 'r': true, 's': true, 't': true,
+	'u': true, 'v': true, 'w': true, 'x': true, 'y': true, 'z': true,
 }
 
 func isDigit(c byte) bool       { return c >= '0' && c <= '9' }
