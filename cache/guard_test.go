@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 func guardOf(a, b string) string {
@@ -76,6 +78,16 @@ func TestTokenize(t *testing.T) {
 	for i := range got {
 		if got[i] != want[i] {
 			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+}
+
+// TestASCIIWord: the tokenizer's one-byte table says what isWordRune says of a letter
+// or digit of any script.
+func TestASCIIWord(t *testing.T) {
+	for c := range utf8.RuneSelf {
+		if want := unicode.IsLetter(rune(c)) || unicode.IsDigit(rune(c)); asciiWord[c] != want {
+			t.Errorf("asciiWord[%q] = %v, want %v", rune(c), asciiWord[c], want)
 		}
 	}
 }
