@@ -3,8 +3,10 @@ package openai
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/sluice-llm/sluice/models"
 	"github.com/sluice-llm/sluice/runtime/upstream"
+	"github.com/valyala/fastjson"
 )
 
 // TestBufferedChunks: the stream reports a chunk at hand (models.Buffered) only when
@@ -102,7 +105,7 @@ func TestBufferedEventKinds(t *testing.T) {
 		{`{"choices":[{`, false},
 	} {
 		// The first event read fills the reader's buffer with the second, whole.
-		st := &stream{sse: upstream.NewSSE(strings.NewReader("data: first\n\ndata: "+tc.data+"\n\n"), 0)}
+		st := &stream{sse: upstream.NewSSE(strings.NewReader("data: first\n\ndata: "+tc.data+"\n\n"), 0), p: &fastjson.Parser{}}
 		if _, _, err := st.sse.Next(); err != nil {
 			t.Fatal(err)
 		}
@@ -112,5 +115,146 @@ func TestBufferedEventKinds(t *testing.T) {
 		if got := st.Buffered(); got != tc.want {
 			t.Errorf("%s: Buffered() = %v, want %v", tc.data, got, tc.want)
 		}
+	}
+}
+
+// TestBufferedParseReused: Buffered parses the event it reports on and Recv returns that
+// parse instead of parsing again; the chunks must be the same as when Buffered is never
+// asked, event for event, including a metadata event Recv passes over, usage, an event
+// whose error Recv reports and one that is not JSON.
+func TestBufferedParseReused(t *testing.T) {
+	events := []string{
+		`{"id":"c1","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}`,
+		`{"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"Hello"}}]}`,
+		`{"id":"c1","choices":[]}`,
+		`{"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":" w\u00f6rld \"q\""}}]}`,
+		`{"id":"c1","model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"t","function":{"name":"f","arguments":"{}"}}]}}]}`,
+		`{"id":"c1","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":4}}`,
+		`{"id":"c1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":2}}}`,
+		`{"error":{"message":"boom","type":"server_error"}}`,
+	}
+	for _, last := range []string{`{"error":{"message":"boom"}}`, `{"choices":[{"delta":`, `{"choices":[]} trailing`} {
+		in := ""
+		for _, e := range append(slices.Clone(events[:len(events)-1]), last) {
+			in += "data: " + e + "\n\n"
+		}
+		run := func(peek bool) []string {
+			st := &stream{b: &Backend{}, r: &models.Request{Stream: true}, sse: upstream.NewSSE(strings.NewReader(in), 0), p: &fastjson.Parser{}}
+			var out []string
+			for i := 0; i < 20; i++ {
+				if peek {
+					st.Buffered()
+					st.Buffered() // asking twice changes nothing
+				}
+				c, err := st.Recv()
+				if err != nil {
+					return append(out, "error: "+err.Error())
+				}
+				u := ""
+				if c.Usage != nil {
+					u = fmt.Sprintf("%+v", *c.Usage)
+				}
+				out = append(out, fmt.Sprintf("%q %q %q %q %s %d %q", c.Text, c.Role, c.FinishReason, c.ToolCalls, u, c.Format, c.Raw))
+			}
+			t.Fatal("no end")
+			return nil
+		}
+		plain, peeked := run(false), run(true)
+		if !slices.Equal(plain, peeked) {
+			t.Errorf("last event %s: with Buffered asked\n%s\nwithout\n%s", last, strings.Join(peeked, "\n"), strings.Join(plain, "\n"))
+		}
+		if len(plain) != len(events)-1 { // the metadata event is passed over, the last is an error
+			t.Errorf("last event %s: %d results, want %d:\n%s", last, len(plain), len(events)-1, strings.Join(plain, "\n"))
+		}
+	}
+}
+
+// BenchmarkRecvAtHand is the engine-side cost of one streamed event as the gateway pays
+// it under load (the next event already read, asked about with Buffered, then received),
+// over the fake engine's chunk shape; ns/op is per event.
+//
+//	go test ./runtime/openai -run '^$' -bench RecvAtHand
+func BenchmarkRecvAtHand(b *testing.B) {
+	var in strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&in, "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1764000000,\"model\":\"bench\",\"system_fingerprint\":\"fp\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"word%d \"},\"logprobs\":null,\"finish_reason\":null}]}\n\n", i)
+	}
+	body := in.String()
+	r := &models.Request{Stream: true}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		st := &stream{b: &Backend{}, r: r, sse: upstream.NewSSE(strings.NewReader(body), 0), p: &fastjson.Parser{}}
+		for {
+			st.Buffered()
+			if _, err := st.Recv(); err != nil {
+				break
+			}
+			n++
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(max(n, 1)), "ns/event")
+}
+
+// TestWaitReadyGivesParserBack: a stream holds no JSON parser while it waits for the
+// engine (WaitReady), including after Buffered parsed the next event ahead, and every
+// chunk still arrives whole and in order.
+func TestWaitReadyGivesParserBack(t *testing.T) {
+	goOn := make(chan struct{})
+	chunk := func(text string) string {
+		return `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"` + text + `"},"finish_reason":null}]}` + "\n\n"
+	}
+	engine := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, chunk("a")+chunk("b"))
+		w.(http.Flusher).Flush()
+		<-goOn
+		fmt.Fprint(w, chunk("c")+`data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`+"\n\ndata: [DONE]\n\n")
+	}))
+	defer engine.Close()
+	release := sync.OnceFunc(func() { close(goOn) })
+	defer release()
+	b, err := New(Options{Name: "fake", BaseURL: engine.URL + "/v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r := &models.Request{Kind: models.KindChat, Model: "m", Stream: true, Messages: []models.Message{{Role: "user", Content: "hi"}}}
+	ms, err := b.Open(ctx, models.Target{Model: "m", UpstreamModel: "m"}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	st := ms.(*stream)
+	recv := func(want string) {
+		t.Helper()
+		c, err := st.Recv()
+		if err != nil || c.Text != want {
+			t.Fatalf("Recv = %q, %v; want %q", c.Text, err, want)
+		}
+	}
+	recv("a")
+	if !st.Buffered() || st.peeked == nil {
+		t.Fatal("the second chunk, read with the first, is not parsed ahead")
+	}
+	st.WaitReady() // returns at once: the chunk is here
+	if st.p != nil || st.peeked != nil {
+		t.Fatal("the parser is held through WaitReady")
+	}
+	recv("b")
+	time.AfterFunc(50*time.Millisecond, release)
+	st.WaitReady() // waits for the engine
+	if st.p != nil {
+		t.Fatal("the parser is held through WaitReady")
+	}
+	recv("c")
+	c, err := st.Recv()
+	if err != nil || c.FinishReason != "stop" {
+		t.Fatalf("Recv = %+v, %v; want the finish", c, err)
+	}
+	if _, err := st.Recv(); err != io.EOF {
+		t.Fatalf("Recv after the finish = %v, want EOF", err)
 	}
 }

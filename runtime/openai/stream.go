@@ -30,15 +30,36 @@ type stream struct {
 	finished  bool   // a finish_reason arrived
 	done      bool
 	closed    bool
+
+	// peeked is the next event as Buffered parsed it (nil: none), so that Recv does
+	// not parse it again; peekData is a copy of the data it was parsed from (Recv uses
+	// it only for an event with the same data: the reader's buffer may move).
+	peeked   *fastjson.Value
+	peekData []byte
 }
 
 var _ models.Stream = (*stream)(nil)
 
-// WaitReady waits for the engine's next event (models.Waiter).
+// WaitReady waits for the engine's next event (models.Waiter). The JSON parser goes
+// back to its pool for the wait: a slow stream (the gateway waits here only between
+// events far apart) holds none while the engine works, and takes one for the event.
 func (s *stream) WaitReady() {
 	if s.sse != nil && !s.done && !s.closed {
+		if s.p != nil {
+			s.peeked = nil
+			s.b.parser.Put(s.p)
+			s.p = nil
+		}
 		s.sse.WaitReady()
 	}
+}
+
+// parser is the stream's JSON parser, taken from the pool when WaitReady gave it back.
+func (s *stream) parser() *fastjson.Parser {
+	if s.p == nil {
+		s.p = s.b.parser.Get()
+	}
+	return s.p
 }
 
 // Buffered reports whether the engine's next event is already read and is one Recv
@@ -54,16 +75,109 @@ func (s *stream) Buffered() bool {
 	if !ok || len(data) == 0 || data[0] != '{' {
 		return false
 	}
-	var r [2][2]int
-	if !jsonx.Lookup(data, []string{"choices", "usage"}, r[:]) {
-		return false
+	// The event is parsed here once, for this answer and for the Recv that returns it
+	// (the parser's previous value, the chunk Recv last returned, is no longer read).
+	v, err := s.parser().ParseBytes(data)
+	if err != nil {
+		s.peeked = nil
+		return false // Recv parses it again and reports the error
 	}
-	if cs, ce := r[0][0], r[0][1]; cs >= 0 && data[cs] == '[' {
-		if inner := bytes.TrimLeft(data[cs+1:ce], " \t\r\n"); len(inner) > 0 && inner[0] == '{' {
+	s.peeked, s.peekData = v, append(s.peekData[:0], data...)
+	_, u, ch := eventParts(v)
+	if ch != nil && ch.Type() == fastjson.TypeArray {
+		if a, _ := ch.Array(); len(a) > 0 && a[0].Type() == fastjson.TypeObject {
 			return true
 		}
 	}
-	return r[1][0] >= 0 && data[r[1][0]] == '{'
+	return u != nil && u.Type() == fastjson.TypeObject
+}
+
+// eventParts returns the members of a streamed event that Recv reads, in one pass over
+// its keys (the first of a repeated key, as Get has it); nil where absent or when v is
+// not an object.
+func eventParts(v *fastjson.Value) (errV, usage, choices *fastjson.Value) {
+	o, err := v.Object()
+	if err != nil {
+		return nil, nil, nil
+	}
+	o.Visit(func(k []byte, x *fastjson.Value) {
+		switch string(k) {
+		case "error":
+			if errV == nil {
+				errV = x
+			}
+		case "usage":
+			if usage == nil {
+				usage = x
+			}
+		case "choices":
+			if choices == nil {
+				choices = x
+			}
+		}
+	})
+	return errV, usage, choices
+}
+
+// choiceParts is eventParts for a streamed choice: its delta (chat), text (completions)
+// and finish_reason.
+func choiceParts(v *fastjson.Value) (delta, text, finish *fastjson.Value) {
+	o, err := v.Object()
+	if err != nil {
+		return nil, nil, nil
+	}
+	o.Visit(func(k []byte, x *fastjson.Value) {
+		switch string(k) {
+		case "delta":
+			if delta == nil {
+				delta = x
+			}
+		case "text":
+			if text == nil {
+				text = x
+			}
+		case "finish_reason":
+			if finish == nil {
+				finish = x
+			}
+		}
+	})
+	return delta, text, finish
+}
+
+// deltaParts is eventParts for a chat delta: role, content and tool_calls.
+func deltaParts(v *fastjson.Value) (role, content, toolCalls *fastjson.Value) {
+	o, err := v.Object()
+	if err != nil {
+		return nil, nil, nil
+	}
+	o.Visit(func(k []byte, x *fastjson.Value) {
+		switch string(k) {
+		case "role":
+			if role == nil {
+				role = x
+			}
+		case "content":
+			if content == nil {
+				content = x
+			}
+		case "tool_calls":
+			if toolCalls == nil {
+				toolCalls = x
+			}
+		}
+	})
+	return role, content, toolCalls
+}
+
+// stringBytes is v's string (unescaped), or nil when v is absent or not a string (as
+// fastjson's GetStringBytes).
+func stringBytes(v *fastjson.Value) []byte {
+	if v == nil || v.Type() != fastjson.TypeString {
+		return nil
+	}
+	b, _ := v.StringBytes()
+	return b
 }
 
 func (s *stream) Recv() (models.Chunk, error) {
@@ -76,6 +190,8 @@ func (s *stream) Recv() (models.Chunk, error) {
 	}
 	for {
 		ev, data, err := s.sse.Next()
+		peeked := s.peeked
+		s.peeked = nil
 		if err != nil {
 			s.done = true
 			if err == io.EOF {
@@ -109,19 +225,27 @@ func (s *stream) Recv() (models.Chunk, error) {
 			}
 			return models.Chunk{}, io.EOF
 		}
-		v, err := s.p.ParseBytes(data)
-		if err != nil {
-			s.done = true
-			return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_bad_json",
-				Msg: "engine " + s.b.opts.Name + " sent malformed JSON", Err: err}
+		v := peeked
+		if v == nil || !bytes.Equal(data, s.peekData) {
+			if v, err = s.parser().ParseBytes(data); err != nil {
+				s.done = true
+				return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_bad_json",
+					Msg: "engine " + s.b.opts.Name + " sent malformed JSON", Err: err}
+			}
 		}
-		if e := v.Get("error"); e != nil && e.Type() != fastjson.TypeNull {
+		e, u, cv := eventParts(v)
+		if e != nil && e.Type() != fastjson.TypeNull {
 			s.done = true
 			return models.Chunk{}, upstream.StreamError(s.b.opts.Name, data)
 		}
 		c := models.Chunk{Raw: data, Format: models.FormatOpenAIChunk}
-		s.readUsage(v, &c)
-		choices := v.GetArray("choices")
+		if u != nil && u.Type() == fastjson.TypeObject {
+			s.setUsage(u, &c)
+		}
+		var choices []*fastjson.Value
+		if cv != nil && cv.Type() == fastjson.TypeArray {
+			choices, _ = cv.Array()
+		}
 		if len(choices) == 0 {
 			if c.Usage == nil {
 				continue // keep-alive or metadata chunk
@@ -134,18 +258,19 @@ func (s *stream) Recv() (models.Chunk, error) {
 			// usage chunk (with the cost) when the client asks, so the engine's goes.
 			c.Raw = jsonx.Delete(nil, data, "usage")
 		}
-		ch := choices[0]
 		var text []byte
-		if d := ch.Get("delta"); d != nil {
-			c.Role = constant(d.GetStringBytes("role"))
-			text = d.GetStringBytes("content")
-			if tc := d.Get("tool_calls"); tc != nil && tc.Type() == fastjson.TypeArray {
+		d, tx, fv := choiceParts(choices[0])
+		if d != nil {
+			role, content, tc := deltaParts(d)
+			c.Role = constant(stringBytes(role))
+			text = stringBytes(content)
+			if tc != nil && tc.Type() == fastjson.TypeArray {
 				c.ToolCalls = tc.MarshalTo(nil)
 			}
 		} else {
-			text = ch.GetStringBytes("text")
+			text = stringBytes(tx)
 		}
-		if fr := ch.GetStringBytes("finish_reason"); len(fr) > 0 {
+		if fr := stringBytes(fv); len(fr) > 0 {
 			c.FinishReason = constant(fr)
 			s.finished = true
 		}
@@ -172,17 +297,17 @@ func (s *stream) full(body []byte) (models.Chunk, error) {
 		var r [2][2]int
 		ok := jsonx.Lookup(body, []string{"usage", "choices"}, r[:])
 		if us, ue, cs, ce := r[0][0], r[0][1], r[1][0], r[1][1]; ok && us >= 0 && cs >= 0 && body[us] == '{' {
-			u, err := s.p.ParseBytes(body[us:ue])
+			u, err := s.parser().ParseBytes(body[us:ue])
 			if err == nil {
 				s.setUsage(u, &c)
-				if ch, err := s.p.ParseBytes(body[cs:ce]); err == nil {
+				if ch, err := s.parser().ParseBytes(body[cs:ce]); err == nil {
 					s.readChoice(ch.GetArray(), &c)
 					return c, nil
 				}
 			}
 		}
 	}
-	v, err := s.p.ParseBytes(body)
+	v, err := s.parser().ParseBytes(body)
 	if err != nil {
 		return models.Chunk{}, &models.Error{Kind: models.ErrUpstream, Code: "engine_bad_json",
 			Msg: "engine " + s.b.opts.Name + " sent malformed JSON", Err: err}
@@ -282,8 +407,11 @@ func (s *stream) Close() error {
 		s.sse.Release()
 	}
 	s.call.Release()
-	s.b.parser.Put(s.p)
-	s.p = nil
+	s.peeked = nil
+	if s.p != nil {
+		s.b.parser.Put(s.p)
+		s.p = nil
+	}
 	return nil
 }
 
