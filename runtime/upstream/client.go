@@ -46,6 +46,10 @@ type Client struct {
 	writers sync.Pool
 	// readers are the SSE line readers of streamed responses (Client.SSE).
 	readers sync.Pool
+	// connReaders are the connections' read buffers: a connection holds one only while
+	// it reads (not while idle in the pool, nor while a stream waits for the engine
+	// with nothing buffered, Call.WaitReady).
+	connReaders sync.Pool
 }
 
 // Dials counts the connections the client has opened (to check keep-alive reuse).
@@ -53,7 +57,9 @@ func (c *Client) Dials() int64 { return c.dials.Load() }
 
 type conn struct {
 	nc net.Conn
-	br *bufio.Reader // 4 KB, as fasthttp's clients: bodies are read past it, not through it
+	// br is the read buffer (4 KB, as fasthttp's clients: bodies are read past it, not
+	// through it), nil while the connection holds none (Client.attach).
+	br *bufio.Reader
 	// raw is nc's descriptor for Call.WaitReady (nil for TLS: its reader may hold
 	// decrypted bytes the descriptor does not show).
 	raw syscall.RawConn
@@ -163,7 +169,34 @@ func (c *Client) get() *conn {
 	return nil
 }
 
+// attach gives cn a read buffer from the pool when it holds none.
+func (c *Client) attach(cn *conn) {
+	if cn.br != nil {
+		return
+	}
+	br, _ := c.connReaders.Get().(*bufio.Reader)
+	if br == nil {
+		br = bufio.NewReaderSize(cn.nc, connReadBuffer)
+	} else {
+		br.Reset(cn.nc)
+	}
+	cn.br = br
+}
+
+// detach gives cn's read buffer back to the pool when it holds nothing; it reports
+// whether it did.
+func (c *Client) detach(cn *conn) bool {
+	if cn.br == nil || cn.br.Buffered() > 0 {
+		return false
+	}
+	cn.br.Reset(nil)
+	c.connReaders.Put(cn.br)
+	cn.br = nil
+	return true
+}
+
 func (c *Client) put(cn *conn) {
+	c.detach(cn) // (bytes a server sent unasked stay with the connection)
 	c.mu.Lock()
 	if !c.closed && len(c.idle) < c.opts.MaxIdle {
 		c.idle = append(c.idle, cn)
@@ -200,9 +233,9 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 			_ = nc.Close()
 			return nil, err
 		}
-		return &conn{nc: tc, br: bufio.NewReaderSize(tc, connReadBuffer)}, nil
+		return &conn{nc: tc}, nil
 	}
-	return &conn{nc: nc, br: bufio.NewReaderSize(nc, connReadBuffer), raw: rawConn(nc)}, nil
+	return &conn{nc: nc, raw: rawConn(nc)}, nil
 }
 
 // connReadBuffer is each connection's read buffer; its request writer comes from the
@@ -271,6 +304,7 @@ func (c *Client) DoUntil(ctx context.Context, req *fasthttp.Request, stream bool
 				return nil, err
 			}
 		}
+		c.attach(cn)
 		cn.setDeadline(deadline)
 		stop := noStop
 		if ctx.Done() != nil {

@@ -1,6 +1,9 @@
 package upstream
 
-import "syscall"
+import (
+	"bufio"
+	"syscall"
+)
 
 // WaitReady returns when the streamed body has bytes to read: some already buffered,
 // or the connection readable (data, its end, or an error). It reads nothing. It
@@ -14,8 +17,19 @@ func (call *Call) WaitReady() {
 	if call.cn.br.Buffered() > 0 || call.Resp.Header.ContentLength() != -1 {
 		return // only a chunked body is read from the connection's reader alone
 	}
-	if ch, ok := call.body.(*chunked); ok && (ch.eof || ch.err != nil) {
+	ch, ok := call.body.(*chunked)
+	if !ok || ch.eof || ch.err != nil {
 		return // the body has ended: the idle connection has nothing more to send
+	}
+	// Nothing is buffered: the read buffer goes back to the client's pool for the wait
+	// (a stream spends most of its life here when the engine is slow), and the decoder
+	// reads on with the one attached after it.
+	if call.c.detach(call.cn) {
+		ch.br = nil
+		defer func() {
+			call.c.attach(call.cn)
+			ch.br = call.cn.br
+		}()
 	}
 	waitReadable(call.cn.raw)
 }
@@ -33,13 +47,31 @@ func (call *Call) ReadReady() bool {
 
 // WaitReady returns when the next event may be read without waiting long: a line
 // already buffered, or the underlying reader's WaitReady.
+//
+// A pooled reader's buffer, empty then, goes back to the pool for the wait.
 func (s *SSE) WaitReady() {
 	if s.br == nil || s.br.Buffered() > 0 {
 		return
 	}
-	if w, ok := s.src.(interface{ WaitReady() }); ok {
-		w.WaitReady()
+	w, ok := s.src.(interface{ WaitReady() })
+	if !ok {
+		return
 	}
+	if s.pool != nil {
+		s.br.Reset(nil)
+		s.pool.Put(s.br)
+		s.br = nil
+		defer func() {
+			br, _ := s.pool.Get().(*bufio.Reader)
+			if br == nil {
+				br = bufio.NewReaderSize(s.src, sseBuffer)
+			} else {
+				br.Reset(s.src)
+			}
+			s.br = br
+		}()
+	}
+	w.WaitReady()
 }
 
 // rawConn is the connection's descriptor for waiting on it, for plain TCP only.

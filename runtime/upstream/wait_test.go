@@ -182,3 +182,112 @@ func TestWaitReadyAfterTheEnd(t *testing.T) {
 		t.Fatalf("after the last event: %v, want EOF", err)
 	}
 }
+
+// TestWaitReadyBuffersBack: a stream that waits for the engine with nothing buffered
+// gives its connection's read buffer back to the client's pool for the wait, and reads
+// on with one attached after it (the chunked decoder's too), also when the engine's
+// next write ends inside an HTTP chunk or inside an event. A connection idle in the
+// pool holds no buffer either, and is reused.
+func TestWaitReadyBuffersBack(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	raw := make(chan string)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for range 2 { // two requests on the kept-alive connection
+			r, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if _, err := io.Copy(io.Discard, r.Body); err != nil {
+				return
+			}
+			if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")); err != nil {
+				return
+			}
+			for s := range raw {
+				if s == "" {
+					break
+				}
+				if _, err := c.Write([]byte(s)); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	c, err := New("http://"+ln.Addr().String(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for round := range 2 {
+		req := fasthttp.AcquireRequest()
+		c.Prepare(req, fasthttp.MethodPost, "/v1/chat/completions")
+		req.SetBodyString(`{}`)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		call, err := c.Do(ctx, req, true)
+		fasthttp.ReleaseRequest(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if round == 1 && c.Dials() != 1 {
+			t.Fatalf("%d dials, want the connection kept alive", c.Dials())
+		}
+		s := c.SSE(call)
+		ch := call.body.(*chunked)
+		step := func(send string, wantEmpty bool) {
+			t.Helper()
+			ok, done := waitReturns(s, 50*time.Millisecond)
+			if ok {
+				t.Fatal("WaitReady returned with nothing sent")
+			}
+			raw <- send
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("WaitReady did not return when the engine sent")
+			}
+			if call.cn.br == nil || ch.br != call.cn.br || s.br == nil {
+				t.Fatal("a reader is missing after the wait")
+			}
+			if got := call.cn.br.Buffered() == 0; got != wantEmpty {
+				t.Fatalf("connection reader empty = %v", got)
+			}
+		}
+		step("9\r\ndata: 1\n\n\r\n", true) // one whole chunk: nothing buffered yet
+		nextData(t, s, "1")
+		step("9\r\n", true) // a chunk's header only
+		raw <- "data: 2\n\n\r\n"
+		nextData(t, s, "2")
+		step("9\r\ndata:", true)
+		raw <- " 3\n\n\r\n"
+		nextData(t, s, "3")
+		step("0\r\n\r\n", true)
+		if _, _, err := s.Next(); err != io.EOF {
+			t.Fatalf("after the last chunk: %v, want EOF", err)
+		}
+		raw <- ""
+		s.Release()
+		call.Release()
+		c.mu.Lock()
+		idle := len(c.idle)
+		var held bool
+		if idle == 1 {
+			held = c.idle[0].br != nil
+		}
+		c.mu.Unlock()
+		if idle != 1 || held {
+			t.Fatalf("idle connections %d, holding a read buffer %v; want 1, false", idle, held)
+		}
+	}
+	close(raw)
+}
