@@ -20,7 +20,7 @@ func (s *Server) anthropicStream(ctx *fasthttp.RequestCtx, endpoint string, t mo
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	_ = ctx.Response.Header.SetTrailer("X-Sluice-Cost-USD")
 	b := &anthropicBody{s: s, st: st, r: r, t: t, endpoint: endpoint, hdr: &ctx.Response.Header, open: -1, rc: rc}
-	b.bp = s.evbufs.get()
+	b.bp, b.pool = s.evbufs.get(), &s.evbufs
 	b.wd.arm(ctx, s.opts.Limits.WriteTimeout)
 	ctx.SetBodyStream(b, -1)
 }

@@ -26,7 +26,7 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, endpoint string, t models.Targ
 	_ = ctx.Response.Header.SetTrailer("X-Sluice-Cost-USD")
 	b := &sseBody{s: s, st: st, r: r, t: t, endpoint: endpoint, hdr: &ctx.Response.Header, rc: rc,
 		a: answer{id: idPrefix(r.Kind) + r.ID, model: t.Model, created: r.Arrived.Unix(), kind: r.Kind}}
-	b.bp = s.evbufs.get()
+	b.bp, b.pool = s.evbufs.get(), &s.evbufs
 	var tmp [128]byte
 	b.model = append(b.model, jsonx.AppendString(tmp[:0], t.Model)...)
 	b.wd.arm(ctx, s.opts.Limits.WriteTimeout)
@@ -110,6 +110,7 @@ func (b *sseBody) SupportsBodyWriteTo() bool { return true }
 // yet written and the write deadline, moved on as they are written.
 type events struct {
 	bp   *[]byte
+	pool *bufPool // where bp goes while a slow stream waits (nil: it stays)
 	off  int
 	done bool          // the last events are in bp
 	wd   writeDeadline // moved on as the stream is written
@@ -174,7 +175,15 @@ func (e *events) writeTo(w io.Writer, fill func(), st models.Stream, timeout tim
 		*e.bp = (*e.bp)[:0]
 		e.off = 0
 		if slow {
+			// The buffer is empty: it goes back to the pool while the engine works.
+			if e.pool != nil {
+				e.pool.put(e.bp)
+				e.bp = nil
+			}
 			models.WaitReady(st)
+			if e.bp == nil {
+				e.bp = e.pool.get()
+			}
 		}
 		fill()
 		for !e.done && len(*e.bp) < coalesceBytes && models.AtHand(st) {
