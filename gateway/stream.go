@@ -175,8 +175,9 @@ func (e *events) writeTo(w io.Writer, fill func(), st models.Stream, timeout tim
 		*e.bp = (*e.bp)[:0]
 		e.off = 0
 		if slow {
-			// The buffer is empty: it goes back to the pool while the engine works.
-			if e.pool != nil {
+			// The buffer is empty: it goes back to the pool while the engine works
+			// (unless large events grew it past what the pool keeps: it stays then).
+			if e.pool != nil && cap(*e.bp) <= e.pool.max {
 				e.pool.put(e.bp)
 				e.bp = nil
 			}

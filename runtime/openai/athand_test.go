@@ -258,3 +258,31 @@ func TestWaitReadyGivesParserBack(t *testing.T) {
 		t.Fatalf("Recv after the finish = %v, want EOF", err)
 	}
 }
+
+// TestRepeatedKeysLastCopy: of a key an engine's event repeats (written plainly or with
+// an escape), the last copy counts, as for the clients that read the forwarded event,
+// whether Buffered parsed the event first or not.
+func TestRepeatedKeysLastCopy(t *testing.T) {
+	for _, tc := range []struct{ data, text, finish string }{
+		{`{"\u0065rror":{"message":"x"},"error":null,"choices":[{"delta":{"content":"E1"}}]}`, "E1", ""},
+		{`{"choices":[{"delta":{"role":"assistant","con\u0074ent":"A","content":"B"}}]}`, "B", ""},
+		{`{"choices":[{"d\u0065lta":{"content":"D3"},"delta":{"content":"D4"}}]}`, "D4", ""},
+		{`{"choices":[{"delta":{"content":"F2"},"fin\u0069sh_reason":"length","finish_reason":"stop"}]}`, "F2", "stop"},
+		{`{"choices":[{"delta":{"content":"a","content":"b"}}],"choices":[{"delta":{"content":"c"}}]}`, "c", ""},
+	} {
+		for _, peek := range []bool{false, true} {
+			st := &stream{b: &Backend{}, r: &models.Request{Stream: true}, p: &fastjson.Parser{},
+				sse: upstream.NewSSE(strings.NewReader("data: first\n\ndata: "+tc.data+"\n\n"), 0)}
+			if _, _, err := st.sse.Next(); err != nil {
+				t.Fatal(err)
+			}
+			if peek && !st.Buffered() {
+				t.Errorf("%s: not at hand", tc.data)
+			}
+			c, err := st.Recv()
+			if err != nil || c.Text != tc.text || c.FinishReason != tc.finish {
+				t.Errorf("%s (Buffered asked: %v): text %q, finish %q, %v; want %q, %q", tc.data, peek, c.Text, c.FinishReason, err, tc.text, tc.finish)
+			}
+		}
+	}
+}

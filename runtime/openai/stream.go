@@ -33,7 +33,8 @@ type stream struct {
 
 	// peeked is the next event as Buffered parsed it (nil: none), so that Recv does
 	// not parse it again; peekData is a copy of the data it was parsed from (Recv uses
-	// it only for an event with the same data: the reader's buffer may move).
+	// it only for an event with the same data: the reader's buffer may move). peekData
+	// is kept through WaitReady (one event's bytes), to be reused rather than grown again.
 	peeked   *fastjson.Value
 	peekData []byte
 }
@@ -93,8 +94,9 @@ func (s *stream) Buffered() bool {
 }
 
 // eventParts returns the members of a streamed event that Recv reads, in one pass over
-// its keys (the first of a repeated key, as Get has it); nil where absent or when v is
-// not an object.
+// its (unescaped) keys; nil where absent or when v is not an object. Of a repeated key
+// the last copy counts, as for the clients that read the event sluice forwards
+// (JavaScript's, Python's and Go's JSON decoders).
 func eventParts(v *fastjson.Value) (errV, usage, choices *fastjson.Value) {
 	o, err := v.Object()
 	if err != nil {
@@ -103,17 +105,11 @@ func eventParts(v *fastjson.Value) (errV, usage, choices *fastjson.Value) {
 	o.Visit(func(k []byte, x *fastjson.Value) {
 		switch string(k) {
 		case "error":
-			if errV == nil {
-				errV = x
-			}
+			errV = x
 		case "usage":
-			if usage == nil {
-				usage = x
-			}
+			usage = x
 		case "choices":
-			if choices == nil {
-				choices = x
-			}
+			choices = x
 		}
 	})
 	return errV, usage, choices
@@ -129,17 +125,11 @@ func choiceParts(v *fastjson.Value) (delta, text, finish *fastjson.Value) {
 	o.Visit(func(k []byte, x *fastjson.Value) {
 		switch string(k) {
 		case "delta":
-			if delta == nil {
-				delta = x
-			}
+			delta = x
 		case "text":
-			if text == nil {
-				text = x
-			}
+			text = x
 		case "finish_reason":
-			if finish == nil {
-				finish = x
-			}
+			finish = x
 		}
 	})
 	return delta, text, finish
@@ -154,17 +144,11 @@ func deltaParts(v *fastjson.Value) (role, content, toolCalls *fastjson.Value) {
 	o.Visit(func(k []byte, x *fastjson.Value) {
 		switch string(k) {
 		case "role":
-			if role == nil {
-				role = x
-			}
+			role = x
 		case "content":
-			if content == nil {
-				content = x
-			}
+			content = x
 		case "tool_calls":
-			if toolCalls == nil {
-				toolCalls = x
-			}
+			toolCalls = x
 		}
 	})
 	return role, content, toolCalls

@@ -11,15 +11,9 @@ import (
 // first bytes fasthttp may hold, a call already ended), and early when the call's
 // deadline passes or it is cancelled: the next Read then reports that.
 func (call *Call) WaitReady() {
-	if call.c == nil || call.body == nil || call.eof || call.failed || call.cn == nil || call.cn.raw == nil {
+	ch := call.waits()
+	if ch == nil {
 		return
-	}
-	if call.cn.br.Buffered() > 0 || call.Resp.Header.ContentLength() != -1 {
-		return // only a chunked body is read from the connection's reader alone
-	}
-	ch, ok := call.body.(*chunked)
-	if !ok || ch.eof || ch.err != nil {
-		return // the body has ended: the idle connection has nothing more to send
 	}
 	// Nothing is buffered: the read buffer goes back to the client's pool for the wait
 	// (a stream spends most of its life here when the engine is slow), and the decoder
@@ -32,6 +26,24 @@ func (call *Call) WaitReady() {
 		}()
 	}
 	waitReadable(call.cn.raw)
+}
+
+// waits returns the call's chunked decoder when WaitReady would wait on the connection,
+// else nil: WaitReady returns at once on a call that has ended or failed, on TLS (its
+// reader may hold decrypted bytes the descriptor does not show), on a body that is not
+// chunked (fasthttp may hold its first bytes), and when bytes are already buffered.
+func (call *Call) waits() *chunked {
+	if call.c == nil || call.body == nil || call.eof || call.failed || call.cn == nil || call.cn.raw == nil {
+		return nil
+	}
+	if call.cn.br.Buffered() > 0 || call.Resp.Header.ContentLength() != -1 {
+		return nil // only a chunked body is read from the connection's reader alone
+	}
+	ch, ok := call.body.(*chunked)
+	if !ok || ch.eof || ch.err != nil {
+		return nil // the body has ended: the idle connection has nothing more to send
+	}
+	return ch
 }
 
 // ReadReady reports whether a Read of the body now returns without waiting for the
@@ -56,6 +68,9 @@ func (s *SSE) WaitReady() {
 	w, ok := s.src.(interface{ WaitReady() })
 	if !ok {
 		return
+	}
+	if call, ok := s.src.(*Call); ok && call.waits() == nil {
+		return // the call would return at once: nothing to wait for
 	}
 	if s.pool != nil {
 		s.br.Reset(nil)
