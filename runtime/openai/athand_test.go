@@ -24,9 +24,7 @@ import (
 // block on the stalled engine; every chunk arrives whole and in order.
 func TestBufferedChunks(t *testing.T) {
 	goOn := make(chan struct{})
-	chunk := func(text string) string {
-		return `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"` + text + `"},"finish_reason":null}]}` + "\n\n"
-	}
+	chunk := chunkEvent
 	engine := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		fourth := chunk("d")
@@ -138,28 +136,10 @@ func TestBufferedParseReused(t *testing.T) {
 		for _, e := range append(slices.Clone(events[:len(events)-1]), last) {
 			in += "data: " + e + "\n\n"
 		}
-		run := func(peek bool) []string {
-			st := &stream{b: &Backend{}, r: &models.Request{Stream: true}, sse: upstream.NewSSE(strings.NewReader(in), 0), p: &fastjson.Parser{}}
-			var out []string
-			for i := 0; i < 20; i++ {
-				if peek {
-					st.Buffered()
-					st.Buffered() // asking twice changes nothing
-				}
-				c, err := st.Recv()
-				if err != nil {
-					return append(out, "error: "+err.Error())
-				}
-				u := ""
-				if c.Usage != nil {
-					u = fmt.Sprintf("%+v", *c.Usage)
-				}
-				out = append(out, fmt.Sprintf("%q %q %q %q %s %d %q", c.Text, c.Role, c.FinishReason, c.ToolCalls, u, c.Format, c.Raw))
-			}
+		plain, peeked := recvAll(in, false, 20), recvAll(in, true, 20)
+		if plain == nil || peeked == nil {
 			t.Fatal("no end")
-			return nil
 		}
-		plain, peeked := run(false), run(true)
 		if !slices.Equal(plain, peeked) {
 			t.Errorf("last event %s: with Buffered asked\n%s\nwithout\n%s", last, strings.Join(peeked, "\n"), strings.Join(plain, "\n"))
 		}
@@ -167,6 +147,35 @@ func TestBufferedParseReused(t *testing.T) {
 			t.Errorf("last event %s: %d results, want %d:\n%s", last, len(plain), len(events)-1, strings.Join(plain, "\n"))
 		}
 	}
+}
+
+// recvAll reads the SSE body in through a stream of its own (asking Buffered twice
+// before each Recv when peek), at most max chunks, and returns each chunk as a line, the
+// last one the error that ended it; nil when max chunks came without an end.
+func recvAll(in string, peek bool, max int) []string {
+	st := &stream{b: &Backend{}, r: &models.Request{Stream: true}, sse: upstream.NewSSE(strings.NewReader(in), 0), p: &fastjson.Parser{}}
+	var out []string
+	for range max {
+		if peek {
+			st.Buffered()
+			st.Buffered() // asking twice changes nothing
+		}
+		c, err := st.Recv()
+		if err != nil {
+			return append(out, "error: "+err.Error())
+		}
+		u := ""
+		if c.Usage != nil {
+			u = fmt.Sprintf("%+v", *c.Usage)
+		}
+		out = append(out, fmt.Sprintf("%q %q %q %q %s %d %q", c.Text, c.Role, c.FinishReason, c.ToolCalls, u, c.Format, c.Raw))
+	}
+	return nil
+}
+
+// chunkEvent is an engine's streamed content chunk carrying text, as an SSE event.
+func chunkEvent(text string) string {
+	return `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"` + text + `"},"finish_reason":null}]}` + "\n\n"
 }
 
 // BenchmarkRecvAtHand is the engine-side cost of one streamed event as the gateway pays
@@ -201,9 +210,7 @@ func BenchmarkRecvAtHand(b *testing.B) {
 // chunk still arrives whole and in order.
 func TestWaitReadyGivesParserBack(t *testing.T) {
 	goOn := make(chan struct{})
-	chunk := func(text string) string {
-		return `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"` + text + `"},"finish_reason":null}]}` + "\n\n"
-	}
+	chunk := chunkEvent
 	engine := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		fmt.Fprint(w, chunk("a")+chunk("b"))

@@ -96,7 +96,9 @@ func (s *stream) Buffered() bool {
 // eventParts returns the members of a streamed event that Recv reads, in one pass over
 // its (unescaped) keys; nil where absent or when v is not an object. Of a repeated key
 // the last copy counts, as for the clients that read the event sluice forwards
-// (JavaScript's, Python's and Go's JSON decoders).
+// (JavaScript's, Python's and Go's JSON decoders). eventParts, choiceParts and
+// deltaParts are three functions rather than one taking the names: a switch on constant
+// keys is ~50 ns an event faster (BenchmarkRecvAtHand: 365-391 against 429-443 ns).
 func eventParts(v *fastjson.Value) (errV, usage, choices *fastjson.Value) {
 	o, err := v.Object()
 	if err != nil {
