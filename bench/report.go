@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -67,14 +68,23 @@ type Report struct {
 	// Peers, at RefRate: each one's added p50 (also as peer_<name>_added_p50_us).
 	Peers     []PeerSummary `json:"peers,omitempty"`
 	PeerRSSMB []PeerRSS     `json:"-"`
-	// Pass: p50 ratios at RefRate within the target for every mode run, and no errors.
+	// PeersP50Met: at RefRate, sluice's added p50 is below every peer's in every mode
+	// both ran (absent without peers); PeersBehind names the peers and modes where it is not.
+	PeersP50Met *bool    `json:"peers_p50_met,omitempty"`
+	PeersBehind []string `json:"peers_behind,omitempty"`
+	// Saturated names the targets that delivered under 95% of the offered rate at
+	// RefRate ("stream/sluice 1519/s"): their added latency is mostly queueing.
+	Saturated []string `json:"saturated,omitempty"`
+	// Pass: p50 ratios at RefRate within the target for every mode run, sluice ahead of
+	// every peer at p50 (when peers ran), and no errors in the benchmark's own targets.
 	// p99 is reported, never gated: two identical proxies differ several-fold there.
-	Pass     bool         `json:"pass"`
-	Errors   int          `json:"errors"` // all targets, rates and modes, warm-ups included
-	RSSMB    float64      `json:"rss_mb"` // peak RSS (VmHWM): sluice's process, or the whole benchmark in process
-	RSSScope string       `json:"rss_scope"`
-	Config   ReportConfig `json:"config"`
-	Runs     []Row        `json:"runs"`
+	Pass       bool         `json:"pass"`
+	Errors     int          `json:"errors"`      // direct, null, control and sluice: all rates and modes, warm-ups included
+	PeerErrors int          `json:"peer_errors"` // the peers' (each one's in Peers)
+	RSSMB      float64      `json:"rss_mb"`      // peak RSS (VmHWM): sluice's process, or the whole benchmark in process
+	RSSScope   string       `json:"rss_scope"`
+	Config     ReportConfig `json:"config"`
+	Runs       []Row        `json:"runs"`
 }
 
 // ReportConfig records how a run was set up.
@@ -148,9 +158,13 @@ type PeerRSS struct {
 // summarize fills the headline figures from Runs.
 func (r *Report) summarize(target float64, scope string) {
 	r.TargetRatioP50, r.RSSScope = target, scope
-	r.Errors = 0
+	r.Errors, r.PeerErrors = 0, 0
 	for _, row := range r.Runs {
-		r.Errors += row.Errors + row.WarmupErrors
+		if isOwnTarget(row.Target) {
+			r.Errors += row.Errors + row.WarmupErrors
+		} else {
+			r.PeerErrors += row.Errors + row.WarmupErrors
+		}
 	}
 	r.RefRate = 0
 	for _, row := range r.Runs {
@@ -198,8 +212,29 @@ func (r *Report) summarize(target float64, scope string) {
 		}
 		r.Peers = append(r.Peers, ps)
 	}
+	r.PeersP50Met, r.PeersBehind = nil, nil
+	for _, p := range r.Peers {
+		for _, m := range []Mode{NonStream, Stream} {
+			sr, pr := findRow(r.Runs, r.RefRate, m, TargetSluice), findRow(r.Runs, r.RefRate, m, p.Name)
+			if sr == nil || pr == nil {
+				continue
+			}
+			met := r.PeersP50Met == nil || *r.PeersP50Met
+			if sr.AddedP50US >= pr.AddedP50US {
+				met = false
+				r.PeersBehind = append(r.PeersBehind, fmt.Sprintf("%s/%s", m, p.Name))
+			}
+			r.PeersP50Met = &met
+		}
+	}
+	r.Saturated = nil
+	for _, x := range r.Runs {
+		if x.Rate == r.RefRate && x.Requests > 0 && x.AchievedRPS < 0.95*float64(x.Rate) {
+			r.Saturated = append(r.Saturated, fmt.Sprintf("%s/%s %.0f/s", x.Mode, x.Target, x.AchievedRPS))
+		}
+	}
 
-	r.Pass = r.Errors == 0 && len(r.Runs) > 0
+	r.Pass = r.Errors == 0 && len(r.Runs) > 0 && (r.PeersP50Met == nil || *r.PeersP50Met)
 	for _, m := range []Mode{NonStream, Stream} {
 		if findRow(r.Runs, r.RefRate, m, TargetSluice) == nil {
 			continue // mode not run
@@ -268,14 +303,19 @@ func (r *Report) WriteTable(w io.Writer) error {
 		"noise control (identical null proxy) / null: p50 %s / %s, p99 %s / %s\n"+
 		"without the baseline: sluice adds %s at p50 non-streaming (%s more than the null proxy), %s streaming (%s more); "+
 		"CPU per request sluice %s vs null %s non-streaming, %s vs %s streaming\n"+
-		"errors: %d; peak RSS %.1f MiB (%s)\n",
+		"errors: %d (peers' not counted: %d); peak RSS %.1f MiB (%s)\n",
 		r.RefRate, ptr(r.RatioP50), ptr(r.StreamRatioP50), r.TargetRatioP50, ptr(r.RatioP99), ptr(r.StreamRatioP99),
 		ptr(r.ControlRatioP50), ptr(r.StreamControlRatioP50), ptr(r.ControlRatioP99), ptr(r.StreamControlRatioP99),
 		us(r.SluiceAddedP50US), us(r.OverNullP50US), us(r.SluiceStreamAddedP50US), us(r.StreamOverNullP50US),
 		us(r.SluiceCPUUS), us(r.NullCPUUS), us(r.SluiceStreamCPUUS), us(r.NullStreamCPUUS),
-		r.Errors, r.RSSMB, r.RSSScope)
+		r.Errors, r.PeerErrors, r.RSSMB, r.RSSScope)
 	if err != nil {
 		return err
+	}
+	if len(r.Saturated) > 0 {
+		if _, err := fmt.Fprintf(w, "under %d RPS (their added latency is mostly queueing): %s\n", r.RefRate, strings.Join(r.Saturated, ", ")); err != nil {
+			return err
+		}
 	}
 	if len(r.Peers) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -291,6 +331,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 				us(p.StreamAddedP99US), us(p.CPUUS), us(p.StreamCPUUS), rss, p.Errors)
 		}
 		if err := tw.Flush(); err != nil {
+			return err
+		}
+		peers := "sluice adds less than every peer at p50: met"
+		if r.PeersP50Met != nil && !*r.PeersP50Met {
+			peers = "sluice adds less than every peer at p50: missed (behind in " + strings.Join(r.PeersBehind, ", ") + ")"
+		}
+		if _, err := fmt.Fprintln(w, peers); err != nil {
 			return err
 		}
 	}

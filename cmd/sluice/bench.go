@@ -120,7 +120,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if o.gate && !rep.Pass {
-		return fmt.Errorf("bench gateway: target missed (p50 ratio at %d RPS above %.2f, or errors)", rep.RefRate, rep.TargetRatioP50)
+		return fmt.Errorf("bench gateway: target missed (p50 ratio at %d RPS above %.2f, a peer adding less at p50, or errors)", rep.RefRate, rep.TargetRatioP50)
 	}
 	return nil
 }
@@ -175,7 +175,7 @@ func benchFlags(stderr io.Writer, o *benchOpts) *flag.FlagSet {
 	fs.IntVar(&o.rounds, "rounds", 6, "rounds per rate and mode; the targets' order rotates between rounds")
 	fs.IntVar(&o.workers, "workers", 128, "concurrent requests at most per target (load generator)")
 	fs.BoolVar(&o.json, "json", false, "after the table, print the figures as one JSON object on the last line")
-	fs.BoolVar(&o.gate, "gate", false, "exit 1 when the p50 target is missed or any request failed")
+	fs.BoolVar(&o.gate, "gate", false, "exit 1 when the p50 target is missed, a peer adds less than sluice at p50, or a request to sluice or a baseline failed")
 	fs.BoolVar(&o.inProcess, "in-process", false, "run every hop (fake engine, null proxies, sluice) in this process instead of one process each")
 	fs.StringVar(&o.hopProfile, "sluice-cpuprofile", "", "write a CPU profile of sluice's own process (the sluice hop) to this file")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file (with --in-process: samples carry a hop\n"+
