@@ -102,17 +102,19 @@ type Report struct {
 	ThroughputVsRoundRobin *float64 `json:"throughput_vs_round_robin"`
 	// ColdWarm is the calibration's cold/warm time-to-first-token ratio (the rig's
 	// GPU-likeness), with the target the default rig is sized for.
-	ColdWarm         float64       `json:"cold_warm_ttft_ratio"`
-	TargetColdWarm   float64       `json:"target_cold_warm_ttft_ratio"`
-	TargetP90        float64       `json:"target_p90_ttft_vs_round_robin"`
-	TargetThroughput float64       `json:"target_throughput_vs_round_robin"`
-	MeetsTargets     bool          `json:"meets_targets"`
-	Setup            Setup         `json:"setup"`
-	Calibration      Calibration   `json:"calibration"`
-	Rows             []Row         `json:"policies"`
-	Sim              []SimTable    `json:"simulator,omitempty"`
-	SimCapacity      []SimCapacity `json:"simulator_capacity,omitempty"`
-	SimError         string        `json:"simulator_error,omitempty"`
+	ColdWarm         float64 `json:"cold_warm_ttft_ratio"`
+	TargetColdWarm   float64 `json:"target_cold_warm_ttft_ratio"`
+	TargetP90        float64 `json:"target_p90_ttft_vs_round_robin"`
+	TargetThroughput float64 `json:"target_throughput_vs_round_robin"`
+	// MeetsTargets: P90 and throughput against round-robin, no errors, and on the
+	// default (prefill) rig a cold/warm ratio of at least TargetColdWarm.
+	MeetsTargets bool          `json:"meets_targets"`
+	Setup        Setup         `json:"setup"`
+	Calibration  Calibration   `json:"calibration"`
+	Rows         []Row         `json:"policies"`
+	Sim          []SimTable    `json:"simulator,omitempty"`
+	SimCapacity  []SimCapacity `json:"simulator_capacity,omitempty"`
+	SimError     string        `json:"simulator_error,omitempty"`
 }
 
 // summarizePolicy computes a policy's row from its runs' measured records. Output
@@ -247,7 +249,7 @@ func (r *Report) summarize() {
 		r.P90TTFTVsRoundRobin, r.ThroughputVsRoundRobin = sl.P90VsRoundRobin, sl.ThroughputVsRoundRobin
 		r.MeetsTargets = r.P90TTFTVsRoundRobin != nil && *r.P90TTFTVsRoundRobin >= r.TargetP90 &&
 			r.ThroughputVsRoundRobin != nil && *r.ThroughputVsRoundRobin >= r.TargetThroughput &&
-			sl.Errors == 0 && rr.Errors == 0
+			sl.Errors == 0 && rr.Errors == 0 && coldWarmVerdict(r) != "MISSED"
 	}
 }
 
@@ -306,8 +308,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.MeetsTargets {
 		verdict = "met"
 	}
-	if _, err := fmt.Fprintf(w, "sluice vs round-robin: P90 TTFT %s lower (target %gx), throughput at saturation %s (target %gx): %s\n",
-		times(r.P90TTFTVsRoundRobin), r.TargetP90, times(r.ThroughputVsRoundRobin), r.TargetThroughput, verdict); err != nil {
+	if _, err := fmt.Fprintf(w, "sluice vs round-robin: P90 TTFT %s lower (target %gx), throughput at saturation %s (target %gx), cold/warm %.1fx (target %gx: %s): %s\n",
+		times(r.P90TTFTVsRoundRobin), r.TargetP90, times(r.ThroughputVsRoundRobin), r.TargetThroughput, r.ColdWarm, r.TargetColdWarm, coldWarmVerdict(r), verdict); err != nil {
 		return err
 	}
 	for _, row := range r.Rows {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -257,5 +258,33 @@ func TestWorkloadDeterministic(t *testing.T) {
 	}
 	if n := len(strings.Fields(system(1, 2, 500))); n < 500 || n > 520 {
 		t.Errorf("system prompt of %d words, want 500 plus the opening", n)
+	}
+}
+
+// TestMeetsTargetsColdWarm: on the default rig a cold/warm ratio under the target fails
+// the run (it is not GPU-like enough for its ratios to count); the quick rig is not held
+// to it.
+func TestMeetsTargetsColdWarm(t *testing.T) {
+	for _, tc := range []struct {
+		rig      string
+		coldWarm float64
+		want     bool
+	}{{RigPrefill, 10, true}, {RigPrefill, 5, false}, {RigQuick, 2, true}, {RigGiven, 2, true}} {
+		r := &Report{TargetP90: TargetP90Ratio, TargetThroughput: TargetThroughputRatio, TargetColdWarm: TargetColdWarm, ColdWarm: tc.coldWarm,
+			Setup: Setup{Rig: tc.rig}, Rows: []Row{
+				{Policy: string(scheduler.PolicyRoundRobin), TTFTP90MS: 3000, CapacityTokPerSec: 30, OutputTokPerSec: 20},
+				{Policy: string(scheduler.PolicySluice), TTFTP90MS: 300, CapacityTokPerSec: 60, OutputTokPerSec: 20},
+			}}
+		r.summarize()
+		if r.MeetsTargets != tc.want {
+			t.Errorf("rig %s, cold/warm %v: meets %v, want %v", tc.rig, tc.coldWarm, r.MeetsTargets, tc.want)
+		}
+		var b strings.Builder
+		if err := r.WriteTable(&b); err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("cold/warm %.1fx (target 8x: %s)", tc.coldWarm, coldWarmVerdict(r)); !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
 	}
 }
