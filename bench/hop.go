@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -35,6 +37,10 @@ type hopStats struct {
 	HeapBytes    uint64 `json:"heap_bytes"` // Go heap in use (live and not yet swept)
 	StackBytes   uint64 `json:"stack_bytes"`
 	RSSFileBytes int64  `json:"rss_file_bytes"` // resident file-backed pages (mmapped files)
+	// IdleWorkers ("stats idle" only) are fasthttp's worker goroutines waiting for a
+	// connection: a server keeps one 10 to 20 s after its connection closed, so they are
+	// left out of a leak count.
+	IdleWorkers int `json:"idle_workers,omitempty"`
 }
 
 // HopOptions are what a hop process needs to know besides its kind and upstream; Run
@@ -118,9 +124,28 @@ func ServeHop(ctx context.Context, hop, upstream string, o HopOptions, in io.Rea
 	if _, err := fmt.Fprintf(out, "listening %s\n", addr); err != nil {
 		return err
 	}
+	held := make(chan struct{}) // closed when the hop ends: the "hold" goroutines return
+	defer close(held)
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
+		if arg, ok := strings.CutPrefix(line, "hold "); ok {
+			// "hold N": N goroutines that wait until the hop ends, as a leak would (the
+			// soak's test checks that it reports them).
+			n, err := strconv.Atoi(arg)
+			msg := "ok"
+			if err != nil || n < 0 || n > 1<<16 {
+				msg = fmt.Sprintf("error bad count %q", arg)
+				n = 0
+			}
+			for range n {
+				go func() { <-held }()
+			}
+			if _, err := fmt.Fprintln(out, msg); err != nil {
+				return err
+			}
+			continue
+		}
 		if arg, ok := strings.CutPrefix(line, "profile "); ok {
 			// A profile of the hop now ("profile heap PATH", "profile goroutine PATH"),
 			// for finding what holds memory or goroutines.
@@ -136,7 +161,7 @@ func ServeHop(ctx context.Context, hop, upstream string, o HopOptions, in io.Rea
 			continue
 		}
 		switch line {
-		case "stats":
+		case "stats", "stats idle":
 			st := hopStats{CPUNS: int64(processCPU())}
 			st.AllocBytes, st.AllocObjects = heapAllocs()
 			if conns != nil {
@@ -147,6 +172,9 @@ func ServeHop(ctx context.Context, hop, upstream string, o HopOptions, in io.Rea
 			st.Goroutines = runtime.NumGoroutine()
 			st.HeapBytes, st.StackBytes = heapInUse()
 			st.RSSFileBytes, _ = statusBytes("RssFile:")
+			if line == "stats idle" {
+				st.IdleWorkers = idleWorkers()
+			}
 			b, err := json.Marshal(st)
 			if err != nil {
 				return err
@@ -162,6 +190,41 @@ func ServeHop(ctx context.Context, hop, upstream string, o HopOptions, in io.Rea
 		}
 	}
 	return sc.Err()
+}
+
+// idleWorkers counts fasthttp's worker goroutines waiting for their next connection (in
+// workerFunc's range over its channel, nothing above it but the runtime's frames).
+func idleWorkers() int {
+	var b bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&b, 1); err != nil {
+		return 0
+	}
+	return countIdleWorkers(b.String())
+}
+
+// countIdleWorkers reads a debug=1 goroutine profile: records of "N @ pcs" followed by
+// "#\tpc\tfunction+off\tfile:line" frames, innermost first (the runtime's own frames,
+// such as the channel receive, are usually left out of it).
+func countIdleWorkers(profile string) int {
+	total, n, first := 0, 0, false
+	for line := range strings.Lines(profile) {
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) >= 2 && fields[1] == "@":
+			c, err := strconv.Atoi(fields[0])
+			n, first = c, err == nil
+		case first && len(fields) >= 3 && fields[0] == "#" && fields[1] != "labels:":
+			fn, _, _ := strings.Cut(fields[2], "+")
+			if strings.HasPrefix(fn, "runtime.") {
+				continue
+			}
+			if strings.HasSuffix(fn, "fasthttp.(*workerPool).workerFunc") {
+				total += n
+			}
+			first = false // only the innermost frame outside the runtime counts
+		}
+	}
+	return total
 }
 
 // writeProfile writes the named runtime/pprof profile to path: goroutines as text
@@ -300,9 +363,29 @@ func (h *hopProc) line(d time.Duration) (string, error) {
 	}
 }
 
-func (h *hopProc) stats() (hopStats, error) {
+func (h *hopProc) stats() (hopStats, error) { return h.query("stats") }
+
+// statsIdle is stats with IdleWorkers counted (a goroutine profile of the hop).
+func (h *hopProc) statsIdle() (hopStats, error) { return h.query("stats idle") }
+
+// hold asks the hop for n goroutines that wait until it ends (a leak, for tests).
+func (h *hopProc) hold(n int) error {
+	if _, err := fmt.Fprintf(h.in, "hold %d\n", n); err != nil {
+		return err
+	}
+	line, err := h.line(10 * time.Second)
+	if err != nil {
+		return err
+	}
+	if line != "ok" {
+		return fmt.Errorf("bench: %s hop: %s", h.name, line)
+	}
+	return nil
+}
+
+func (h *hopProc) query(cmd string) (hopStats, error) {
 	var st hopStats
-	if _, err := io.WriteString(h.in, "stats\n"); err != nil {
+	if _, err := io.WriteString(h.in, cmd+"\n"); err != nil {
 		return st, fmt.Errorf("bench: %s hop: %w", h.name, err)
 	}
 	line, err := h.line(10 * time.Second)

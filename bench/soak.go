@@ -18,7 +18,7 @@ import (
 // engine that streams slowly. Zero values pick the defaults.
 type SoakConfig struct {
 	Streams    int           // concurrent streams (default 1,000)
-	Duration   time.Duration // how long they are held (default 60s); streams open then finish
+	Duration   time.Duration // how long all of them are held after the ramp (one stream's length; default 60s)
 	ChunkDelay time.Duration // the engine's pause between events (default 100ms)
 	Chunks     int           // content chunks per answer (default 100: 10 s a stream)
 	Data       string        // prompts, as Config.Data ("": the small synthetic request)
@@ -41,6 +41,10 @@ type SoakConfig struct {
 	// Exec runs the engine and sluice in processes of their own (required: the soak
 	// measures sluice's process alone), as Config.Exec.
 	Exec []string
+
+	// holdAfter (tests): goroutines sluice's process is asked to hold once the streams
+	// ended, as a leak would, before they are counted.
+	holdAfter int
 }
 
 func (c *SoakConfig) fill() error {
@@ -77,19 +81,22 @@ func (c *SoakConfig) fill() error {
 
 // SoakReport is a soak's outcome.
 type SoakReport struct {
-	Streams          int     `json:"streams"`
-	DurationS        float64 `json:"duration_s"`
-	ChunkDelayMS     float64 `json:"chunk_delay_ms"`
-	Chunks           int     `json:"chunks_per_stream"`
-	Completed        int64   `json:"completed"`
-	Errors           int64   `json:"errors"`
-	FirstError       string  `json:"first_error,omitempty"`
-	PeakConcurrent   int64   `json:"peak_concurrent"`
-	ChunksPerSec     float64 `json:"chunks_per_s"`
-	TTFTP50MS        float64 `json:"ttft_p50_ms"`
-	TTFTP99MS        float64 `json:"ttft_p99_ms"`
-	StreamP50S       float64 `json:"stream_p50_s"`
-	StreamP99S       float64 `json:"stream_p99_s"`
+	Streams        int     `json:"streams"`
+	RampS          float64 `json:"ramp_s"` // the streams open over this long, then all are held for DurationS
+	DurationS      float64 `json:"duration_s"`
+	ChunkDelayMS   float64 `json:"chunk_delay_ms"`
+	Chunks         int     `json:"chunks_per_stream"`
+	Completed      int64   `json:"completed"`
+	Errors         int64   `json:"errors"`
+	FirstError     string  `json:"first_error,omitempty"`
+	PeakConcurrent int64   `json:"peak_concurrent"`
+	ChunksPerSec   float64 `json:"chunks_per_s"`
+	TTFTP50MS      float64 `json:"ttft_p50_ms"`
+	TTFTP99MS      float64 `json:"ttft_p99_ms"`
+	StreamP50S     float64 `json:"stream_p50_s"`
+	StreamP99S     float64 `json:"stream_p99_s"`
+	// Goroutines before the load and after it (once back to the baseline, or Settle
+	// passed), fasthttp's idle workers left out of both; the peak is every goroutine.
 	GoroutinesBase   int     `json:"goroutines_baseline"`
 	GoroutinesPeak   int     `json:"goroutines_peak"`
 	GoroutinesAfter  int     `json:"goroutines_after"`
@@ -169,8 +176,12 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 		firstErr         error
 		ttft, whole      []int64
 	)
+	// Clients arrive spread over one stream's length (the ramp); all of them then hold
+	// their streams for cfg.Duration.
 	streamLen := time.Duration(len(cfg.Traffic.Answer.Pieces)+3) * cfg.ChunkDelay
-	stopAt := time.Now().Add(cfg.Duration)
+	start := time.Now()
+	stopAt := start.Add(streamLen + cfg.Duration)
+	rep.RampS = round(streamLen.Seconds(), 1)
 	var wg sync.WaitGroup
 	hc := lt.clients[Stream]
 	for w := range cfg.Streams {
@@ -269,11 +280,16 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 	}()
 	wg.Wait()
 	<-sampleDone
-	elapsed := time.Since(stopAt.Add(-cfg.Duration))
+	elapsed := time.Since(start)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
 	lt.close() // the client's connections go: what sluice holds for them must go too
+	if cfg.holdAfter > 0 {
+		if err := sl.hold(cfg.holdAfter); err != nil {
+			return nil, err
+		}
+	}
 	after, err := settle(ctx, sl, base.Goroutines, cfg.Settle)
 	if err != nil {
 		return nil, err
@@ -344,15 +360,18 @@ func soakOne(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Resp
 }
 
 // settle waits until sluice's goroutines are down to want (-1: until the count stops
-// changing), for up to d, and returns its stats then.
+// changing), for up to d, and returns its stats then, with Goroutines counting neither
+// fasthttp's idle workers (a server keeps one 10 to 20 s after its connection closed)
+// nor anything else that is gone by then.
 func settle(ctx context.Context, h *hopProc, want int, d time.Duration) (hopStats, error) {
 	deadline := time.Now().Add(d)
 	prev := -1
 	for {
-		st, err := h.stats()
+		st, err := h.statsIdle()
 		if err != nil {
 			return st, err
 		}
+		st.Goroutines -= st.IdleWorkers
 		if (want >= 0 && st.Goroutines <= want) || (want < 0 && st.Goroutines == prev) || time.Now().After(deadline) {
 			return st, nil
 		}
@@ -370,14 +389,14 @@ func (r *SoakReport) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 	row("traffic", r.Traffic)
-	row("streams held", fmt.Sprintf("%d for %.0f s (engine: an event every %.0f ms, %d content chunks a stream)", r.Streams, r.DurationS, r.ChunkDelayMS, r.Chunks))
+	row("streams held", fmt.Sprintf("%d for %.0f s after a %.1f s ramp (engine: an event every %.0f ms, %d content chunks a stream)", r.Streams, r.DurationS, r.RampS, r.ChunkDelayMS, r.Chunks))
 	row("streams completed", strconv.FormatInt(r.Completed, 10))
 	row("peak concurrent", strconv.FormatInt(r.PeakConcurrent, 10))
 	row("errors", fmt.Sprintf("%d %s", r.Errors, r.FirstError))
 	row("chunk reads/s (client)", strconv.FormatFloat(r.ChunksPerSec, 'f', 0, 64))
 	row("TTFB p50 / p99", fmt.Sprintf("%.1f / %.1f ms", r.TTFTP50MS, r.TTFTP99MS))
 	row("stream p50 / p99", fmt.Sprintf("%.2f / %.2f s", r.StreamP50S, r.StreamP99S))
-	row("sluice goroutines", fmt.Sprintf("baseline %d, peak %d, after %d: leaked %d", r.GoroutinesBase, r.GoroutinesPeak, r.GoroutinesAfter, r.GoroutinesLeaked))
+	row("sluice goroutines", fmt.Sprintf("baseline %d, peak %d, after %d (fasthttp's idle workers left out): leaked %d", r.GoroutinesBase, r.GoroutinesPeak, r.GoroutinesAfter, r.GoroutinesLeaked))
 	row("sluice RSS", fmt.Sprintf("peak %.1f MiB (target <= %.0f); before the load %.1f MiB (of it mapped files %.1f), after %.1f MiB",
 		r.RSSMB, r.MaxRSSMB, r.RSSBaseMB, r.RSSFileBaseMB, r.RSSAfterMB))
 	row("sluice memory peaks", fmt.Sprintf("Go heap %.1f MiB, goroutine stacks %.1f MiB, mapped files (binary, cache file) %.1f MiB",

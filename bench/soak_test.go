@@ -28,6 +28,14 @@ func TestSoakShort(t *testing.T) {
 	if rep.RSSMB <= 0 || rep.GoroutinesBase <= 0 || rep.GoroutinesPeak < rep.GoroutinesBase {
 		t.Errorf("rss %v MiB, goroutines base %d peak %d", rep.RSSMB, rep.GoroutinesBase, rep.GoroutinesPeak)
 	}
+	// sluice's pipeline leaves nothing behind (fasthttp's idle workers are not counted:
+	// the count is back within Settle, long before they would go).
+	if rep.GoroutinesLeaked != 0 || !rep.Pass == (rep.RSSMB <= rep.MaxRSSMB) {
+		t.Errorf("goroutines: baseline %d, after %d, leaked %d; pass %v", rep.GoroutinesBase, rep.GoroutinesAfter, rep.GoroutinesLeaked, rep.Pass)
+	}
+	if rep.PeakConcurrent != 20 || rep.RampS <= 0 {
+		t.Errorf("peak concurrent %d, ramp %v s; want 20 and a ramp", rep.PeakConcurrent, rep.RampS)
+	}
 	b, err := json.Marshal(rep)
 	if err != nil {
 		t.Fatal(err)
@@ -53,5 +61,49 @@ func TestSoakShort(t *testing.T) {
 	}
 	if _, err := Soak(t.Context(), SoakConfig{Streams: 1}); err == nil {
 		t.Error("Soak without Exec: nil error")
+	}
+}
+
+// TestSoakReportsLeak: goroutines sluice's process keeps after the streams ended (three,
+// held on purpose) are reported as leaked, and fail the soak.
+func TestSoakReportsLeak(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Soak(t.Context(), SoakConfig{Streams: 4, Duration: 200 * time.Millisecond, ChunkDelay: 10 * time.Millisecond,
+		Chunks: 3, Settle: 2 * time.Second, Exec: []string{exe, "gateway-hop"}, holdAfter: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.GoroutinesLeaked != 3 || rep.Pass {
+		t.Errorf("leaked %d (baseline %d, after %d), pass %v; want 3 and false", rep.GoroutinesLeaked, rep.GoroutinesBase, rep.GoroutinesAfter, rep.Pass)
+	}
+}
+
+// TestCountIdleWorkers: only fasthttp workers waiting for a connection count, not one
+// serving (frames above workerFunc) or any other goroutine.
+func TestCountIdleWorkers(t *testing.T) {
+	p := "goroutine profile: total 14\n" +
+		"3 @ 0x1 0x2 0x3 0x4\n" +
+		"#\t0x1\truntime.gopark+0x1\t/go/src/runtime/proc.go:1\n" +
+		"#\t0x2\truntime.chanrecv+0x1\t/go/src/runtime/chan.go:1\n" +
+		"#\t0x3\truntime.chanrecv2+0x1\t/go/src/runtime/chan.go:2\n" +
+		"#\t0x4\tgithub.com/valyala/fasthttp.(*workerPool).workerFunc+0x1\t/m/workerpool.go:220\n\n" +
+		"2 @ 0x1 0x5 0x4\n" +
+		"#\t0x1\truntime.gopark+0x1\t/go/src/runtime/proc.go:1\n" +
+		"#\t0x5\tgithub.com/valyala/fasthttp.(*Server).serveConn+0x1\t/m/server.go:1\n" +
+		"#\t0x4\tgithub.com/valyala/fasthttp.(*workerPool).workerFunc+0x1\t/m/workerpool.go:225\n\n" +
+		"4 @ 0x1 0x2 0x3 0x6\n" +
+		"#\t0x1\truntime.gopark+0x1\t/go/src/runtime/proc.go:1\n" +
+		"#\t0x2\truntime.chanrecv+0x1\t/go/src/runtime/chan.go:1\n" +
+		"#\t0x3\truntime.chanrecv2+0x1\t/go/src/runtime/chan.go:2\n" +
+		"#\t0x6\tmain.other+0x1\t/m/main.go:1\n\n" +
+		"5 @ 0x3 0x4 0x7\n" +
+		"# labels: {\"hop\":\"sluice\"}\n" +
+		"#\t0x4\tgithub.com/valyala/fasthttp.(*workerPool).workerFunc+0x59\t/m/workerpool.go:220\n" +
+		"#\t0x7\tgithub.com/valyala/fasthttp.(*workerPool).getCh.func1+0x31\t/m/workerpool.go:197\n\n"
+	if n := countIdleWorkers(p); n != 8 {
+		t.Errorf("idle workers %d, want 8", n)
 	}
 }

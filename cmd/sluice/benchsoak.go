@@ -33,7 +33,7 @@ func benchSoak(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.PrintDefaults()
 	}
 	fs.IntVar(&c.Streams, "streams", 1000, "concurrent streams")
-	fs.DurationVar(&c.Duration, "duration", 60*time.Second, "how long the streams are held (streams open until then, then finish)")
+	fs.DurationVar(&c.Duration, "duration", 60*time.Second, "how long all the streams are held, after they opened over one stream's length (then they finish)")
 	fs.DurationVar(&c.ChunkDelay, "chunk-delay", 100*time.Millisecond, "the fake engine's pause between streamed events")
 	fs.IntVar(&c.Chunks, "chunks", 100, "content chunks per answer")
 	fs.StringVar(&c.Data, "data", "../shared/data", "shared data directory for the prompts; empty: one small synthetic request")
