@@ -33,8 +33,9 @@ type Config struct {
 	// ("": the small synthetic request); Chunks the streamed answer's content chunks.
 	Data   string
 	Chunks int
-	// NoAuth turns API keys off; by default sluice requires one (a key whose limits
-	// are set, and high enough never to throttle) and every request carries it.
+	// NoAuth turns API keys off; by default sluice requires one (a key without limits,
+	// or with limits high enough never to throttle under KeyLimits) and every request
+	// carries it.
 	NoAuth bool
 	// NoCache leaves the answer cache out of sluice's pipeline (on by default, as in serve).
 	NoCache bool

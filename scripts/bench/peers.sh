@@ -24,7 +24,9 @@
 # each run, so that a machine where they are served is noticed.
 #
 # Environment: ENGINE_ADDR (127.0.0.1:19100), PORTKEY_PORT (18787), CADDY_PORT (18788), SLUICE_BIN
-# (bin/sluice, built when missing), SLUICE_CACHE (where the peers are installed).
+# (a sluice binary to measure, used as it is; unset: bin/sluice, built from this checkout
+# first so that a run never measures a stale binary), SLUICE_CACHE (where the peers are
+# installed).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/common.sh
@@ -37,7 +39,11 @@ PORTKEY_VERSION=1.15.2
 CADDY_PORT=${CADDY_PORT:-18788}
 CADDY_VERSION=2.11.9
 CADDY_KEY=peer-bench-key # what the bench's requests to Caddy carry (--peer-header)
-SLUICE_BIN=${SLUICE_BIN:-bin/sluice}
+build_sluice=0
+if [ -z "${SLUICE_BIN:-}" ]; then
+	SLUICE_BIN=bin/sluice
+	build_sluice=1
+fi
 install_only=0
 if [ "${1:-}" = --install-only ]; then
 	install_only=1
@@ -72,7 +78,13 @@ if [ ! -x "$cd_dir/caddy" ]; then
 fi
 [ "$install_only" = 1 ] && { log "installed: $pk $cd_dir"; exit 0; }
 
-[ -x "$SLUICE_BIN" ] || go build -o "$SLUICE_BIN" ./cmd/sluice
+if [ "$build_sluice" = 1 ]; then
+	log "building $SLUICE_BIN from this checkout"
+	go build -o "$SLUICE_BIN" ./cmd/sluice
+elif [ ! -x "$SLUICE_BIN" ]; then
+	echo "peers.sh: SLUICE_BIN=$SLUICE_BIN is not an executable" >&2
+	exit 1
+fi
 
 pids=()
 cleanup() {
