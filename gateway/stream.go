@@ -241,8 +241,9 @@ func (b *sseBody) spliced(raw []byte) {
 	b.event(out)
 }
 
-// end writes the closing events: the usage chunk when the client asked for it and the
-// engine did not send one, then [DONE], or an error event when the engine failed.
+// end writes the closing events: sluice's usage chunk (with the cost) when the client
+// asked for usage (the engine's own usage chunk is never forwarded), then [DONE], or an
+// error event when the engine failed.
 func (b *sseBody) end(err error) {
 	b.done = true
 	b.err = err
