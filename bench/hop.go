@@ -130,8 +130,8 @@ func ServeHop(ctx context.Context, hop, upstream string, o HopOptions, in io.Rea
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if arg, ok := strings.CutPrefix(line, "hold "); ok {
-			// "hold N": N goroutines that wait until the hop ends, as a leak would (the
-			// soak's test checks that it reports them).
+			// "hold N", a test hook: N goroutines that wait until the hop ends, as a
+			// leak would (the soak's test checks that it reports them).
 			n, err := strconv.Atoi(arg)
 			msg := "ok"
 			if err != nil || n < 0 || n > 1<<16 {
@@ -173,7 +173,10 @@ func ServeHop(ctx context.Context, hop, upstream string, o HopOptions, in io.Rea
 			st.HeapBytes, st.StackBytes = heapInUse()
 			st.RSSFileBytes, _ = statusBytes("RssFile:")
 			if line == "stats idle" {
-				st.IdleWorkers = idleWorkers()
+				// Both counts from one goroutine profile, so that they agree.
+				if total, idle, ok := idleWorkers(); ok {
+					st.Goroutines, st.IdleWorkers = total, idle
+				}
 			}
 			b, err := json.Marshal(st)
 			if err != nil {
@@ -192,14 +195,21 @@ func ServeHop(ctx context.Context, hop, upstream string, o HopOptions, in io.Rea
 	return sc.Err()
 }
 
-// idleWorkers counts fasthttp's worker goroutines waiting for their next connection (in
-// workerFunc's range over its channel, nothing above it but the runtime's frames).
-func idleWorkers() int {
+// idleWorkers counts, in one goroutine profile, every goroutine and fasthttp's worker
+// goroutines waiting for their next connection (in workerFunc's range over its channel,
+// nothing above it but the runtime's frames).
+func idleWorkers() (total, idle int, ok bool) {
 	var b bytes.Buffer
 	if err := pprof.Lookup("goroutine").WriteTo(&b, 1); err != nil {
-		return 0
+		return 0, 0, false
 	}
-	return countIdleWorkers(b.String())
+	p := b.String()
+	head, _, _ := strings.Cut(p, "\n")
+	total, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "goroutine profile: total ")))
+	if err != nil {
+		return 0, 0, false
+	}
+	return total, countIdleWorkers(p), true
 }
 
 // countIdleWorkers reads a debug=1 goroutine profile: records of "N @ pcs" followed by

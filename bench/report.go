@@ -69,12 +69,16 @@ type Report struct {
 	Peers     []PeerSummary `json:"peers,omitempty"`
 	PeerRSSMB []PeerRSS     `json:"-"`
 	// PeersP50Met: at RefRate, sluice's added p50 is below every peer's in every mode
-	// both ran (absent without peers); PeersBehind names the peers and modes where it is not.
+	// both measured (absent without peers, or when none was: a row whose every request
+	// failed has no p50); PeersBehind names the peers and modes where it is not.
 	PeersP50Met *bool    `json:"peers_p50_met,omitempty"`
 	PeersBehind []string `json:"peers_behind,omitempty"`
-	// Saturated names the targets that delivered under 95% of the offered rate at
+	// Saturated names the gateways that delivered under 95% of the offered rate at
 	// RefRate ("stream/sluice 1519/s"): their added latency is mostly queueing.
+	// LoadShort names the modes where direct did (the load generator or the fake engine
+	// could not keep up, and every row of that mode is suspect).
 	Saturated []string `json:"saturated,omitempty"`
+	LoadShort []string `json:"load_short,omitempty"`
 	// Pass: p50 ratios at RefRate within the target for every mode run, sluice ahead of
 	// every peer at p50 (when peers ran), and no errors in the benchmark's own targets.
 	// p99 is reported, never gated: two identical proxies differ several-fold there.
@@ -216,8 +220,9 @@ func (r *Report) summarize(target float64, scope string) {
 	for _, p := range r.Peers {
 		for _, m := range []Mode{NonStream, Stream} {
 			sr, pr := findRow(r.Runs, r.RefRate, m, TargetSluice), findRow(r.Runs, r.RefRate, m, p.Name)
-			if sr == nil || pr == nil {
-				continue
+			dr := findRow(r.Runs, r.RefRate, m, TargetDirect)
+			if sr == nil || pr == nil || dr == nil || sr.P50US <= 0 || pr.P50US <= 0 || dr.P50US <= 0 {
+				continue // not run, or no request succeeded: nothing to compare
 			}
 			met := r.PeersP50Met == nil || *r.PeersP50Met
 			if sr.AddedP50US >= pr.AddedP50US {
@@ -227,10 +232,14 @@ func (r *Report) summarize(target float64, scope string) {
 			r.PeersP50Met = &met
 		}
 	}
-	r.Saturated = nil
+	r.Saturated, r.LoadShort = nil, nil
 	for _, x := range r.Runs {
 		if x.Rate == r.RefRate && x.Requests > 0 && x.AchievedRPS < 0.95*float64(x.Rate) {
-			r.Saturated = append(r.Saturated, fmt.Sprintf("%s/%s %.0f/s", x.Mode, x.Target, x.AchievedRPS))
+			if x.Target == TargetDirect {
+				r.LoadShort = append(r.LoadShort, fmt.Sprintf("%s %.0f/s", x.Mode, x.AchievedRPS))
+			} else {
+				r.Saturated = append(r.Saturated, fmt.Sprintf("%s/%s %.0f/s", x.Mode, x.Target, x.AchievedRPS))
+			}
 		}
 	}
 
@@ -317,6 +326,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 			return err
 		}
 	}
+	if len(r.LoadShort) > 0 {
+		if _, err := fmt.Fprintf(w, "direct under %d RPS (the load generator or the fake engine did not keep up; every row of the mode is suspect): %s\n",
+			r.RefRate, strings.Join(r.LoadShort, ", ")); err != nil {
+			return err
+		}
+	}
 	if len(r.Peers) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintf(tw, "\nat %d RPS\tadded p50\tadded p99\tstream added p50\tstream added p99\tcpu/req\tstream cpu/req\tpeak RSS\terrors\t\n", r.RefRate)
@@ -334,7 +349,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 			return err
 		}
 		peers := "sluice adds less than every peer at p50: met"
-		if r.PeersP50Met != nil && !*r.PeersP50Met {
+		switch {
+		case r.PeersP50Met == nil:
+			peers = "sluice adds less than every peer at p50: not measured (no mode where sluice, direct and a peer all answered)"
+		case !*r.PeersP50Met:
 			peers = "sluice adds less than every peer at p50: missed (behind in " + strings.Join(r.PeersBehind, ", ") + ")"
 		}
 		if _, err := fmt.Fprintln(w, peers); err != nil {

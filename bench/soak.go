@@ -18,7 +18,7 @@ import (
 // engine that streams slowly. Zero values pick the defaults.
 type SoakConfig struct {
 	Streams    int           // concurrent streams (default 1,000)
-	Duration   time.Duration // how long all of them are held after the ramp (one stream's length; default 60s)
+	Duration   time.Duration // how long all of them are held, after a ramp of one stream's length (default 60s)
 	ChunkDelay time.Duration // the engine's pause between events (default 100ms)
 	Chunks     int           // content chunks per answer (default 100: 10 s a stream)
 	Data       string        // prompts, as Config.Data ("": the small synthetic request)
@@ -26,8 +26,9 @@ type SoakConfig struct {
 	NoAuth     bool
 	NoCache    bool
 	MaxRSSMB   float64 // target for sluice's peak RSS (default 60)
-	// Settle is how long to wait for goroutines to return (default 30s: fasthttp keeps
-	// an idle worker goroutine for 10 to 20 s after its connection closed).
+	// Settle is how long to wait for goroutines to return to the baseline (default 30s;
+	// fasthttp's idle workers are not counted, so a pipeline without leaks is back in
+	// about a second).
 	Settle   time.Duration
 	Progress io.Writer
 	// HeapProfile: write a heap profile of sluice's process here halfway through.
@@ -97,10 +98,14 @@ type SoakReport struct {
 	StreamP99S     float64 `json:"stream_p99_s"`
 	// Goroutines before the load and after it (once back to the baseline, or Settle
 	// passed), fasthttp's idle workers left out of both; the peak is every goroutine.
-	GoroutinesBase   int     `json:"goroutines_baseline"`
-	GoroutinesPeak   int     `json:"goroutines_peak"`
-	GoroutinesAfter  int     `json:"goroutines_after"`
-	GoroutinesLeaked int     `json:"goroutines_leaked"`
+	GoroutinesBase   int `json:"goroutines_baseline"`
+	GoroutinesPeak   int `json:"goroutines_peak"`
+	GoroutinesAfter  int `json:"goroutines_after"`
+	GoroutinesLeaked int `json:"goroutines_leaked"`
+	// IdleWorkersAfter: fasthttp's idle workers when the goroutines were counted after the
+	// load (left out of GoroutinesAfter; the server lets each go 10-20 s after its
+	// connection closed).
+	IdleWorkersAfter int     `json:"idle_workers_after"`
 	RSSBaseMB        float64 `json:"rss_baseline_mb"` // sluice's RSS before the load
 	RSSFileBaseMB    float64 `json:"rss_file_baseline_mb"`
 	RSSMB            float64 `json:"rss_mb"`       // sluice's peak (VmHWM)
@@ -180,8 +185,15 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 	// their streams for cfg.Duration.
 	streamLen := time.Duration(len(cfg.Traffic.Answer.Pieces)+3) * cfg.ChunkDelay
 	start := time.Now()
-	stopAt := start.Add(streamLen + cfg.Duration)
+	rampEnd := start.Add(streamLen)
+	stopAt := rampEnd.Add(cfg.Duration)
 	rep.RampS = round(streamLen.Seconds(), 1)
+	// The chunk rate is counted over the hold (from the first sample after the ramp to
+	// the first after it), by streams completed; the whole run's when a sample missed it.
+	var (
+		holdStart, holdEnd       time.Time
+		holdChunks0, holdChunks1 int64
+	)
 	var wg sync.WaitGroup
 	hc := lt.clients[Stream]
 	for w := range cfg.Streams {
@@ -259,7 +271,14 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 				if err != nil {
 					return
 				}
+				now := time.Now()
 				mu.Lock()
+				if holdStart.IsZero() && now.After(rampEnd) {
+					holdStart, holdChunks0 = now, chunks.Load()
+				}
+				if holdEnd.IsZero() && now.After(stopAt) {
+					holdEnd, holdChunks1 = now, chunks.Load()
+				}
 				rep.GoroutinesPeak = max(rep.GoroutinesPeak, st.Goroutines)
 				rep.HeapPeakMB = max(rep.HeapPeakMB, round(float64(st.HeapBytes)/(1<<20), 1))
 				rep.StackPeakMB = max(rep.StackPeakMB, round(float64(st.StackBytes)/(1<<20), 1))
@@ -267,7 +286,7 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 				mu.Unlock()
 				if cfg.Progress != nil {
 					fmt.Fprintf(cfg.Progress, "soak: %3.0fs  streams %4d  completed %6d  errors %d  goroutines %5d  RSS %.1f MiB\n",
-						time.Until(stopAt).Seconds()*-1+cfg.Duration.Seconds(), inflight.Load(), completed.Load(), errs.Load(),
+						now.Sub(start).Seconds(), inflight.Load(), completed.Load(), errs.Load(),
 						st.Goroutines, float64(st.RSSNowBytes)/(1<<20))
 				}
 			case <-ctx.Done():
@@ -302,13 +321,16 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 	rep.Completed, rep.Errors, rep.PeakConcurrent = completed.Load(), errs.Load(), peakIn.Load()
 	rep.FirstError = errString(firstErr)
 	rep.ChunksPerSec = round(float64(chunks.Load())/elapsed.Seconds(), 0)
+	if d := holdEnd.Sub(holdStart); !holdStart.IsZero() && !holdEnd.IsZero() && d > 0 {
+		rep.ChunksPerSec = round(float64(holdChunks1-holdChunks0)/d.Seconds(), 0)
+	}
 	if len(ttft) > 0 {
 		p := percentiles(ttft, 0.5, 0.99)
 		rep.TTFTP50MS, rep.TTFTP99MS = round(float64(p[0])/1e6, 1), round(float64(p[1])/1e6, 1)
 		p = percentiles(whole, 0.5, 0.99)
 		rep.StreamP50S, rep.StreamP99S = round(float64(p[0])/1e9, 2), round(float64(p[1])/1e9, 2)
 	}
-	rep.GoroutinesAfter = after.Goroutines
+	rep.GoroutinesAfter, rep.IdleWorkersAfter = after.Goroutines, after.IdleWorkers
 	rep.GoroutinesLeaked = max(0, after.Goroutines-base.Goroutines)
 	rep.RSSMB = round(float64(after.RSSBytes)/(1<<20), 1)
 	rep.RSSAfterMB = round(float64(after.RSSNowBytes)/(1<<20), 1)
@@ -396,7 +418,8 @@ func (r *SoakReport) WriteTable(w io.Writer) error {
 	row("chunk reads/s (client)", strconv.FormatFloat(r.ChunksPerSec, 'f', 0, 64))
 	row("TTFB p50 / p99", fmt.Sprintf("%.1f / %.1f ms", r.TTFTP50MS, r.TTFTP99MS))
 	row("stream p50 / p99", fmt.Sprintf("%.2f / %.2f s", r.StreamP50S, r.StreamP99S))
-	row("sluice goroutines", fmt.Sprintf("baseline %d, peak %d, after %d (fasthttp's idle workers left out): leaked %d", r.GoroutinesBase, r.GoroutinesPeak, r.GoroutinesAfter, r.GoroutinesLeaked))
+	row("sluice goroutines", fmt.Sprintf("baseline %d, peak %d, after %d (and %d fasthttp workers idle, left out): leaked %d",
+		r.GoroutinesBase, r.GoroutinesPeak, r.GoroutinesAfter, r.IdleWorkersAfter, r.GoroutinesLeaked))
 	row("sluice RSS", fmt.Sprintf("peak %.1f MiB (target <= %.0f); before the load %.1f MiB (of it mapped files %.1f), after %.1f MiB",
 		r.RSSMB, r.MaxRSSMB, r.RSSBaseMB, r.RSSFileBaseMB, r.RSSAfterMB))
 	row("sluice memory peaks", fmt.Sprintf("Go heap %.1f MiB, goroutine stacks %.1f MiB, mapped files (binary, cache file) %.1f MiB",

@@ -249,7 +249,10 @@ func (r *Report) summarize() {
 		r.P90TTFTVsRoundRobin, r.ThroughputVsRoundRobin = sl.P90VsRoundRobin, sl.ThroughputVsRoundRobin
 		r.MeetsTargets = r.P90TTFTVsRoundRobin != nil && *r.P90TTFTVsRoundRobin >= r.TargetP90 &&
 			r.ThroughputVsRoundRobin != nil && *r.ThroughputVsRoundRobin >= r.TargetThroughput &&
-			sl.Errors == 0 && rr.Errors == 0 && coldWarmVerdict(r) != "MISSED"
+			sl.Errors == 0 && rr.Errors == 0
+		if met, _ := coldWarmMet(r); !met {
+			r.MeetsTargets = false
+		}
 	}
 }
 
@@ -389,15 +392,23 @@ func writeTrace(w io.Writer, policy string, round int, recs []record, start time
 // TraceHeader is the header line of Config.Trace's CSV.
 const TraceHeader = "policy,round,i,tenant,engine,slot,due_ms,wait_ms,queued,ttft_ms,end_ms,prompt_tokens,cached_tokens,completion_tokens,error\n"
 
-// coldWarmVerdict says whether the rig met the cold/warm ratio it is sized for (the quick
-// rig is not: it exists to be fast).
+// coldWarmMet says whether the cold/warm ratio applies to the rig (the default one: the
+// quick rig exists to be fast, and a given model is what it is) and whether it met it.
+func coldWarmMet(r *Report) (met, applies bool) {
+	if r.Setup.Rig == RigQuick || r.Setup.Rig == RigGiven {
+		return true, false
+	}
+	return r.ColdWarm >= r.TargetColdWarm, true
+}
+
+// coldWarmVerdict says coldWarmMet in words.
 func coldWarmVerdict(r *Report) string {
-	switch {
+	switch met, applies := coldWarmMet(r); {
 	case r.Setup.Rig == RigQuick:
 		return "n/a, the quick rig"
-	case r.Setup.Rig == RigGiven:
+	case !applies:
 		return "n/a, a given model"
-	case r.ColdWarm >= r.TargetColdWarm:
+	case met:
 		return "met"
 	}
 	return "MISSED"

@@ -60,7 +60,7 @@ func benchSoak(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	c.Exec = []string{exe, "bench", "gateway-hop"}
 	c.Progress = stderr
-	fmt.Fprintf(stderr, "bench soak: %d streams for %v, an event every %v (%d chunks a stream)\n", c.Streams, c.Duration, c.ChunkDelay, c.Chunks)
+	fmt.Fprintf(stderr, "bench soak: %d streams held for %v after a ramp of one stream's length, an event every %v (%d chunks a stream)\n", c.Streams, c.Duration, c.ChunkDelay, c.Chunks)
 	rep, err := sbench.Soak(ctx, c)
 	if err != nil {
 		return err

@@ -79,8 +79,7 @@ fi
 [ "$install_only" = 1 ] && { log "installed: $pk $cd_dir"; exit 0; }
 
 if [ "$build_sluice" = 1 ]; then
-	log "building $SLUICE_BIN from this checkout"
-	go build -o "$SLUICE_BIN" ./cmd/sluice
+	make --no-print-directory build # the Makefile's flags (the version) included
 elif [ ! -x "$SLUICE_BIN" ]; then
 	echo "peers.sh: SLUICE_BIN=$SLUICE_BIN is not an executable" >&2
 	exit 1
