@@ -26,9 +26,8 @@ type SoakConfig struct {
 	NoAuth     bool
 	NoCache    bool
 	MaxRSSMB   float64 // target for sluice's peak RSS (default 60)
-	// Settle is how long to wait for goroutines to return to the baseline (default 30s;
-	// fasthttp's idle workers are not counted, so a pipeline without leaks is back in
-	// about a second).
+	// Settle is how long to wait for goroutines to return to the baseline (default 30s:
+	// fasthttp's server lets an idle worker go 10 to 20 s after its connection closed).
 	Settle   time.Duration
 	Progress io.Writer
 	// HeapProfile: write a heap profile of sluice's process here halfway through.
@@ -97,14 +96,15 @@ type SoakReport struct {
 	StreamP50S     float64 `json:"stream_p50_s"`
 	StreamP99S     float64 `json:"stream_p99_s"`
 	// Goroutines before the load and after it (once back to the baseline, or Settle
-	// passed), fasthttp's idle workers left out of both; the peak is every goroutine.
+	// passed), fasthttp's idle workers counted apart (IdleWorkersAfter, and the baseline's
+	// in the leak); the peak is every goroutine. Leaked: the goroutines above the
+	// baseline, plus the idle workers above the baseline's that the server kept.
 	GoroutinesBase   int `json:"goroutines_baseline"`
 	GoroutinesPeak   int `json:"goroutines_peak"`
 	GoroutinesAfter  int `json:"goroutines_after"`
 	GoroutinesLeaked int `json:"goroutines_leaked"`
 	// IdleWorkersAfter: fasthttp's idle workers when the goroutines were counted after the
-	// load (left out of GoroutinesAfter; the server lets each go 10-20 s after its
-	// connection closed).
+	// load (not in GoroutinesAfter).
 	IdleWorkersAfter int     `json:"idle_workers_after"`
 	RSSBaseMB        float64 `json:"rss_baseline_mb"` // sluice's RSS before the load
 	RSSFileBaseMB    float64 `json:"rss_file_baseline_mb"`
@@ -164,7 +164,7 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 		return nil, err
 	}
 	lt.close()
-	base, err := settle(ctx, sl, -1, cfg.Settle)
+	base, err := settle(ctx, sl, -1, -1, cfg.Settle)
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +309,7 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 			return nil, err
 		}
 	}
-	after, err := settle(ctx, sl, base.Goroutines, cfg.Settle)
+	after, err := settle(ctx, sl, base.Goroutines, base.IdleWorkers, cfg.Settle)
 	if err != nil {
 		return nil, err
 	}
@@ -331,7 +331,8 @@ func Soak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 		rep.StreamP50S, rep.StreamP99S = round(float64(p[0])/1e9, 2), round(float64(p[1])/1e9, 2)
 	}
 	rep.GoroutinesAfter, rep.IdleWorkersAfter = after.Goroutines, after.IdleWorkers
-	rep.GoroutinesLeaked = max(0, after.Goroutines-base.Goroutines)
+	// Leaked: goroutines above the baseline, and idle workers the server did not let go.
+	rep.GoroutinesLeaked = max(0, after.Goroutines-base.Goroutines) + max(0, after.IdleWorkers-base.IdleWorkers)
 	rep.RSSMB = round(float64(after.RSSBytes)/(1<<20), 1)
 	rep.RSSAfterMB = round(float64(after.RSSNowBytes)/(1<<20), 1)
 	rep.CPUS = round(float64(after.CPUNS-before.CPUNS)/1e9, 1)
@@ -381,11 +382,11 @@ func soakOne(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Resp
 	return first, reads, c.validate(Stream, resp.StatusCode(), b)
 }
 
-// settle waits until sluice's goroutines are down to want (-1: until the count stops
-// changing), for up to d, and returns its stats then, with Goroutines counting neither
-// fasthttp's idle workers (a server keeps one 10 to 20 s after its connection closed)
-// nor anything else that is gone by then.
-func settle(ctx context.Context, h *hopProc, want int, d time.Duration) (hopStats, error) {
+// settle waits until sluice's goroutines other than fasthttp's idle workers are down to
+// want (-1: until that count stops changing) and, when wantIdle >= 0, its idle workers
+// down to wantIdle (a server lets each go 10 to 20 s after its connection closed), for
+// up to d, and returns its stats then, Goroutines not counting the idle workers.
+func settle(ctx context.Context, h *hopProc, want, wantIdle int, d time.Duration) (hopStats, error) {
 	deadline := time.Now().Add(d)
 	prev := -1
 	for {
@@ -394,7 +395,8 @@ func settle(ctx context.Context, h *hopProc, want int, d time.Duration) (hopStat
 			return st, err
 		}
 		st.Goroutines -= st.IdleWorkers
-		if (want >= 0 && st.Goroutines <= want) || (want < 0 && st.Goroutines == prev) || time.Now().After(deadline) {
+		busyDone := (want >= 0 && st.Goroutines <= want) || (want < 0 && st.Goroutines == prev)
+		if (busyDone && (wantIdle < 0 || st.IdleWorkers <= wantIdle)) || time.Now().After(deadline) {
 			return st, nil
 		}
 		prev = st.Goroutines
@@ -418,7 +420,7 @@ func (r *SoakReport) WriteTable(w io.Writer) error {
 	row("chunk reads/s (client)", strconv.FormatFloat(r.ChunksPerSec, 'f', 0, 64))
 	row("TTFB p50 / p99", fmt.Sprintf("%.1f / %.1f ms", r.TTFTP50MS, r.TTFTP99MS))
 	row("stream p50 / p99", fmt.Sprintf("%.2f / %.2f s", r.StreamP50S, r.StreamP99S))
-	row("sluice goroutines", fmt.Sprintf("baseline %d, peak %d, after %d (and %d fasthttp workers idle, left out): leaked %d",
+	row("sluice goroutines", fmt.Sprintf("baseline %d, peak %d, after %d and %d idle fasthttp workers: leaked %d",
 		r.GoroutinesBase, r.GoroutinesPeak, r.GoroutinesAfter, r.IdleWorkersAfter, r.GoroutinesLeaked))
 	row("sluice RSS", fmt.Sprintf("peak %.1f MiB (target <= %.0f); before the load %.1f MiB (of it mapped files %.1f), after %.1f MiB",
 		r.RSSMB, r.MaxRSSMB, r.RSSBaseMB, r.RSSFileBaseMB, r.RSSAfterMB))

@@ -18,7 +18,7 @@ func TestSoakShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep, err := Soak(t.Context(), SoakConfig{Streams: 20, Duration: 2 * time.Second, ChunkDelay: 10 * time.Millisecond,
-		Chunks: 5, Settle: 5 * time.Second, Exec: []string{exe, "gateway-hop"}})
+		Chunks: 5, Settle: 25 * time.Second, Exec: []string{exe, "gateway-hop"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,8 +28,8 @@ func TestSoakShort(t *testing.T) {
 	if rep.RSSMB <= 0 || rep.GoroutinesBase <= 0 || rep.GoroutinesPeak < rep.GoroutinesBase {
 		t.Errorf("rss %v MiB, goroutines base %d peak %d", rep.RSSMB, rep.GoroutinesBase, rep.GoroutinesPeak)
 	}
-	// sluice's pipeline leaves nothing behind (fasthttp's idle workers are not counted:
-	// the count is back within Settle, long before they would go).
+	// sluice's pipeline leaves nothing behind: its goroutines come back to the
+	// baseline, and fasthttp lets the idle workers go (within 20 s: Settle is 25).
 	if rep.GoroutinesLeaked != 0 || rep.Pass != (rep.RSSMB <= rep.MaxRSSMB) {
 		t.Errorf("goroutines: baseline %d, after %d, leaked %d; pass %v", rep.GoroutinesBase, rep.GoroutinesAfter, rep.GoroutinesLeaked, rep.Pass)
 	}
@@ -76,8 +76,11 @@ func TestSoakReportsLeak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.GoroutinesLeaked != 3 || rep.Pass {
-		t.Errorf("leaked %d (baseline %d, after %d), pass %v; want 3 and false", rep.GoroutinesLeaked, rep.GoroutinesBase, rep.GoroutinesAfter, rep.Pass)
+	// Settle is short, so the client connections' idle workers may still be there (and
+	// count too); the three held ones are above the baseline whatever happens.
+	if rep.GoroutinesAfter-rep.GoroutinesBase != 3 || rep.GoroutinesLeaked < 3 || rep.Pass {
+		t.Errorf("leaked %d (baseline %d, after %d, idle workers after %d), pass %v; want 3 above the baseline and false",
+			rep.GoroutinesLeaked, rep.GoroutinesBase, rep.GoroutinesAfter, rep.IdleWorkersAfter, rep.Pass)
 	}
 }
 

@@ -42,6 +42,10 @@ func TestBenchSoakJSON(t *testing.T) {
 	if e, _ := v["errors"].(float64); e != 0 {
 		t.Errorf("errors %v (%v)", e, v["first_error"])
 	}
+	if l, ok := v["goroutines_leaked"].(float64); !ok || l != 0 {
+		t.Errorf("goroutines leaked %v (baseline %v, after %v, idle workers after %v)", v["goroutines_leaked"], v["goroutines_baseline"],
+			v["goroutines_after"], v["idle_workers_after"])
+	}
 	if c, _ := v["completed"].(float64); c < 10 {
 		t.Errorf("completed %v streams; want at least one per client", c)
 	}
