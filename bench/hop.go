@@ -261,10 +261,15 @@ func writeProfile(name, path string) error {
 
 // profile asks the hop for its profile name ("heap", "goroutine") written to path.
 func (h *hopProc) profile(name, path string) error {
-	if _, err := io.WriteString(h.in, "profile "+name+" "+path+"\n"); err != nil {
+	return h.command("profile "+name+" "+path, 30*time.Second)
+}
+
+// command sends the hop one command line and waits up to d for its "ok".
+func (h *hopProc) command(cmd string, d time.Duration) error {
+	if _, err := io.WriteString(h.in, cmd+"\n"); err != nil {
 		return err
 	}
-	line, err := h.line(30 * time.Second)
+	line, err := h.line(d)
 	if err != nil {
 		return err
 	}
@@ -379,19 +384,7 @@ func (h *hopProc) stats() (hopStats, error) { return h.query("stats") }
 func (h *hopProc) statsIdle() (hopStats, error) { return h.query("stats idle") }
 
 // hold asks the hop for n goroutines that wait until it ends (a leak, for tests).
-func (h *hopProc) hold(n int) error {
-	if _, err := fmt.Fprintf(h.in, "hold %d\n", n); err != nil {
-		return err
-	}
-	line, err := h.line(10 * time.Second)
-	if err != nil {
-		return err
-	}
-	if line != "ok" {
-		return fmt.Errorf("bench: %s hop: %s", h.name, line)
-	}
-	return nil
-}
+func (h *hopProc) hold(n int) error { return h.command("hold "+strconv.Itoa(n), 10*time.Second) }
 
 func (h *hopProc) query(cmd string) (hopStats, error) {
 	var st hopStats
